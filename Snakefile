@@ -1,0 +1,21 @@
+# QLoRA fine-tuning of a small causal LM to write product descriptions from product titles.
+#   snakemake --cores 8 results/report.html                                   (offline demo)
+#   snakemake --cores 8 --configfile presets/tinyllama.yaml results/report.html  (reference recipe)
+# Stages: prepare -> tokenize -> pack -> (base_model) -> train -> generate -> plots -> report
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/model.smk"
+include: "rules/train.smk"
+include: "rules/evaluate.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        "results/report.html",

@@ -1,0 +1,35 @@
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
+from ftpipe.config_check import check_config  # noqa: E402
+from snakemake.utils import validate
+
+
+# Every config error is reported here, before any job starts.
+check_config(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml")
+validate(config, "../schemas/config.schema.yaml")
+
+RUN = config["run_name"]
+DATA = "results/data"
+RUN_DIR = f"results/runs/{RUN}"
+BASE_MODEL = "results/base_model"
+
+
+localrules:
+    plots,
+    report,
+
+
+def cfg(section, *keys):
+    """A config value by path (cfg("train", "lora", "r")); the rules pass these on through params."""
+    value = config[section]
+    for key in keys:
+        value = value[key]
+    return value
+
+
+def resources_of(section):
+    res = cfg(section, "resources")
+    return {"gpu": res["gpu"], "mem_mb": res["mem_mb"], "runtime": res["runtime"]}

@@ -1,0 +1,68 @@
+rule prepare:
+    input:
+        raw=cfg("data", "raw"),
+    output:
+        train=f"{DATA}/prepared/train.jsonl",
+        validation=f"{DATA}/prepared/validation.jsonl",
+        test=f"{DATA}/prepared/test.jsonl",
+        counts=f"{DATA}/prepared/counts.json",
+        rejects=f"{DATA}/prepared/rejects.jsonl",
+    params:
+        duplicate_titles=cfg("data", "duplicate_titles"),
+        sample_size=cfg("data", "sample_size"),
+        seed=cfg("data", "seed"),
+        validation_fraction=cfg("data", "validation_fraction"),
+        test_fraction=cfg("data", "test_fraction"),
+        instruction_template=cfg("prompt", "instruction"),
+        response_template=cfg("prompt", "response"),
+    log:
+        "logs/prepare.log",
+    benchmark:
+        "benchmarks/prepare.tsv"
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/prepare.py"
+
+
+rule tokenize:
+    input:
+        train=rules.prepare.output.train,
+        validation=rules.prepare.output.validation,
+        test=rules.prepare.output.test,
+        model_dir=BASE_MODEL,
+    output:
+        dataset=directory(f"{DATA}/tokenized"),
+        stats=f"{DATA}/tokenize_stats.json",
+    params:
+        max_len=cfg("tokenize", "max_len"),
+        completion_only=cfg("tokenize", "completion_only"),
+        overlong=cfg("tokenize", "overlong"),
+    log:
+        "logs/tokenize.log",
+    benchmark:
+        "benchmarks/tokenize.tsv"
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/tokenize_data.py"
+
+
+rule pack:
+    input:
+        tokenized=rules.tokenize.output.dataset,
+        tokenize_stats=rules.tokenize.output.stats,
+    output:
+        dataset=directory(f"{DATA}/packed"),
+        stats=f"{DATA}/pack_stats.json",
+    params:
+        mode=cfg("pack", "mode"),
+        max_len=cfg("tokenize", "max_len"),
+    log:
+        "logs/pack.log",
+    benchmark:
+        "benchmarks/pack.tsv"
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/pack.py"

@@ -1,0 +1,28 @@
+rule generate:
+    input:
+        test=rules.prepare.output.test,
+        model_dir=BASE_MODEL,
+        adapter=rules.train.output.adapter,
+    output:
+        samples=f"{RUN_DIR}/samples.json",
+    params:
+        instruction_template=cfg("prompt", "instruction"),
+        base_prompt_template=cfg("prompt", "base_plain"),
+        stop_strings=cfg("prompt", "stop_strings"),
+        quantization=cfg("train", "quantization"),
+        **{
+            key: value
+            for key, value in cfg("generate").items()
+            if key != "resources"
+        },
+    threads: 2
+    resources:
+        **resources_of("generate"),
+    log:
+        f"logs/runs/{RUN}/generate.log",
+    benchmark:
+        f"benchmarks/runs/{RUN}/generate.tsv"
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../scripts/generate.py"

@@ -1,0 +1,50 @@
+rule plots:
+    input:
+        train_log=rules.train.output.train_log,
+        tokenized=rules.tokenize.output.dataset,
+    output:
+        curve=report(
+            f"{RUN_DIR}/plots/train_curve.png",
+            caption="../report/train_curve.rst",
+            category="Training",
+        ),
+        lengths=report(
+            f"{RUN_DIR}/plots/token_lengths.png",
+            caption="../report/token_lengths.rst",
+            category="Data",
+        ),
+    params:
+        smoothing=cfg("plots", "smoothing"),
+        max_len=cfg("tokenize", "max_len"),
+    log:
+        f"logs/runs/{RUN}/plots.log",
+    benchmark:
+        f"benchmarks/runs/{RUN}/plots.tsv"
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../scripts/plots.py"
+
+
+rule report:
+    input:
+        counts=rules.prepare.output.counts,
+        token_stats=rules.tokenize.output.stats,
+        pack_stats=rules.pack.output.stats,
+        timing=rules.train.output.timing,
+        history=rules.train.output.history,
+        samples=rules.generate.output.samples,
+        curve_png=rules.plots.output.curve,
+        lengths_png=rules.plots.output.lengths,
+    output:
+        report="results/report.html",
+    params:
+        config=config,
+    log:
+        f"logs/runs/{RUN}/report.log",
+    benchmark:
+        f"benchmarks/runs/{RUN}/report.tsv"
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../scripts/report.py"

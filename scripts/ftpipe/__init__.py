@@ -1,0 +1,1 @@
+"""Code shared by the pipeline's stage scripts (one script per stage lives next to this package)."""

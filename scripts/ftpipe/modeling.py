@@ -1,0 +1,79 @@
+"""Loading the base model, its tokenizer and the LoRA adapter, on a GPU when there is one."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+log = logging.getLogger("ftpipe")
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def compute_dtype(device: torch.device) -> torch.dtype:
+    """bf16 on GPUs that support it, fp16 on older GPUs, float32 on the CPU."""
+    if device.type != "cuda":
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def enable_tf32() -> None:
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+
+
+def load_tokenizer(model_dir: str, padding_side: str = "right"):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = padding_side
+    return tokenizer
+
+
+def bnb_config(quantization: dict, dtype: torch.dtype):
+    """A BitsAndBytesConfig from the config's `quantization` block, or None for a 16/32-bit base."""
+    if not quantization.get("load_in_4bit", False):
+        return None
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=quantization.get("quant_type", "nf4"),
+        bnb_4bit_use_double_quant=quantization.get("double_quant", True),
+        bnb_4bit_compute_dtype=dtype,
+    )
+
+
+def load_base_model(model_dir: str, quantization: dict, device: torch.device, dtype: torch.dtype):
+    """The base model from a local folder (safetensors only, no remote code), quantized as configured."""
+    from transformers import AutoModelForCausalLM
+
+    quant = bnb_config(quantization, dtype)
+    model = AutoModelForCausalLM.from_pretrained(
+        model_dir,
+        dtype=dtype,
+        quantization_config=quant,
+        device_map={"": device.index if device.type == "cuda" and device.index is not None else device.type},
+        use_safetensors=True,
+        trust_remote_code=False,
+    )
+    log.info("loaded %s on %s (%s, 4-bit=%s)", model_dir, device, dtype, quant is not None)
+    return model
+
+
+def lora_config(lora: dict):
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=lora["r"],
+        lora_alpha=lora["alpha"],
+        lora_dropout=lora["dropout"],
+        target_modules=list(lora["target_modules"]),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )

@@ -1,0 +1,97 @@
+"""Stage 6, generate: descriptions for held-out test titles from the base model and from base + adapter.
+
+Three variants for the same titles: the base model with the reference's plain prompt, the base model with
+the tagged training prompt, and the adapter with the tagged prompt. Sampling settings default to the
+reference's (temperature 0.7, top_p 0.9, repetition penalty 1.1); generation stops at the end of the turn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ftpipe import stage  # noqa: E402
+from ftpipe.generation import generate_texts  # noqa: E402
+from ftpipe.io import write_json  # noqa: E402
+from ftpipe.modeling import compute_dtype, load_base_model, load_tokenizer, pick_device  # noqa: E402
+from ftpipe.prompts import instruction_text  # noqa: E402
+
+log = logging.getLogger("ftpipe.generate")
+
+
+def test_rows(path: str, count: int) -> list[dict]:
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if len(rows) >= count:
+                break
+            rows.append(json.loads(line))
+    return rows
+
+
+def generate(args) -> dict:
+    from peft import PeftModel
+
+    device = pick_device()
+    rows = test_rows(args.test, args.num_titles)
+    if not rows:
+        raise SystemExit(f"generate: {args.test} has no test rows")
+    titles = [row["title"] for row in rows]
+    settings = {key: getattr(args, key) for key in
+                ("max_new_tokens", "do_sample", "temperature", "top_p", "repetition_penalty", "stop_strings", "seed")}
+    tokenizer = load_tokenizer(args.adapter)
+    model = load_base_model(args.model_dir, args.quantization, device, compute_dtype(device))
+    model.eval()
+    plain = [args.base_prompt_template.format(title=title) for title in titles]
+    tagged = [instruction_text(args.instruction_template, title) for title in titles]
+    outputs, seconds = {}, {}
+    for name, prompts in (("base_plain", plain), ("base_tagged", tagged)):
+        t0 = time.perf_counter()
+        outputs[name] = generate_texts(model, tokenizer, prompts, settings, args.batch_size)
+        seconds[name] = round(time.perf_counter() - t0, 3)
+    model = PeftModel.from_pretrained(model, args.adapter)
+    model.eval()
+    t0 = time.perf_counter()
+    outputs["adapter"] = generate_texts(model, tokenizer, tagged, settings, args.batch_size)
+    seconds["adapter"] = round(time.perf_counter() - t0, 3)
+    samples = [
+        {"title": row["title"], "reference": row["content"], **{name: outputs[name][i] for name in outputs}}
+        for i, row in enumerate(rows)
+    ]
+    result = {"settings": settings, "device": str(device), "seconds": seconds, "samples": samples}
+    write_json(args.samples, result)
+    log.info("%d titles in %s", len(samples), seconds)
+    return result
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="generate.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add = parser.add_argument
+    add("--test", required=True, help="prepared test split (JSON Lines)")
+    add("--model-dir", required=True, help="base model folder")
+    add("--adapter", required=True, help="adapter folder")
+    add("--samples", required=True, help="output: samples JSON")
+    add("--num-titles", type=int, default=8)
+    add("--max-new-tokens", type=int, default=128)
+    add("--do-sample", action=argparse.BooleanOptionalAction, default=True)
+    add("--temperature", type=float, default=0.7)
+    add("--top-p", type=float, default=0.9)
+    add("--repetition-penalty", type=float, default=1.1)
+    add("--stop-strings", nargs="*", default=["<end_of_turn>", "<eos>"])
+    add("--seed", type=int, default=42)
+    add("--batch-size", type=int, default=16)
+    add("--instruction-template", required=True, help="tagged prompt with {title}")
+    add("--base-prompt-template", required=True, help="plain prompt for the base model, with {title}")
+    add("--quantization", type=stage.json_arg, default={"load_in_4bit": True, "quant_type": "nf4",
+                                                         "double_quant": True}, help="JSON")
+    return parser
+
+
+if __name__ == "__main__":
+    stage.run(generate, build_parser(), globals())
