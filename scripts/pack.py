@@ -110,7 +110,8 @@ def pack(args) -> dict:
     for name in PACKED_SPLITS:
         split = tokenized[name]
         blocks = pack_split(split, args.mode, args.max_len, pad_id)
-        packed[name] = datasets.Dataset.from_list(blocks, features=features)
+        columns = {key: [block[key] for block in blocks] for key in features}
+        packed[name] = datasets.Dataset.from_dict(columns, features=features)
         stats[name] = block_stats(blocks, len(split), args.max_len)
         log.info("%s: %s", name, stats[name])
     with atomic_path(args.dataset) as tmp:

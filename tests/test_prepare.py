@@ -1,0 +1,144 @@
+"""prepare: parsing and repair of single lines, row accounting, leak-free split, determinism."""
+
+from __future__ import annotations
+
+import json
+from argparse import Namespace
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from prepare import InputError, assign_split, parse_line, prepare, title_key
+
+TEMPLATE = "<bos><start_of_turn>user\n{title}<end_of_turn>\n<start_of_turn>model\n"
+
+
+def line(**fields) -> bytes:
+    return json.dumps({"uid": "B000000001", "title": "Girls Ballet Tutu", "content": "A pink tutu.", **fields}).encode()
+
+
+def args_for(raw: Path, out: Path, **overrides) -> Namespace:
+    values = dict(raw=str(raw), train=str(out / "train.jsonl"), validation=str(out / "validation.jsonl"),
+                  test=str(out / "test.jsonl"), counts=str(out / "counts.json"), rejects=str(out / "rejects.jsonl"),
+                  duplicate_titles="first", sample_size=None, seed=42, validation_fraction=0.2, test_fraction=0.2,
+                  instruction_template=TEMPLATE, response_template="{content}<eos>")
+    return Namespace(**{**values, **overrides})
+
+
+def test_clean_line_is_kept_unchanged():
+    outcome = parse_line(line())
+    assert outcome.reason is None and outcome.repairs == []
+    assert outcome.record["title"] == "Girls Ballet Tutu"
+
+
+@pytest.mark.parametrize("raw, repair, expected_content", [
+    (line(content="Soft &amp; light &#8211; for girls&#8217; dance"), "html_entities", "Soft & light – for girls’ dance"),
+    (line(content="  A   pink\n\ntutu.  "), "whitespace", "A pink tutu."),
+    (line(content="A pink\x07 tutu."), "control_characters", "A pink tutu."),
+    (line(content="<p>A pink <b>tutu</b>.</p>"), "html_tags", "A pink tutu ."),
+    (b'"{""uid"": ""1"", ""title"": ""Tutu"", ""content"": ""A pink tutu.""}"', "doubled_quotes", "A pink tutu."),
+    (line(content="A pink tutu.").replace(b"pink", b"pi\xffnk"), "invalid_utf8", "A pink tutu."),
+    (json.dumps({"Title": "Tutu", "content": "A pink tutu."}).encode(), "field_name_case", "A pink tutu."),
+])
+def test_repairs(raw, repair, expected_content):
+    outcome = parse_line(raw)
+    assert outcome.reason is None
+    assert repair in outcome.repairs
+    assert outcome.record["content"] == expected_content
+
+
+def test_list_stored_as_string_is_parsed():
+    outcome = parse_line(line(target_ind="[1, 2]"))
+    assert outcome.record["target_ind"] == [1, 2] and "list_as_string" in outcome.repairs
+
+
+@pytest.mark.parametrize("raw, reason", [
+    (line(title=""), "empty_title"),
+    (line(title="   "), "empty_title"),
+    (line(content="<p><br/></p>"), "empty_content"),
+    (line(content=None), "null_content"),
+    (b'{"uid": "1", "title": "Tutu", "content": NaN}', "null_content"),
+    (json.dumps({"name": "Tutu", "content": "x"}).encode(), "missing_title"),
+    (line(title=12345), "title_not_text"),
+    (b'{"uid": "1", "title": "Tut', "invalid_json"),
+    (b"[1, 2]", "not_an_object"),
+    (b"   ", "blank_line"),
+])
+def test_rejects(raw, reason):
+    assert parse_line(raw).reason == reason
+
+
+def test_every_line_has_one_outcome(tmp_path):
+    from make_catalog import generate_records, write_jsonl
+
+    raw = tmp_path / "trn.json"
+    write_jsonl(raw, generate_records(600, seed=3, quirk_rate=0.3))
+    counts = prepare(args_for(raw, tmp_path))
+    n_lines = len(raw.read_bytes().splitlines())
+    assert counts["input_lines"] == n_lines
+    assert sum(counts["outcomes"].values()) == n_lines
+    rejects = [json.loads(x) for x in (tmp_path / "rejects.jsonl").read_text().splitlines()]
+    assert len(rejects) == counts["outcomes"]["rejected"] == sum(counts["rejected_reasons"].values())
+    assert Counter(r["reason"] for r in rejects) == Counter(counts["rejected_reasons"])
+    kept = sum(len((tmp_path / f"{s}.jsonl").read_text().splitlines()) for s in ("train", "validation", "test"))
+    assert kept == counts["outcomes"]["kept"] + counts["outcomes"]["repaired"] == counts["sampling"]["sampled"]
+
+
+def test_split_never_shares_a_title(tmp_path):
+    raw = tmp_path / "trn.json"
+    rows = [{"uid": str(i), "title": f"Product {i % 40}!", "content": f"Description number {i}."} for i in range(400)]
+    raw.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    prepare(args_for(raw, tmp_path, duplicate_titles="keep_all"))
+    seen = {}
+    for split in ("train", "validation", "test"):
+        for row in map(json.loads, (tmp_path / f"{split}.jsonl").read_text().splitlines()):
+            assert seen.setdefault(title_key(row["title"]), split) == split
+    assert len(set(seen.values())) == 3
+
+
+def test_split_is_by_normalized_title():
+    assert assign_split(title_key("Girls Ballet Tutu"), 0.3, 0.3, 1) == assign_split(
+        title_key("girls  ballet-TUTU"), 0.3, 0.3, 1)
+
+
+def test_duplicates(tmp_path):
+    raw = tmp_path / "trn.json"
+    raw.write_bytes(b"\n".join([line(), line(), line(content="Another text."), line(title="Other")]) + b"\n")
+    counts = prepare(args_for(raw, tmp_path, validation_fraction=0.0, test_fraction=0.0))
+    assert counts["rejected_reasons"] == {"duplicate": 1, "duplicate_title": 1}
+    counts = prepare(args_for(raw, tmp_path, duplicate_titles="keep_all", validation_fraction=0.0, test_fraction=0.0))
+    assert counts["rejected_reasons"] == {"duplicate": 1}
+
+
+def test_sample_is_seeded_and_sized(tmp_path, tiny_catalog):
+    first = prepare(args_for(tiny_catalog, tmp_path / "a", sample_size=50))
+    again = prepare(args_for(tiny_catalog, tmp_path / "b", sample_size=50))
+    other = prepare(args_for(tiny_catalog, tmp_path / "c", sample_size=50, seed=1))
+    assert first["sampling"]["sampled"] == 50
+    read = lambda d: (d / "train.jsonl").read_bytes()  # noqa: E731
+    assert read(tmp_path / "a") == read(tmp_path / "b") != read(tmp_path / "c")
+    assert first["splits"] == again["splits"]
+    assert other["sampling"]["sampled"] == 50
+
+
+def test_outputs_are_byte_identical_on_rerun(tmp_path, tiny_catalog):
+    prepare(args_for(tiny_catalog, tmp_path / "a"))
+    prepare(args_for(tiny_catalog, tmp_path / "b"))
+    for name in ("train.jsonl", "validation.jsonl", "test.jsonl", "rejects.jsonl"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_json_array_input(tmp_path):
+    raw = tmp_path / "trn.json"
+    raw.write_text(json.dumps([{"title": "Tutu", "content": "Pink."}, {"title": "", "content": "x"}]))
+    counts = prepare(args_for(raw, tmp_path, validation_fraction=0.0, test_fraction=0.0))
+    assert counts["input_lines"] == 2 and counts["outcomes"]["rejected"] == 1
+
+
+@pytest.mark.parametrize("content, message", [(None, "file not found"), (b"", "empty"), (b"  \n", "empty")])
+def test_unusable_files_stop_with_a_message(tmp_path, content, message):
+    raw = tmp_path / "trn.json"
+    if content is not None:
+        raw.write_bytes(content)
+    with pytest.raises(InputError, match=message):
+        prepare(args_for(raw, tmp_path))

@@ -1,0 +1,114 @@
+"""train: loss normalization under accumulation, exact resume after SIGKILL, outputs and validation."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from tests.conftest import SCRIPTS
+
+LORA = '{"r": 4, "alpha": 8, "dropout": 0.05, "target_modules": ["q_proj", "v_proj", "down_proj"]}'
+
+
+def cli_args(packed: Path, model: Path, out: Path, *extra: str) -> list[str]:
+    return ["--packed", str(packed), "--model-dir", str(model), "--adapter", str(out / "adapter"),
+            "--train-log", str(out / "train_log.csv"), "--history", str(out / "history.json"),
+            "--timing", str(out / "timing.json"), "--checkpoint-dir", str(out / "checkpoints"),
+            "--lora", LORA, "--max-len", "128", "--micro-batch", "2", "--grad-accum", "2", "--max-steps", "8",
+            "--logging-steps", "1", "--save-steps", "2", "--keep-checkpoints", "2", "--learning-rate", "1e-3",
+            "--no-gradient-checkpointing", *extra]
+
+
+def run_train(args: list[str], **popen) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, str(SCRIPTS / "train.py"), *args], env=env, **popen)
+
+
+def test_grad_accumulation_matches_one_big_batch(packed_dir, tiny_model_dir):
+    """8 blocks as 4 micro-batches of 2 and as 1 micro-batch of 8 give the same update, though the blocks
+    carry different numbers of labelled tokens."""
+    import datasets
+    from train import build_model, build_parser, train_step
+
+    data = datasets.load_from_disk(str(packed_dir)).with_format("torch")["train"]
+    blocks = data[list(range(8))]
+    label_counts = (blocks["labels"][:, 1:] != -100).sum(dim=1)
+    assert len(set(label_counts.tolist())) > 1
+    args = build_parser().parse_args(cli_args(packed_dir, tiny_model_dir, Path("unused")) + [
+        "--lora", LORA.replace("0.05", "0.0"), "--quantization", '{"load_in_4bit": false}'])
+    updated = []
+    for micro_batch in (2, 8):
+        torch.manual_seed(0)
+        model = build_model(args, torch.device("cpu"), torch.float32)
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.SGD(params, lr=1.0)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+        train_step(model, optimizer, scheduler, blocks, micro_batch, 0.0, torch.device("cpu"))
+        updated.append(torch.cat([p.detach().flatten() for p in params]))
+    assert updated[0].abs().max() > 0
+    torch.testing.assert_close(updated[0], updated[1], rtol=1e-5, atol=1e-7)
+
+
+def test_resume_after_sigkill_gives_the_same_adapter(packed_dir, tiny_model_dir, tmp_path):
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert run_train(cli_args(packed_dir, tiny_model_dir, whole)).wait(timeout=600) == 0
+
+    process = run_train(cli_args(packed_dir, tiny_model_dir, killed))
+    deadline = time.time() + 600
+    while not (killed / "checkpoints" / "step-0000004" / "state.json").exists():
+        assert process.poll() is None, "training ended before it could be killed"
+        assert time.time() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (killed / "adapter").exists()
+    assert run_train(cli_args(packed_dir, tiny_model_dir, killed)).wait(timeout=600) == 0
+
+    a = load_file(str(whole / "adapter" / "adapter_model.safetensors"))
+    b = load_file(str(killed / "adapter" / "adapter_model.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    with open(killed / "train_log.csv") as handle:
+        steps = [int(row["step"]) for row in csv.DictReader(handle)]
+    assert steps == list(range(1, 9))  # no gap, no repeat
+    with open(whole / "train_log.csv") as handle, open(killed / "train_log.csv") as other:
+        losses = [row["loss"] for row in csv.DictReader(handle)]
+        assert losses == [row["loss"] for row in csv.DictReader(other)]
+
+
+def test_checkpoint_of_another_configuration_is_not_resumed(packed_dir, tiny_model_dir):
+    from train import build_parser, run_fingerprint
+
+    base = cli_args(packed_dir, tiny_model_dir, Path("out"))
+    first = run_fingerprint(build_parser().parse_args(base), str(packed_dir))
+    assert first == run_fingerprint(build_parser().parse_args(base + ["--keep-checkpoints", "5"]), str(packed_dir))
+    assert first != run_fingerprint(build_parser().parse_args(base + ["--learning-rate", "2e-4"]), str(packed_dir))
+
+
+def test_validation_and_early_stopping(packed_dir, tiny_model_dir, tmp_path):
+    extra = ["--eval-steps", "1", "--early-stopping-patience", "1", "--early-stopping-min-delta", "10",
+             "--load-best"]
+    assert run_train(cli_args(packed_dir, tiny_model_dir, tmp_path, *extra)).wait(timeout=600) == 0
+    history = json.loads((tmp_path / "history.json").read_text())
+    # min_delta 10 makes every evaluation after the first "no improvement": stop after step 2.
+    assert history["stopped_early"] and history["step"] == 2 and history["best_step"] == 1
+    timing = json.loads((tmp_path / "timing.json").read_text())
+    assert timing["device"] == "cpu" and timing["precision"] == "float32" and timing["tokens_per_second"] > 0
+
+
+@pytest.mark.parametrize("script", ["prepare", "tokenize_data", "pack", "base_model", "train", "generate",
+                                    "plots", "report"])
+def test_every_stage_has_a_command_line(script):
+    result = subprocess.run([sys.executable, str(SCRIPTS / f"{script}.py"), "--help"], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0 and "usage:" in result.stdout
