@@ -33,3 +33,8 @@ def cfg(section, *keys):
 def resources_of(section):
     res = cfg(section, "resources")
     return {"gpu": res["gpu"], "mem_mb": res["mem_mb"], "runtime": res["runtime"]}
+
+
+def literal(value):
+    """A params value Snakemake must not expand: prompt templates contain {title} and {content}."""
+    return lambda wildcards: value

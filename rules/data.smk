@@ -13,8 +13,8 @@ rule prepare:
         seed=cfg("data", "seed"),
         validation_fraction=cfg("data", "validation_fraction"),
         test_fraction=cfg("data", "test_fraction"),
-        instruction_template=cfg("prompt", "instruction"),
-        response_template=cfg("prompt", "response"),
+        instruction_template=literal(cfg("prompt", "instruction")),
+        response_template=literal(cfg("prompt", "response")),
     log:
         "logs/prepare.log",
     benchmark:

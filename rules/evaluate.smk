@@ -6,8 +6,8 @@ rule generate:
     output:
         samples=f"{RUN_DIR}/samples.json",
     params:
-        instruction_template=cfg("prompt", "instruction"),
-        base_prompt_template=cfg("prompt", "base_plain"),
+        instruction_template=literal(cfg("prompt", "instruction")),
+        base_prompt_template=literal(cfg("prompt", "base_plain")),
         stop_strings=cfg("prompt", "stop_strings"),
         quantization=cfg("train", "quantization"),
         **{

@@ -39,7 +39,7 @@ rule report:
     output:
         report="results/report.html",
     params:
-        config=config,
+        config=literal(config),
     log:
         f"logs/runs/{RUN}/report.log",
     benchmark:

@@ -7,7 +7,6 @@ Later stages load only from this folder, so they never need the network. Sources
 - a hub id such as `TinyLlama/TinyLlama_v1.1` (needs network; a token is read from HF_TOKEN only).
 """
 
-from __future__ import annotations
 
 import argparse
 import importlib.util

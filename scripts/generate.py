@@ -5,7 +5,6 @@ the tagged training prompt, and the adapter with the tagged prompt. Sampling set
 reference's (temperature 0.7, top_p 0.9, repetition penalty 1.1); generation stops at the end of the turn.
 """
 
-from __future__ import annotations
 
 import argparse
 import json

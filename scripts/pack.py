@@ -11,7 +11,6 @@ Two modes:
 Each block has `input_ids`, `labels` and `position_ids`, all of length `max_len`.
 """
 
-from __future__ import annotations
 
 import argparse
 import logging

@@ -1,7 +1,6 @@
 """Stage 7, plots: the training curve (raw and smoothed loss, validation loss, learning rate on a second
 axis) and a histogram of example lengths in tokens, as PNG files."""
 
-from __future__ import annotations
 
 import argparse
 import logging

@@ -5,7 +5,6 @@ Every input line ends in exactly one outcome: `kept`, `repaired` (kept after a r
 so memory stays bounded whatever the file size; a JSON array file is read whole.
 """
 
-from __future__ import annotations
 
 import argparse
 import hashlib

@@ -2,7 +2,6 @@
 summary, data accounting, training curves and timing, the generated samples side by side, the
 configuration and provenance."""
 
-from __future__ import annotations
 
 import argparse
 import base64

@@ -5,7 +5,6 @@ No padding: each example keeps its own length. Labels are -100 on the prompt tok
 `overlong` policy, and how many were affected goes to the stats JSON.
 """
 
-from __future__ import annotations
 
 import argparse
 import json

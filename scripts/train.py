@@ -7,7 +7,6 @@ so micro-batch x accumulation does not change the gradient. Uses the GPU when th
 TF32 on) and the CPU otherwise (float32 compute).
 """
 
-from __future__ import annotations
 
 import argparse
 import csv

@@ -16,7 +16,7 @@ class ConfigError(ValueError):
 
 def config_problems(config: dict, schema: dict) -> list[str]:
     """Every problem of `config` against `schema`, one readable line each."""
-    validator = jsonschema.Draft7Validator(schema)
+    validator = jsonschema.Draft202012Validator(schema)
     problems = []
     for error in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path))):
         where = ".".join(map(str, error.absolute_path)) or "(top level)"
