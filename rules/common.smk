@@ -6,7 +6,6 @@ sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 from ftpipe.config_check import check_config  # noqa: E402
 from snakemake.utils import validate
 
-
 # Every config error is reported here, before any job starts.
 check_config(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml")
 validate(config, "../schemas/config.schema.yaml")

@@ -7,6 +7,12 @@ rule prepare:
         test=f"{DATA}/prepared/test.jsonl",
         counts=f"{DATA}/prepared/counts.json",
         rejects=f"{DATA}/prepared/rejects.jsonl",
+    log:
+        "logs/prepare.log",
+    benchmark:
+        "benchmarks/prepare.tsv"
+    conda:
+        "../envs/data.yaml"
     params:
         duplicate_titles=cfg("data", "duplicate_titles"),
         sample_size=cfg("data", "sample_size"),
@@ -15,12 +21,6 @@ rule prepare:
         test_fraction=cfg("data", "test_fraction"),
         instruction_template=literal(cfg("prompt", "instruction")),
         response_template=literal(cfg("prompt", "response")),
-    log:
-        "logs/prepare.log",
-    benchmark:
-        "benchmarks/prepare.tsv"
-    conda:
-        "../envs/data.yaml"
     script:
         "../scripts/prepare.py"
 
@@ -34,16 +34,16 @@ rule tokenize:
     output:
         dataset=directory(f"{DATA}/tokenized"),
         stats=f"{DATA}/tokenize_stats.json",
-    params:
-        max_len=cfg("tokenize", "max_len"),
-        completion_only=cfg("tokenize", "completion_only"),
-        overlong=cfg("tokenize", "overlong"),
     log:
         "logs/tokenize.log",
     benchmark:
         "benchmarks/tokenize.tsv"
     conda:
         "../envs/data.yaml"
+    params:
+        max_len=cfg("tokenize", "max_len"),
+        completion_only=cfg("tokenize", "completion_only"),
+        overlong=cfg("tokenize", "overlong"),
     script:
         "../scripts/tokenize_data.py"
 
@@ -55,14 +55,14 @@ rule pack:
     output:
         dataset=directory(f"{DATA}/packed"),
         stats=f"{DATA}/pack_stats.json",
-    params:
-        mode=cfg("pack", "mode"),
-        max_len=cfg("tokenize", "max_len"),
     log:
         "logs/pack.log",
     benchmark:
         "benchmarks/pack.tsv"
     conda:
         "../envs/data.yaml"
+    params:
+        mode=cfg("pack", "mode"),
+        max_len=cfg("tokenize", "max_len"),
     script:
         "../scripts/pack.py"

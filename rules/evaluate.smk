@@ -5,24 +5,20 @@ rule generate:
         adapter=rules.train.output.adapter,
     output:
         samples=f"{RUN_DIR}/samples.json",
-    params:
-        instruction_template=literal(cfg("prompt", "instruction")),
-        base_prompt_template=literal(cfg("prompt", "base_plain")),
-        stop_strings=cfg("prompt", "stop_strings"),
-        quantization=cfg("train", "quantization"),
-        **{
-            key: value
-            for key, value in cfg("generate").items()
-            if key != "resources"
-        },
-    threads: 2
-    resources:
-        **resources_of("generate"),
     log:
         f"logs/runs/{RUN}/generate.log",
     benchmark:
         f"benchmarks/runs/{RUN}/generate.tsv"
     conda:
         "../envs/train.yaml"
+    threads: 2
+    resources:
+        **resources_of("generate"),
+    params:
+        **{key: value for key, value in cfg("generate").items() if key != "resources"},
+        instruction_template=literal(cfg("prompt", "instruction")),
+        base_prompt_template=literal(cfg("prompt", "base_plain")),
+        stop_strings=cfg("prompt", "stop_strings"),
+        quantization=cfg("train", "quantization"),
     script:
         "../scripts/generate.py"

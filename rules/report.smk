@@ -13,15 +13,15 @@ rule plots:
             caption="../report/token_lengths.rst",
             category="Data",
         ),
-    params:
-        smoothing=cfg("plots", "smoothing"),
-        max_len=cfg("tokenize", "max_len"),
     log:
         f"logs/runs/{RUN}/plots.log",
     benchmark:
         f"benchmarks/runs/{RUN}/plots.tsv"
     conda:
         "../envs/report.yaml"
+    params:
+        smoothing=cfg("plots", "smoothing"),
+        max_len=cfg("tokenize", "max_len"),
     script:
         "../scripts/plots.py"
 
@@ -38,13 +38,13 @@ rule report:
         lengths_png=rules.plots.output.lengths,
     output:
         report="results/report.html",
-    params:
-        config=literal(config),
     log:
         f"logs/runs/{RUN}/report.log",
     benchmark:
         f"benchmarks/runs/{RUN}/report.tsv"
     conda:
         "../envs/report.yaml"
+    params:
+        config=literal(config),
     script:
         "../scripts/report.py"

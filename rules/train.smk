@@ -7,23 +7,19 @@ rule train:
         train_log=f"{RUN_DIR}/train_log.csv",
         history=f"{RUN_DIR}/training_history.json",
         timing=f"{RUN_DIR}/timing.json",
-    params:
-        # Checkpoints live outside the declared outputs so that a rerun after a kill can resume from them.
-        checkpoint_dir=f"{RUN_DIR}/checkpoints",
-        max_len=cfg("tokenize", "max_len"),
-        **{
-            key: value
-            for key, value in cfg("train").items()
-            if key != "resources"
-        },
-    threads: 2
-    resources:
-        **resources_of("train"),
     log:
         f"logs/runs/{RUN}/train.log",
     benchmark:
         f"benchmarks/runs/{RUN}/train.tsv"
     conda:
         "../envs/train.yaml"
+    threads: 2
+    resources:
+        **resources_of("train"),
+    params:
+        **{key: value for key, value in cfg("train").items() if key != "resources"},
+        # Checkpoints live outside the declared outputs so that a rerun after a kill can resume from them.
+        checkpoint_dir=f"{RUN_DIR}/checkpoints",
+        max_len=cfg("tokenize", "max_len"),
     script:
         "../scripts/train.py"

@@ -7,7 +7,6 @@ Later stages load only from this folder, so they never need the network. Sources
 - a hub id such as `TinyLlama/TinyLlama_v1.1` (needs network; a token is read from HF_TOKEN only).
 """
 
-
 import argparse
 import importlib.util
 import logging
@@ -59,18 +58,22 @@ def materialize(args) -> None:
     with atomic_path(args.model_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        write_json(Path(tmp) / "source.json", {
-            "source": args.source,
-            "model_type": model.config.model_type,
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "vocab_size": len(tokenizer),
-        })
+        write_json(
+            Path(tmp) / "source.json",
+            {
+                "source": args.source,
+                "model_type": model.config.model_type,
+                "parameters": sum(p.numel() for p in model.parameters()),
+                "vocab_size": len(tokenizer),
+            },
+        )
     log.info("%s -> %s", args.source, args.model_dir)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="base_model.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="base_model.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--source", required=True, help="embedded:smollm2-135m, a local folder or a hub id")
     parser.add_argument("--model-dir", required=True, help="output: the local model folder")
     parser.add_argument("--trust-remote-code", action="store_true", help="run code shipped with the model (off)")

@@ -5,7 +5,6 @@ the tagged training prompt, and the adapter with the tagged prompt. Sampling set
 reference's (temperature 0.7, top_p 0.9, repetition penalty 1.1); generation stops at the end of the turn.
 """
 
-
 import argparse
 import json
 import logging
@@ -41,8 +40,10 @@ def generate(args) -> dict:
     if not rows:
         raise SystemExit(f"generate: {args.test} has no test rows")
     titles = [row["title"] for row in rows]
-    settings = {key: getattr(args, key) for key in
-                ("max_new_tokens", "do_sample", "temperature", "top_p", "repetition_penalty", "stop_strings", "seed")}
+    settings = {
+        key: getattr(args, key)
+        for key in ("max_new_tokens", "do_sample", "temperature", "top_p", "repetition_penalty", "stop_strings", "seed")
+    }
     tokenizer = load_tokenizer(args.adapter)
     model = load_base_model(args.model_dir, args.quantization, device, compute_dtype(device))
     model.eval()
@@ -69,8 +70,9 @@ def generate(args) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="generate.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="generate.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add = parser.add_argument
     add("--test", required=True, help="prepared test split (JSON Lines)")
     add("--model-dir", required=True, help="base model folder")
@@ -87,8 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--batch-size", type=int, default=16)
     add("--instruction-template", required=True, help="tagged prompt with {title}")
     add("--base-prompt-template", required=True, help="plain prompt for the base model, with {title}")
-    add("--quantization", type=stage.json_arg, default={"load_in_4bit": True, "quant_type": "nf4",
-                                                         "double_quant": True}, help="JSON")
+    add(
+        "--quantization",
+        type=stage.json_arg,
+        default={"load_in_4bit": True, "quant_type": "nf4", "double_quant": True},
+        help="JSON",
+    )
     return parser
 
 

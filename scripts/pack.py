@@ -11,7 +11,6 @@ Two modes:
 Each block has `input_ids`, `labels` and `position_ids`, all of length `max_len`.
 """
 
-
 import argparse
 import logging
 import sys
@@ -35,8 +34,7 @@ def pack_reference(input_ids: list[list[int]], labels: list[list[int]], max_len:
     usable = len(stream_ids) // max_len * max_len
     positions = list(range(max_len))
     return [
-        {"input_ids": stream_ids[i: i + max_len], "labels": stream_labels[i: i + max_len],
-         "position_ids": positions}
+        {"input_ids": stream_ids[i : i + max_len], "labels": stream_labels[i : i + max_len], "position_ids": positions}
         for i in range(0, usable, max_len)
     ]
 
@@ -92,8 +90,13 @@ def pack_split(split, mode: str, max_len: int, pad_id: int):
 def block_stats(blocks: list[dict], examples: int, max_len: int) -> dict:
     tokens = len(blocks) * max_len
     labelled = sum(sum(1 for t in block["labels"] if t != IGNORE) for block in blocks)
-    return {"examples": examples, "blocks": len(blocks), "tokens": tokens, "label_tokens": labelled,
-            "label_fraction": round(labelled / tokens, 4) if tokens else 0.0}
+    return {
+        "examples": examples,
+        "blocks": len(blocks),
+        "tokens": tokens,
+        "label_tokens": labelled,
+        "label_fraction": round(labelled / tokens, 4) if tokens else 0.0,
+    }
 
 
 def pack(args) -> dict:
@@ -103,8 +106,9 @@ def pack(args) -> dict:
         raise SystemExit(f"pack: mode must be one of {MODES}, not {args.mode!r}")
     tokenized = datasets.load_from_disk(args.tokenized)
     pad_id = read_json(args.tokenize_stats)["settings"]["pad_token_id"]
-    features = datasets.Features({name: datasets.Sequence(datasets.Value("int32"))
-                                  for name in ("input_ids", "labels", "position_ids")})
+    features = datasets.Features(
+        {name: datasets.Sequence(datasets.Value("int32")) for name in ("input_ids", "labels", "position_ids")}
+    )
     packed, stats = {}, {"mode": args.mode, "max_len": args.max_len}
     for name in PACKED_SPLITS:
         split = tokenized[name]
@@ -120,8 +124,9 @@ def pack(args) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pack.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="pack.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tokenized", required=True, help="tokenized DatasetDict folder")
     parser.add_argument("--dataset", required=True, help="output: packed DatasetDict folder")
     parser.add_argument("--stats", required=True, help="output: packing stats JSON")

@@ -1,7 +1,6 @@
 """Stage 7, plots: the training curve (raw and smoothed loss, validation loss, learning rate on a second
 axis) and a histogram of example lengths in tokens, as PNG files."""
 
-
 import argparse
 import logging
 import sys
@@ -31,8 +30,13 @@ def plot_training_curve(train_log: str, out: str, smoothing: float) -> None:
     losses = frame.dropna(subset=["loss"])
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
     ax.plot(losses["step"], losses["loss"], color="#9ab", lw=1, label="training loss")
-    ax.plot(losses["step"], losses["loss"].ewm(alpha=1 - smoothing).mean(), color="#146", lw=2,
-            label=f"training loss (EMA {smoothing})")
+    ax.plot(
+        losses["step"],
+        losses["loss"].ewm(alpha=1 - smoothing).mean(),
+        color="#146",
+        lw=2,
+        label=f"training loss (EMA {smoothing})",
+    )
     evals = frame.dropna(subset=["eval_loss"])
     if not evals.empty:
         ax.plot(evals["step"], evals["eval_loss"], "o-", color="#c50", lw=1.5, label="validation loss")

@@ -5,7 +5,6 @@ Every input line ends in exactly one outcome: `kept`, `repaired` (kept after a r
 so memory stays bounded whatever the file size; a JSON array file is read whole.
 """
 
-
 import argparse
 import hashlib
 import heapq
@@ -141,8 +140,7 @@ def clean_text(value: str, repairs: list[str]) -> str:
     printable = untagged
     if not untagged.isprintable():
         printable = "".join(
-            " " if not ch.isspace() and unicodedata.category(ch) in _CONTROL_CATEGORIES else ch
-            for ch in untagged
+            " " if not ch.isspace() and unicodedata.category(ch) in _CONTROL_CATEGORIES else ch for ch in untagged
         )
     _note(repairs, "control_characters", printable != untagged)
     collapsed = _SPACE.sub(" ", printable).strip()
@@ -290,8 +288,13 @@ def prepare(args) -> dict:
         "outcomes": dict(counts),
         "rejected_reasons": dict(sorted(reasons.items())),
         "repairs": dict(sorted(repairs.items())),
-        "sampling": {"eligible": eligible, "sampled": len(sampled), "not_sampled": eligible - len(sampled),
-                     "sample_size": args.sample_size, "seed": args.seed},
+        "sampling": {
+            "eligible": eligible,
+            "sampled": len(sampled),
+            "not_sampled": eligible - len(sampled),
+            "sample_size": args.sample_size,
+            "seed": args.seed,
+        },
         "splits": split_rows,
     }
     write_json(args.counts, summary)
@@ -304,18 +307,28 @@ def prepare(args) -> dict:
 def write_splits(sampled, args) -> dict[str, int]:
     paths = {"train": args.train, "validation": args.validation, "test": args.test}
     rows = dict.fromkeys(SPLITS, 0)
-    with atomic_path(paths["train"]) as train_tmp, atomic_path(paths["validation"]) as val_tmp, \
-            atomic_path(paths["test"]) as test_tmp:
-        handles = {name: open(tmp, "w", encoding="utf-8") for name, tmp in
-                   (("train", train_tmp), ("validation", val_tmp), ("test", test_tmp))}
+    with (
+        atomic_path(paths["train"]) as train_tmp,
+        atomic_path(paths["validation"]) as val_tmp,
+        atomic_path(paths["test"]) as test_tmp,
+    ):
+        handles = {
+            name: open(tmp, "w", encoding="utf-8")
+            for name, tmp in (("train", train_tmp), ("validation", val_tmp), ("test", test_tmp))
+        }
         try:
             for number, record in sampled:
-                split = assign_split(title_key(record["title"]), args.validation_fraction, args.test_fraction,
-                                     args.seed)
-                row = {"line": number, **record,
-                       "prompt": instruction_text(args.instruction_template, record["title"]),
-                       "text": training_text(args.instruction_template, args.response_template,
-                                             record["title"], record["content"])}
+                split = assign_split(
+                    title_key(record["title"]), args.validation_fraction, args.test_fraction, args.seed
+                )
+                row = {
+                    "line": number,
+                    **record,
+                    "prompt": instruction_text(args.instruction_template, record["title"]),
+                    "text": training_text(
+                        args.instruction_template, args.response_template, record["title"], record["content"]
+                    ),
+                }
                 handles[split].write(json.dumps(row, ensure_ascii=False) + "\n")
                 rows[split] += 1
         finally:
@@ -325,13 +338,18 @@ def write_splits(sampled, args) -> dict[str, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="prepare.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="prepare.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--raw", required=True, help="AmazonTitles trn.json (JSON Lines or a JSON array)")
     for name in (*SPLITS, "counts", "rejects"):
         parser.add_argument(f"--{name}", required=True, help=f"output: {name} file")
-    parser.add_argument("--duplicate-titles", default="first", choices=["first", "keep_all"],
-                        help="same title, other description: keep the first, or keep all")
+    parser.add_argument(
+        "--duplicate-titles",
+        default="first",
+        choices=["first", "keep_all"],
+        help="same title, other description: keep the first, or keep all",
+    )
     parser.add_argument("--sample-size", type=int, default=None, help="rows to sample (default: all)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--validation-fraction", type=float, default=0.05)

@@ -2,7 +2,6 @@
 summary, data accounting, training curves and timing, the generated samples side by side, the
 configuration and provenance."""
 
-
 import argparse
 import base64
 import html
@@ -11,7 +10,7 @@ import json
 import logging
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -40,8 +39,7 @@ def esc(value) -> str:
 
 def table(rows: list[dict], columns: list[str]) -> str:
     head = "".join(f"<th>{esc(c)}</th>" for c in columns)
-    body = "".join(
-        "<tr>" + "".join(_cell(row.get(c, "")) for c in columns) + "</tr>" for row in rows)
+    body = "".join("<tr>" + "".join(_cell(row.get(c, "")) for c in columns) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -58,8 +56,9 @@ def image(path: str, alt: str) -> str:
 
 def provenance() -> dict:
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                                timeout=10).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit = "unknown (not a git checkout)"
     versions = {}
@@ -82,9 +81,13 @@ def summary_cards(config: dict, timing: dict, history: dict, counts: dict) -> st
         "first → last loss": f"{losses[0]:.3f} → {losses[-1]:.3f}" if losses else "n/a",
         "rows used": counts["sampling"]["sampled"],
     }
-    return '<div class="cards">' + "".join(
-        f'<div class="card"><span class="muted">{esc(k)}</span><b>{esc(v)}</b></div>' for k, v in cards.items()
-    ) + "</div>"
+    return (
+        '<div class="cards">'
+        + "".join(
+            f'<div class="card"><span class="muted">{esc(k)}</span><b>{esc(v)}</b></div>' for k, v in cards.items()
+        )
+        + "</div>"
+    )
 
 
 def data_section(counts: dict, token_stats: dict, pack_stats: dict, lengths_png: str) -> str:
@@ -92,15 +95,23 @@ def data_section(counts: dict, token_stats: dict, pack_stats: dict, lengths_png:
     outcomes.append({"outcome": "total input lines", "lines": counts["input_lines"]})
     reasons = [{"reason": k, "lines": v} for k, v in counts["rejected_reasons"].items()]
     repairs = [{"repair": k, "lines": v} for k, v in counts["repairs"].items()]
-    splits = [{"split": name, "rows": counts["splits"][name],
-               **{k: token_stats[name][k] for k in ("truncated", "dropped", "tokens")},
-               "packed blocks": pack_stats.get(name, {}).get("blocks", "")} for name in counts["splits"]]
+    splits = [
+        {
+            "split": name,
+            "rows": counts["splits"][name],
+            **{k: token_stats[name][k] for k in ("truncated", "dropped", "tokens")},
+            "packed blocks": pack_stats.get(name, {}).get("blocks", ""),
+        }
+        for name in counts["splits"]
+    ]
     return (
-        f"<h2>Data</h2><p class='muted'>Source: {esc(counts['source'])} (sha256 {esc(counts.get('source_sha256', '?'))})</p>"
+        f"<h2>Data</h2><p class='muted'>Source: {esc(counts['source'])} "
+        f"(sha256 {esc(counts.get('source_sha256', '?'))})</p>"
         + table(outcomes, ["outcome", "lines"])
         + ("<h3>Rejected, by reason</h3>" + table(reasons, ["reason", "lines"]) if reasons else "")
         + ("<h3>Repairs</h3>" + table(repairs, ["repair", "lines"]) if repairs else "")
-        + "<h3>Splits</h3>" + table(splits, ["split", "rows", "truncated", "dropped", "tokens", "packed blocks"])
+        + "<h3>Splits</h3>"
+        + table(splits, ["split", "rows", "truncated", "dropped", "tokens", "packed blocks"])
         + f"<p>Packing mode <b>{esc(pack_stats['mode'])}</b>, block length {pack_stats['max_len']}, "
         f"labelled share of train tokens {pack_stats['train']['label_fraction']:.1%}.</p>"
         + image(lengths_png, "token length histogram")
@@ -111,22 +122,23 @@ def samples_section(samples: dict) -> str:
     rows = samples["samples"]
     columns = ["title", "reference", "base_plain", "base_tagged", "adapter"]
     settings = ", ".join(f"{k}={v}" for k, v in samples["settings"].items())
-    return ("<h2>Samples (held-out test titles)</h2>"
-            f"<p class='muted'>base_plain: base model, plain prompt; base_tagged: base model, training prompt; "
-            f"adapter: base + adapter, training prompt. Settings: {esc(settings)}</p>"
-            + table(rows, columns))
+    return (
+        "<h2>Samples (held-out test titles)</h2>"
+        f"<p class='muted'>base_plain: base model, plain prompt; base_tagged: base model, training prompt; "
+        f"adapter: base + adapter, training prompt. Settings: {esc(settings)}</p>" + table(rows, columns)
+    )
 
 
 def build_report(args) -> str:
     config = args.config
     counts, timing, history = read_json(args.counts), read_json(args.timing), read_json(args.history)
     token_stats, pack_stats, samples = read_json(args.token_stats), read_json(args.pack_stats), read_json(args.samples)
-    created = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     timing_rows = [{"measure": k, "value": v} for k, v in timing.items() if v is not None]
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>QLoRA run {esc(config.get('run_name'))}</title>
+<html lang="en"><head><meta charset="utf-8"><title>QLoRA run {esc(config.get("run_name"))}</title>
 <style>{STYLE}</style></head><body>
-<h1>QLoRA fine-tuning report: {esc(config.get('run_name'))}</h1>
+<h1>QLoRA fine-tuning report: {esc(config.get("run_name"))}</h1>
 <p class="muted">Product title → description. Created {created}.</p>
 {summary_cards(config, timing, history, counts)}
 {data_section(counts, token_stats, pack_stats, args.lengths_png)}
@@ -146,8 +158,7 @@ def report(args) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="report.py", description=__doc__)
-    for name in ("counts", "token-stats", "pack-stats", "timing", "history", "samples", "curve-png",
-                 "lengths-png"):
+    for name in ("counts", "token-stats", "pack-stats", "timing", "history", "samples", "curve-png", "lengths-png"):
         parser.add_argument(f"--{name}", required=True)
     parser.add_argument("--report", required=True, help="output: report.html")
     parser.add_argument("--config", type=stage.json_arg, default={}, help="the run's configuration (JSON)")

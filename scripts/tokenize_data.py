@@ -5,7 +5,6 @@ No padding: each example keeps its own length. Labels are -100 on the prompt tok
 `overlong` policy, and how many were affected goes to the stats JSON.
 """
 
-
 import argparse
 import json
 import logging
@@ -55,22 +54,24 @@ def apply_overlong(ids: list[int], labels: list[int], max_len: int, policy: str,
         return None
     if policy == "reference":
         # The reference truncates the text to max_len tokens and appends EOS after that.
-        return [*ids[: max_len], eos], [*labels[: max_len], eos], "truncated"
+        return [*ids[:max_len], eos], [*labels[:max_len], eos], "truncated"
     # truncate: cut the description, keep the EOS, never cut into the prompt.
     if labels[max_len - 2] == IGNORE:  # the prompt alone fills the block: no description would be left
         return None
     return [*ids[: max_len - 1], eos], [*labels[: max_len - 1], eos], "truncated"
 
 
-def tokenize_split(tokenizer, rows: list[dict], max_len: int, completion_only: bool, overlong: str,
-                   batch_size: int = 2048):
+def tokenize_split(
+    tokenizer, rows: list[dict], max_len: int, completion_only: bool, overlong: str, batch_size: int = 2048
+):
     columns = {"input_ids": [], "labels": [], "length": []}
     stats = {"examples_in": len(rows), "fits": 0, "truncated": 0, "dropped": 0}
     eos = tokenizer.eos_token_id
     for start in range(0, len(rows), batch_size):
-        batch = rows[start: start + batch_size]
+        batch = rows[start : start + batch_size]
         ids_list, labels_list = tokenize_examples(
-            tokenizer, [row["prompt"] for row in batch], [row["text"] for row in batch], completion_only)
+            tokenizer, [row["prompt"] for row in batch], [row["text"] for row in batch], completion_only
+        )
         for ids, labels in zip(ids_list, labels_list, strict=True):
             fitted = apply_overlong(ids, labels, max_len, overlong, eos)
             if fitted is None:
@@ -82,9 +83,12 @@ def tokenize_split(tokenizer, rows: list[dict], max_len: int, completion_only: b
             columns["labels"].append(labels)
             columns["length"].append(len(ids))
     lengths = columns["length"]
-    stats.update(examples_out=len(lengths), tokens=sum(lengths),
-                 label_tokens=sum(sum(1 for t in labels if t != IGNORE) for labels in columns["labels"]),
-                 max_length=max(lengths, default=0))
+    stats.update(
+        examples_out=len(lengths),
+        tokens=sum(lengths),
+        label_tokens=sum(sum(1 for t in labels if t != IGNORE) for labels in columns["labels"]),
+        max_length=max(lengths, default=0),
+    )
     return columns, stats
 
 
@@ -95,20 +99,27 @@ def tokenize(args) -> dict:
     if args.overlong not in OVERLONG_POLICIES:
         raise SystemExit(f"tokenize: overlong must be one of {OVERLONG_POLICIES}, not {args.overlong!r}")
     split_paths = {"train": args.train, "validation": args.validation, "test": args.test}
-    features = datasets.Features({
-        "input_ids": datasets.Sequence(datasets.Value("int32")),
-        "labels": datasets.Sequence(datasets.Value("int32")),
-        "length": datasets.Value("int32"),
-    })
+    features = datasets.Features(
+        {
+            "input_ids": datasets.Sequence(datasets.Value("int32")),
+            "labels": datasets.Sequence(datasets.Value("int32")),
+            "length": datasets.Value("int32"),
+        }
+    )
     splits, stats = {}, {}
     for name, path in split_paths.items():
-        columns, stats[name] = tokenize_split(tokenizer, read_jsonl(path), args.max_len, args.completion_only,
-                                              args.overlong)
+        columns, stats[name] = tokenize_split(
+            tokenizer, read_jsonl(path), args.max_len, args.completion_only, args.overlong
+        )
         splits[name] = datasets.Dataset.from_dict(columns, features=features)
         log.info("%s: %s", name, stats[name])
-    stats["settings"] = {"max_len": args.max_len, "completion_only": args.completion_only,
-                         "overlong": args.overlong, "eos_token_id": tokenizer.eos_token_id,
-                         "pad_token_id": tokenizer.pad_token_id}
+    stats["settings"] = {
+        "max_len": args.max_len,
+        "completion_only": args.completion_only,
+        "overlong": args.overlong,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
     with atomic_path(args.dataset) as tmp:
         datasets.DatasetDict(splits).save_to_disk(str(tmp))
     write_json(args.stats, stats)
@@ -116,8 +127,9 @@ def tokenize(args) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tokenize_data.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="tokenize_data.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     for name in SPLITS:
         parser.add_argument(f"--{name}", required=True, help=f"prepared {name} split (JSON Lines)")
     parser.add_argument("--model-dir", required=True, help="base model folder (its tokenizer is used)")
@@ -125,8 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--stats", required=True, help="output: tokenization stats JSON")
     parser.add_argument("--max-len", type=int, default=128)
     parser.add_argument("--completion-only", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--overlong", choices=OVERLONG_POLICIES, default="truncate",
-                        help="examples over max_len: cut the description (keeping EOS), drop, or the reference's cut")
+    parser.add_argument(
+        "--overlong",
+        choices=OVERLONG_POLICIES,
+        default="truncate",
+        help="examples over max_len: cut the description (keeping EOS), drop, or the reference's cut",
+    )
     return parser
 
 

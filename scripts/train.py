@@ -7,7 +7,6 @@ so micro-batch x accumulation does not change the gradient. Uses the GPU when th
 TF32 on) and the CPU otherwise (float32 compute).
 """
 
-
 import argparse
 import csv
 import hashlib
@@ -46,8 +45,10 @@ def build_model(args, device, dtype):
     if args.upcast_frozen_fp32:
         # The reference's prepare_model_for_kbit_training: frozen non-quantized weights go to float32.
         model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=args.gradient_checkpointing,
-            gradient_checkpointing_kwargs={"use_reentrant": False})
+            model,
+            use_gradient_checkpointing=args.gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
     elif args.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
@@ -59,9 +60,11 @@ def build_model(args, device, dtype):
 
 def run_fingerprint(args, packed_dir: str) -> str:
     """Identifies what a checkpoint was trained with: a checkpoint resumes only a run with the same one."""
-    settings = {key: value for key, value in sorted(vars(args).items())
-                if key not in {"adapter", "train_log", "history", "timing", "checkpoint_dir", "threads",
-                               "keep_checkpoints"}}
+    settings = {
+        key: value
+        for key, value in sorted(vars(args).items())
+        if key not in {"adapter", "train_log", "history", "timing", "checkpoint_dir", "threads", "keep_checkpoints"}
+    }
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     code = [Path(__file__), *sorted(Path(__file__).with_name("ftpipe").glob("*.py"))]
     for path in [*sorted(Path(packed_dir).glob("train/*.arrow")), *code]:
@@ -73,7 +76,7 @@ def step_indices(step: int, steps_per_epoch: int, step_size: int, n_blocks: int,
     """The block indices of one optimizer step: a seeded permutation per epoch, so a resumed run sees the same."""
     epoch, within = divmod(step, steps_per_epoch)
     order = torch.randperm(n_blocks, generator=torch.Generator().manual_seed(seed + epoch))
-    return order[within * step_size: (within + 1) * step_size]
+    return order[within * step_size : (within + 1) * step_size]
 
 
 def to_device(batch: dict, device) -> dict:
@@ -94,13 +97,14 @@ def labelled_tokens(labels: torch.Tensor) -> int:
 # ---------------------------------------------------------------- one optimizer step and evaluation
 
 
-def train_step(model, optimizer, scheduler, step_blocks: dict, micro_batch: int, max_grad_norm: float,
-               device) -> tuple[float, float]:
+def train_step(
+    model, optimizer, scheduler, step_blocks: dict, micro_batch: int, max_grad_norm: float, device
+) -> tuple[float, float]:
     """Forward/backward over the micro-batches of one step, then one optimizer step. Returns (loss, grad norm)."""
     n_items = labelled_tokens(step_blocks["labels"])
     total = torch.zeros((), device=device)
     for start in range(0, len(step_blocks["input_ids"]), micro_batch):
-        micro = {key: value[start: start + micro_batch] for key, value in step_blocks.items()}
+        micro = {key: value[start : start + micro_batch] for key, value in step_blocks.items()}
         inputs = to_device(model_inputs(micro), device)
         loss = model(**inputs, num_items_in_batch=max(n_items, 1), use_cache=False).loss
         loss.backward()
@@ -120,7 +124,7 @@ def evaluate(model, data, micro_batch: int, max_blocks: int, device) -> float:
     n_blocks = len(data) if max_blocks <= 0 else min(max_blocks, len(data))
     loss_sum, items = 0.0, 0
     for start in range(0, n_blocks, micro_batch):
-        blocks = data[start: min(start + micro_batch, n_blocks)]
+        blocks = data[start : min(start + micro_batch, n_blocks)]
         n_items = labelled_tokens(blocks["labels"])
         if n_items == 0:
             continue
@@ -179,8 +183,16 @@ def load_checkpoint(model, optimizer, scheduler, checkpoint_dir: Path, fingerpri
 
 
 def write_train_log(path: str, history: list[dict]) -> None:
-    columns = ["step", "epoch", "loss", "eval_loss", "learning_rate", "grad_norm", "tokens_per_second",
-               "elapsed_seconds"]
+    columns = [
+        "step",
+        "epoch",
+        "loss",
+        "eval_loss",
+        "learning_rate",
+        "grad_norm",
+        "tokens_per_second",
+        "elapsed_seconds",
+    ]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
@@ -188,8 +200,16 @@ def write_train_log(path: str, history: list[dict]) -> None:
     write_text(path, buffer.getvalue())
 
 
-def timing_summary(step_seconds: list[float], wait_seconds: float, total_seconds: float, tokens_per_step: int,
-                   flops_per_token: float, device, precision: str, steps: int) -> dict:
+def timing_summary(
+    step_seconds: list[float],
+    wait_seconds: float,
+    total_seconds: float,
+    tokens_per_step: int,
+    flops_per_token: float,
+    device,
+    precision: str,
+    steps: int,
+) -> dict:
     median = statistics.median(step_seconds) if step_seconds else float("nan")
     tokens_per_second = tokens_per_step / median if step_seconds else float("nan")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
@@ -232,19 +252,35 @@ def train(args) -> dict:
         raise SystemExit(f"train: {len(train_data)} packed blocks are fewer than one step ({step_size})")
     total_steps = args.max_steps if args.max_steps and args.max_steps > 0 else steps_per_epoch * args.epochs
     save_steps = args.save_steps or max(100, steps_per_epoch // 20)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.learning_rate,
-                                  weight_decay=args.weight_decay)
-    scheduler = get_scheduler(args.lr_scheduler, optimizer, num_warmup_steps=args.warmup_steps,
-                              num_training_steps=total_steps)
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=args.learning_rate, weight_decay=args.weight_decay
+    )
+    scheduler = get_scheduler(
+        args.lr_scheduler, optimizer, num_warmup_steps=args.warmup_steps, num_training_steps=total_steps
+    )
     checkpoint_dir = Path(args.checkpoint_dir)
     fingerprint = run_fingerprint(args, args.packed)
     state = load_checkpoint(model, optimizer, scheduler, checkpoint_dir, fingerprint) or {
-        "step": 0, "history": [], "fingerprint": fingerprint, "window_loss": 0.0, "window_steps": 0,
-        "best_eval_loss": None, "best_step": None, "evals_without_improvement": 0, "stopped_early": False,
+        "step": 0,
+        "history": [],
+        "fingerprint": fingerprint,
+        "window_loss": 0.0,
+        "window_steps": 0,
+        "best_eval_loss": None,
+        "best_step": None,
+        "evals_without_improvement": 0,
+        "stopped_early": False,
         "elapsed_seconds": 0.0,
     }
-    log.info("device %s (%s); %d blocks, %d steps/epoch, %d steps, checkpoint every %d",
-             device, dtype, len(train_data), steps_per_epoch, total_steps, save_steps)
+    log.info(
+        "device %s (%s); %d blocks, %d steps/epoch, %d steps, checkpoint every %d",
+        device,
+        dtype,
+        len(train_data),
+        steps_per_epoch,
+        total_steps,
+        save_steps,
+    )
 
     model.train()
     step_seconds, wait_seconds = [], 0.0
@@ -256,8 +292,9 @@ def train(args) -> dict:
         indices = step_indices(step, steps_per_epoch, step_size, len(train_data), args.seed)
         step_blocks = train_data[indices.tolist()]
         wait_seconds += time.perf_counter() - t0
-        loss, grad_norm = train_step(model, optimizer, scheduler, step_blocks, args.micro_batch,
-                                     args.max_grad_norm, device)
+        loss, grad_norm = train_step(
+            model, optimizer, scheduler, step_blocks, args.micro_batch, args.max_grad_norm, device
+        )
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         step_seconds.append(time.perf_counter() - t0)
@@ -266,17 +303,21 @@ def train(args) -> dict:
         state["window_steps"] += 1
         record = {}
         if state["step"] % args.logging_steps == 0 or state["step"] == total_steps:
-            record.update(loss=round(state["window_loss"] / state["window_steps"], 6),
-                          learning_rate=scheduler.get_last_lr()[0], grad_norm=round(grad_norm, 6),
-                          tokens_per_second=round(step_size * args.max_len / step_seconds[-1], 1))
+            record.update(
+                loss=round(state["window_loss"] / state["window_steps"], 6),
+                learning_rate=scheduler.get_last_lr()[0],
+                grad_norm=round(grad_norm, 6),
+                tokens_per_second=round(step_size * args.max_len / step_seconds[-1], 1),
+            )
             state["window_loss"], state["window_steps"] = 0.0, 0
         if args.eval_steps > 0 and (state["step"] % args.eval_steps == 0 or state["step"] == total_steps):
             record["eval_loss"] = round(evaluate(model, val_data, args.micro_batch, args.eval_max_blocks, device), 6)
             track_best(state, record["eval_loss"], args, model)
         if record:
             elapsed = state["elapsed_seconds"] + time.perf_counter() - run_started
-            record.update(step=state["step"], epoch=round(state["step"] / steps_per_epoch, 4),
-                          elapsed_seconds=round(elapsed, 2))
+            record.update(
+                step=state["step"], epoch=round(state["step"] / steps_per_epoch, 4), elapsed_seconds=round(elapsed, 2)
+            )
             state["history"].append(record)
             log.info("%s", record)
         if state["step"] % save_steps == 0 and state["step"] < total_steps:
@@ -286,8 +327,16 @@ def train(args) -> dict:
 
     finish(args, model, tokenizer, state, checkpoint_dir)
     flops = flops_per_token(model, args.gradient_checkpointing)
-    timing = timing_summary(step_seconds, wait_seconds, time.perf_counter() - started, step_size * args.max_len,
-                            flops, device, str(dtype).removeprefix("torch."), state["step"])
+    timing = timing_summary(
+        step_seconds,
+        wait_seconds,
+        time.perf_counter() - started,
+        step_size * args.max_len,
+        flops,
+        device,
+        str(dtype).removeprefix("torch."),
+        state["step"],
+    )
     write_json(args.timing, timing)
     log.info("timing: %s", timing)
     return timing
@@ -319,8 +368,13 @@ def finish(args, model, tokenizer, state: dict, checkpoint_dir: Path) -> None:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     write_train_log(args.train_log, state["history"])
-    write_json(args.history, {key: state[key] for key in
-                              ("history", "step", "best_eval_loss", "best_step", "stopped_early", "elapsed_seconds")})
+    write_json(
+        args.history,
+        {
+            key: state[key]
+            for key in ("history", "step", "best_eval_loss", "best_step", "stopped_early", "elapsed_seconds")
+        },
+    )
 
 
 def flops_per_token(model, gradient_checkpointing: bool) -> float:
@@ -330,15 +384,20 @@ def flops_per_token(model, gradient_checkpointing: bool) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="train.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="train.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add = parser.add_argument
     add("--packed", required=True, help="packed DatasetDict folder (train and validation)")
     add("--model-dir", required=True, help="base model folder")
     for name in ("adapter", "train-log", "history", "timing", "checkpoint-dir"):
         add(f"--{name}", required=True, help=f"output: {name.replace('-', ' ')}")
-    add("--quantization", type=stage.json_arg, default={"load_in_4bit": True, "quant_type": "nf4",
-                                                         "double_quant": True}, help="JSON")
+    add(
+        "--quantization",
+        type=stage.json_arg,
+        default={"load_in_4bit": True, "quant_type": "nf4", "double_quant": True},
+        help="JSON",
+    )
     add("--lora", type=stage.json_arg, required=True, help='JSON: {"r", "alpha", "dropout", "target_modules"}')
     add("--learning-rate", type=float, default=2e-4)
     add("--lr-scheduler", default="linear")
@@ -359,8 +418,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--early-stopping-min-delta", type=float, default=0.0)
     add("--load-best", action=argparse.BooleanOptionalAction, default=False)
     add("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=True)
-    add("--upcast-frozen-fp32", action=argparse.BooleanOptionalAction, default=True,
-        help="prepare_model_for_kbit_training, as the reference")
+    add(
+        "--upcast-frozen-fp32",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="prepare_model_for_kbit_training, as the reference",
+    )
     add("--seed", type=int, default=42)
     return parser
 

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "scripts"
@@ -32,10 +33,19 @@ def tiny_model_dir(tokenizer_dir, tmp_path_factory) -> Path:
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                         tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     out = tmp_path_factory.mktemp("tiny_llama")
     LlamaForCausalLM(config).save_pretrained(out)
     tokenizer.save_pretrained(out)
@@ -52,7 +62,8 @@ def tiny_catalog(tmp_path_factory) -> Path:
     return out
 
 
-PROMPT = "<bos><start_of_turn>user\nGere uma descrição para o seguinte produto:\n### Título:\n{title}<end_of_turn>\n<start_of_turn>model\n"
+# The shipped instruction template (config.yaml), read from the config so the tests follow it.
+PROMPT = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))["prompt"]["instruction"]
 
 
 @pytest.fixture(scope="session")
@@ -66,12 +77,40 @@ def packed_dir(tiny_model_dir, tiny_catalog, tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("data")
     splits = {s: str(out / f"{s}.jsonl") for s in ("train", "validation", "test")}
-    prepare(Namespace(raw=str(tiny_catalog), **splits, counts=str(out / "counts.json"),
-                      rejects=str(out / "rejects.jsonl"), duplicate_titles="first", sample_size=None, seed=42,
-                      validation_fraction=0.1, test_fraction=0.1, instruction_template=PROMPT,
-                      response_template="{content}<eos>"))
-    tokenize(Namespace(**splits, model_dir=str(tiny_model_dir), dataset=str(out / "tokenized"),
-                       stats=str(out / "tokenize_stats.json"), max_len=128, completion_only=True, overlong="truncate"))
-    pack(Namespace(tokenized=str(out / "tokenized"), tokenize_stats=str(out / "tokenize_stats.json"),
-                   mode="boundary", dataset=str(out / "packed"), stats=str(out / "pack_stats.json"), max_len=128))
+    prepare(
+        Namespace(
+            raw=str(tiny_catalog),
+            **splits,
+            counts=str(out / "counts.json"),
+            rejects=str(out / "rejects.jsonl"),
+            duplicate_titles="first",
+            sample_size=None,
+            seed=42,
+            validation_fraction=0.1,
+            test_fraction=0.1,
+            instruction_template=PROMPT,
+            response_template="{content}<eos>",
+        )
+    )
+    tokenize(
+        Namespace(
+            **splits,
+            model_dir=str(tiny_model_dir),
+            dataset=str(out / "tokenized"),
+            stats=str(out / "tokenize_stats.json"),
+            max_len=128,
+            completion_only=True,
+            overlong="truncate",
+        )
+    )
+    pack(
+        Namespace(
+            tokenized=str(out / "tokenized"),
+            tokenize_stats=str(out / "tokenize_stats.json"),
+            mode="boundary",
+            dataset=str(out / "packed"),
+            stats=str(out / "pack_stats.json"),
+            max_len=128,
+        )
+    )
     return out / "packed"

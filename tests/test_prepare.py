@@ -18,10 +18,21 @@ def line(**fields) -> bytes:
 
 
 def args_for(raw: Path, out: Path, **overrides) -> Namespace:
-    values = dict(raw=str(raw), train=str(out / "train.jsonl"), validation=str(out / "validation.jsonl"),
-                  test=str(out / "test.jsonl"), counts=str(out / "counts.json"), rejects=str(out / "rejects.jsonl"),
-                  duplicate_titles="first", sample_size=None, seed=42, validation_fraction=0.2, test_fraction=0.2,
-                  instruction_template=TEMPLATE, response_template="{content}<eos>")
+    values = dict(
+        raw=str(raw),
+        train=str(out / "train.jsonl"),
+        validation=str(out / "validation.jsonl"),
+        test=str(out / "test.jsonl"),
+        counts=str(out / "counts.json"),
+        rejects=str(out / "rejects.jsonl"),
+        duplicate_titles="first",
+        sample_size=None,
+        seed=42,
+        validation_fraction=0.2,
+        test_fraction=0.2,
+        instruction_template=TEMPLATE,
+        response_template="{content}<eos>",
+    )
     return Namespace(**{**values, **overrides})
 
 
@@ -31,15 +42,22 @@ def test_clean_line_is_kept_unchanged():
     assert outcome.record["title"] == "Girls Ballet Tutu"
 
 
-@pytest.mark.parametrize("raw, repair, expected_content", [
-    (line(content="Soft &amp; light &#8211; for girls&#8217; dance"), "html_entities", "Soft & light – for girls’ dance"),
-    (line(content="  A   pink\n\ntutu.  "), "whitespace", "A pink tutu."),
-    (line(content="A pink\x07 tutu."), "control_characters", "A pink tutu."),
-    (line(content="<p>A pink <b>tutu</b>.</p>"), "html_tags", "A pink tutu ."),
-    (b'"{""uid"": ""1"", ""title"": ""Tutu"", ""content"": ""A pink tutu.""}"', "doubled_quotes", "A pink tutu."),
-    (line(content="A pink tutu.").replace(b"pink", b"pi\xffnk"), "invalid_utf8", "A pink tutu."),
-    (json.dumps({"Title": "Tutu", "content": "A pink tutu."}).encode(), "field_name_case", "A pink tutu."),
-])
+@pytest.mark.parametrize(
+    "raw, repair, expected_content",
+    [
+        (
+            line(content="Soft &amp; light &#8211; for girls&#8217; dance"),
+            "html_entities",
+            "Soft & light – for girls’ dance",
+        ),
+        (line(content="  A   pink\n\ntutu.  "), "whitespace", "A pink tutu."),
+        (line(content="A pink\x07 tutu."), "control_characters", "A pink tutu."),
+        (line(content="<p>A pink <b>tutu</b>.</p>"), "html_tags", "A pink tutu ."),
+        (b'"{""uid"": ""1"", ""title"": ""Tutu"", ""content"": ""A pink tutu.""}"', "doubled_quotes", "A pink tutu."),
+        (line(content="A pink tutu.").replace(b"pink", b"pi\xffnk"), "invalid_utf8", "A pink tutu."),
+        (json.dumps({"Title": "Tutu", "content": "A pink tutu."}).encode(), "field_name_case", "A pink tutu."),
+    ],
+)
 def test_repairs(raw, repair, expected_content):
     outcome = parse_line(raw)
     assert outcome.reason is None
@@ -52,18 +70,21 @@ def test_list_stored_as_string_is_parsed():
     assert outcome.record["target_ind"] == [1, 2] and "list_as_string" in outcome.repairs
 
 
-@pytest.mark.parametrize("raw, reason", [
-    (line(title=""), "empty_title"),
-    (line(title="   "), "empty_title"),
-    (line(content="<p><br/></p>"), "empty_content"),
-    (line(content=None), "null_content"),
-    (b'{"uid": "1", "title": "Tutu", "content": NaN}', "null_content"),
-    (json.dumps({"name": "Tutu", "content": "x"}).encode(), "missing_title"),
-    (line(title=12345), "title_not_text"),
-    (b'{"uid": "1", "title": "Tut', "invalid_json"),
-    (b"[1, 2]", "not_an_object"),
-    (b"   ", "blank_line"),
-])
+@pytest.mark.parametrize(
+    "raw, reason",
+    [
+        (line(title=""), "empty_title"),
+        (line(title="   "), "empty_title"),
+        (line(content="<p><br/></p>"), "empty_content"),
+        (line(content=None), "null_content"),
+        (b'{"uid": "1", "title": "Tutu", "content": NaN}', "null_content"),
+        (json.dumps({"name": "Tutu", "content": "x"}).encode(), "missing_title"),
+        (line(title=12345), "title_not_text"),
+        (b'{"uid": "1", "title": "Tut', "invalid_json"),
+        (b"[1, 2]", "not_an_object"),
+        (b"   ", "blank_line"),
+    ],
+)
 def test_rejects(raw, reason):
     assert parse_line(raw).reason == reason
 
@@ -98,7 +119,8 @@ def test_split_never_shares_a_title(tmp_path):
 
 def test_split_is_by_normalized_title():
     assert assign_split(title_key("Girls Ballet Tutu"), 0.3, 0.3, 1) == assign_split(
-        title_key("girls  ballet-TUTU"), 0.3, 0.3, 1)
+        title_key("girls  ballet-TUTU"), 0.3, 0.3, 1
+    )
 
 
 def test_duplicates(tmp_path):

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 from argparse import Namespace
 
 import pytest
 import torch
-from ftpipe.modeling import load_tokenizer
 from pack import IGNORE, assign_blocks, pack_boundary, pack_reference
 from tokenize_data import apply_overlong, tokenize_examples
 
+from ftpipe.modeling import load_tokenizer
 from tests.conftest import PROMPT
 
 
@@ -32,11 +33,14 @@ def test_reference_labels_everything(tokenizer_dir):
     assert labels == ids
 
 
-@pytest.mark.parametrize("policy, expected", [
-    ("truncate", ([1, 2, 3, 9], [-100, -100, 3, 9], "truncated")),
-    ("reference", ([1, 2, 3, 4, 9], [-100, -100, 3, 4, 9], "truncated")),
-    ("drop", None),
-])
+@pytest.mark.parametrize(
+    "policy, expected",
+    [
+        ("truncate", ([1, 2, 3, 9], [-100, -100, 3, 9], "truncated")),
+        ("reference", ([1, 2, 3, 4, 9], [-100, -100, 3, 4, 9], "truncated")),
+        ("drop", None),
+    ],
+)
 def test_overlong_policies(policy, expected):
     ids, labels = [1, 2, 3, 4, 5, 6, 9], [-100, -100, 3, 4, 5, 6, 9]
     assert apply_overlong(ids, labels, 4, policy, eos=9) == expected
@@ -67,7 +71,7 @@ def test_boundary_blocks():
     segments = []
     for block in blocks:  # position ids restart at every example; padding is a segment of its own
         starts = [i for i, p in enumerate(block["position_ids"]) if p == 0] + [6]
-        for start, end in zip(starts, starts[1:]):
+        for start, end in itertools.pairwise(starts):
             segments.append(block["input_ids"][start:end])
             assert block["labels"][start] == IGNORE  # no label across a boundary
     assert sorted(s for s in segments if s[0] != 0) == sorted(ids)
@@ -89,8 +93,9 @@ def test_boundary_example_does_not_see_its_neighbour(tiny_model_dir):
     torch.testing.assert_close(with_neighbour[3:], with_other[3:], rtol=0, atol=1e-5)
     # The reference packing (one running sequence) does let the neighbour change the example's logits.
     running = list(range(8))
-    assert not torch.allclose(_logits(model, neighbour + example, running)[3:],
-                              _logits(model, other + example, running)[3:], atol=1e-3)
+    assert not torch.allclose(
+        _logits(model, neighbour + example, running)[3:], _logits(model, other + example, running)[3:], atol=1e-3
+    )
 
 
 def test_tokenize_and_pack_stages(tmp_path, tokenizer_dir, tiny_catalog):
@@ -103,18 +108,42 @@ def test_tokenize_and_pack_stages(tmp_path, tokenizer_dir, tiny_catalog):
 
     prepare(args_for(tiny_catalog, tmp_path, instruction_template=PROMPT))
     splits = {s: str(tmp_path / f"{s}.jsonl") for s in ("train", "validation", "test")}
-    stats = tokenize(Namespace(**splits, model_dir=str(tokenizer_dir), dataset=str(tmp_path / "tok"),
-                               stats=str(tmp_path / "tok.json"), max_len=128, completion_only=True,
-                               overlong="truncate"))
+    stats = tokenize(
+        Namespace(
+            **splits,
+            model_dir=str(tokenizer_dir),
+            dataset=str(tmp_path / "tok"),
+            stats=str(tmp_path / "tok.json"),
+            max_len=128,
+            completion_only=True,
+            overlong="truncate",
+        )
+    )
     assert stats["train"]["truncated"] > 0
     assert stats["train"]["examples_out"] + stats["train"]["dropped"] == stats["train"]["examples_in"]
     for mode in ("boundary", "reference"):
-        pack(Namespace(tokenized=str(tmp_path / "tok"), tokenize_stats=str(tmp_path / "tok.json"), mode=mode,
-                       dataset=str(tmp_path / mode), stats=str(tmp_path / f"{mode}.json"), max_len=128))
+        pack(
+            Namespace(
+                tokenized=str(tmp_path / "tok"),
+                tokenize_stats=str(tmp_path / "tok.json"),
+                mode=mode,
+                dataset=str(tmp_path / mode),
+                stats=str(tmp_path / f"{mode}.json"),
+                max_len=128,
+            )
+        )
         packed = datasets.load_from_disk(str(tmp_path / mode))
         assert set(packed) == {"train", "validation"}
         assert all(len(row) == 128 for row in packed["train"]["input_ids"])
     first = (tmp_path / "boundary" / "train" / "data-00000-of-00001.arrow").read_bytes()
-    pack(Namespace(tokenized=str(tmp_path / "tok"), tokenize_stats=str(tmp_path / "tok.json"), mode="boundary",
-                   dataset=str(tmp_path / "again"), stats=str(tmp_path / "again.json"), max_len=128))
+    pack(
+        Namespace(
+            tokenized=str(tmp_path / "tok"),
+            tokenize_stats=str(tmp_path / "tok.json"),
+            mode="boundary",
+            dataset=str(tmp_path / "again"),
+            stats=str(tmp_path / "again.json"),
+            max_len=128,
+        )
+    )
     assert (tmp_path / "again" / "train" / "data-00000-of-00001.arrow").read_bytes() == first

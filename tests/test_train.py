@@ -14,18 +14,49 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+
 from tests.conftest import SCRIPTS
 
 LORA = '{"r": 4, "alpha": 8, "dropout": 0.05, "target_modules": ["q_proj", "v_proj", "down_proj"]}'
 
 
 def cli_args(packed: Path, model: Path, out: Path, *extra: str) -> list[str]:
-    return ["--packed", str(packed), "--model-dir", str(model), "--adapter", str(out / "adapter"),
-            "--train-log", str(out / "train_log.csv"), "--history", str(out / "history.json"),
-            "--timing", str(out / "timing.json"), "--checkpoint-dir", str(out / "checkpoints"),
-            "--lora", LORA, "--max-len", "128", "--micro-batch", "2", "--grad-accum", "2", "--max-steps", "8",
-            "--logging-steps", "1", "--save-steps", "2", "--keep-checkpoints", "2", "--learning-rate", "1e-3",
-            "--no-gradient-checkpointing", *extra]
+    return [
+        "--packed",
+        str(packed),
+        "--model-dir",
+        str(model),
+        "--adapter",
+        str(out / "adapter"),
+        "--train-log",
+        str(out / "train_log.csv"),
+        "--history",
+        str(out / "history.json"),
+        "--timing",
+        str(out / "timing.json"),
+        "--checkpoint-dir",
+        str(out / "checkpoints"),
+        "--lora",
+        LORA,
+        "--max-len",
+        "128",
+        "--micro-batch",
+        "2",
+        "--grad-accum",
+        "2",
+        "--max-steps",
+        "8",
+        "--logging-steps",
+        "1",
+        "--save-steps",
+        "2",
+        "--keep-checkpoints",
+        "2",
+        "--learning-rate",
+        "1e-3",
+        "--no-gradient-checkpointing",
+        *extra,
+    ]
 
 
 def run_train(args: list[str], **popen) -> subprocess.Popen:
@@ -43,8 +74,10 @@ def test_grad_accumulation_matches_one_big_batch(packed_dir, tiny_model_dir):
     blocks = data[list(range(8))]
     label_counts = (blocks["labels"][:, 1:] != -100).sum(dim=1)
     assert len(set(label_counts.tolist())) > 1
-    args = build_parser().parse_args(cli_args(packed_dir, tiny_model_dir, Path("unused")) + [
-        "--lora", LORA.replace("0.05", "0.0"), "--quantization", '{"load_in_4bit": false}'])
+    args = build_parser().parse_args(
+        cli_args(packed_dir, tiny_model_dir, Path("unused"))
+        + ["--lora", LORA.replace("0.05", "0.0"), "--quantization", '{"load_in_4bit": false}']
+    )
     updated = []
     for micro_batch in (2, 8):
         torch.manual_seed(0)
@@ -96,8 +129,7 @@ def test_checkpoint_of_another_configuration_is_not_resumed(packed_dir, tiny_mod
 
 
 def test_validation_and_early_stopping(packed_dir, tiny_model_dir, tmp_path):
-    extra = ["--eval-steps", "1", "--early-stopping-patience", "1", "--early-stopping-min-delta", "10",
-             "--load-best"]
+    extra = ["--eval-steps", "1", "--early-stopping-patience", "1", "--early-stopping-min-delta", "10", "--load-best"]
     assert run_train(cli_args(packed_dir, tiny_model_dir, tmp_path, *extra)).wait(timeout=600) == 0
     history = json.loads((tmp_path / "history.json").read_text())
     # min_delta 10 makes every evaluation after the first "no improvement": stop after step 2.
@@ -106,9 +138,11 @@ def test_validation_and_early_stopping(packed_dir, tiny_model_dir, tmp_path):
     assert timing["device"] == "cpu" and timing["precision"] == "float32" and timing["tokens_per_second"] > 0
 
 
-@pytest.mark.parametrize("script", ["prepare", "tokenize_data", "pack", "base_model", "train", "generate",
-                                    "plots", "report"])
+@pytest.mark.parametrize(
+    "script", ["prepare", "tokenize_data", "pack", "base_model", "train", "generate", "plots", "report"]
+)
 def test_every_stage_has_a_command_line(script):
-    result = subprocess.run([sys.executable, str(SCRIPTS / f"{script}.py"), "--help"], capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(SCRIPTS / f"{script}.py"), "--help"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0 and "usage:" in result.stdout

@@ -20,7 +20,7 @@ def generate_texts(model, tokenizer, prompts: list[str], settings: dict, batch_s
     texts: list[str] = []
     sampling = {"temperature": settings["temperature"], "top_p": settings["top_p"]} if settings["do_sample"] else {}
     for start in range(0, len(prompts), batch_size):
-        batch = tokenizer(prompts[start: start + batch_size], return_tensors="pt", padding=True).to(device)
+        batch = tokenizer(prompts[start : start + batch_size], return_tensors="pt", padding=True).to(device)
         output = model.generate(
             **batch,
             max_new_tokens=settings["max_new_tokens"],
@@ -32,7 +32,7 @@ def generate_texts(model, tokenizer, prompts: list[str], settings: dict, batch_s
             pad_token_id=tokenizer.pad_token_id,
             **sampling,
         )
-        new_tokens = output[:, batch["input_ids"].shape[1]:]
+        new_tokens = output[:, batch["input_ids"].shape[1] :]
         for row in tokenizer.batch_decode(new_tokens, skip_special_tokens=True):
             texts.append(cut_at_stop(row, settings["stop_strings"]))
     return texts

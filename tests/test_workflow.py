@@ -1,0 +1,117 @@
+"""The whole workflow on a tiny config, every target checked; then dry runs: which jobs a change reruns."""
+
+import html
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+RULES_AFTER_TRAIN = {"train", "generate", "plots", "report"}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, tiny_catalog, tiny_model_dir) -> Path:
+    """A complete run of `snakemake results/report.html` in a fresh folder, on the tiny model and catalog."""
+    workdir = tmp_path_factory.mktemp("workflow")
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["run_name"] = "tiny"
+    config["data"]["raw"] = str(tiny_catalog)
+    config["model"]["source"] = str(tiny_model_dir)
+    config["train"].update(
+        max_steps=4, micro_batch=2, grad_accum=1, logging_steps=1, save_steps=2, eval_steps=2, eval_max_blocks=4
+    )
+    config["generate"].update(num_titles=2, max_new_tokens=8)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            str(workdir),
+            "--cores",
+            "2",
+            "results/report.html",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return workdir
+
+
+def test_every_target(finished_run):
+    import datasets
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    data, run = finished_run / "results" / "data", finished_run / "results" / "runs" / "tiny"
+    tokenized = datasets.load_from_disk(str(data / "tokenized"))
+    assert set(tokenized) == {"train", "validation", "test"} and len(tokenized["train"]) > 0
+    packed = datasets.load_from_disk(str(data / "packed"))
+    assert {len(ids) for ids in packed["train"]["input_ids"]} == {128}
+    base = AutoModelForCausalLM.from_pretrained(finished_run / "results" / "base_model")
+    PeftModel.from_pretrained(base, str(run / "adapter"))
+    history = json.loads((run / "training_history.json").read_text())
+    assert history["step"] == 4 and len(history["history"]) == 4
+    assert (run / "train_log.csv").read_text().startswith("step,")
+    assert json.loads((run / "timing.json").read_text())["steps"] == 4
+    for png in ("train_curve.png", "token_lengths.png"):
+        assert (run / "plots" / png).read_bytes().startswith(b"\x89PNG")
+    samples = json.loads((run / "samples.json").read_text())["samples"]
+    report = (finished_run / "results" / "report.html").read_text()
+    assert len(samples) == 2
+    for sample in samples:
+        assert set(sample) >= {"title", "reference", "base_plain", "base_tagged", "adapter"}
+        assert html.escape(sample["title"]) in report and html.escape(sample["adapter"]) in report
+    assert "data:image/png;base64," in report and "http://" not in report.split("<h2>Configuration")[0]
+    for log in ("prepare", "tokenize", "pack", "base_model"):
+        assert (finished_run / "logs" / f"{log}.log").stat().st_size > 0
+
+
+def planned_rules(workdir: Path, overrides: dict) -> set[str]:
+    """Rules a dry run would execute after the finished run, with `overrides` merged into the config."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.enums import Quietness
+    from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, ResourceSettings
+
+    with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
+        workflow = api.workflow(
+            resource_settings=ResourceSettings(cores=1),
+            config_settings=ConfigSettings(config=overrides),
+            snakefile=ROOT / "Snakefile",
+            workdir=workdir,
+        )
+        updated: list[str] = []
+        workflow.dag(DAGSettings(targets={"results/report.html"})).execute_workflow(
+            executor="dryrun", updated_files=updated
+        )
+        # Rules here have no wildcards, so an output path names its rule.
+        by_output = {str(out): rule.name for rule in workflow._workflow.rules for out in rule.output}
+    return {by_output[path] for path in updated}
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        ({}, set()),
+        ({"generate": {"temperature": 0.3}}, {"generate", "report"}),
+        ({"generate": {"num_titles": 3}}, {"generate", "report"}),
+        ({"train": {"learning_rate": 1e-4}}, RULES_AFTER_TRAIN),
+        ({"train": {"lora": {"r": 8}}}, RULES_AFTER_TRAIN),
+        ({"tokenize": {"max_len": 96}}, {"tokenize", "pack"} | RULES_AFTER_TRAIN),
+        ({"pack": {"mode": "reference"}}, {"pack"} | RULES_AFTER_TRAIN),
+        ({"data": {"seed": 1}}, {"prepare", "tokenize", "pack", "generate"} | RULES_AFTER_TRAIN),
+    ],
+    ids=lambda value: json.dumps(value) if isinstance(value, dict) else None,
+)
+def test_a_change_reruns_exactly_what_depends_on_it(finished_run, overrides, expected):
+    assert planned_rules(finished_run, overrides) == expected
