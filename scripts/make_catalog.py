@@ -958,10 +958,7 @@ def _spec_lines(text: str) -> Iterator[tuple[str, str]]:
 
 def _overrides(value: str, named: dict[str, tuple[Term, ...]]) -> dict:
     pairs = (part.strip().partition("=") for part in value.split(";"))
-    return {
-        slot: named[values] if values.startswith("@") else _terms(values)
-        for slot, _, values in pairs
-    }
+    return {slot: named[values] if values.startswith("@") else _terms(values) for slot, _, values in pairs}
 
 
 class Category:
@@ -989,8 +986,7 @@ class Category:
         self.bodies = tuple(tuple(b.split(" || ")) for b in templates["body"])
         self.closes = tuple(templates["close"])
         self.items = tuple(
-            (_term(item), self._slot_table(slots, _overrides(value, named)))
-            for item, value in items.items()
+            (_term(item), self._slot_table(slots, _overrides(value, named))) for item, value in items.items()
         )
 
     @staticmethod
@@ -1050,9 +1046,7 @@ class Category:
         return [base + j * width + int(rand() * width) for j in range(count)]
 
 
-CATEGORIES = tuple(
-    Category(i, name, spec) for i, (name, spec) in enumerate(SPECS.items())
-)
+CATEGORIES = tuple(Category(i, name, spec) for i, (name, spec) in enumerate(SPECS.items()))
 
 _B36 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _B36_PAIRS = tuple(x + y for x in _B36 for y in _B36)
@@ -1223,9 +1217,7 @@ def _q_null_field(rec: dict, q: _QuirkContext) -> dict:
 
 
 def _q_wrong_field_name(rec: dict, q: _QuirkContext) -> dict:
-    old, new = q.choice(
-        (("title", "Title"), ("title", "Title"), ("content", "Content"))
-    )
+    old, new = q.choice((("title", "Title"), ("title", "Title"), ("content", "Content")))
     return {(new if key == old else key): value for key, value in rec.items()}
 
 
@@ -1285,9 +1277,7 @@ def generate_labelled(
     return _rows(n_rows, seed, quirk_rate, kinds)
 
 
-def _rows(
-    n_rows: int, seed: int, quirk_rate: float, kinds: tuple[str, ...]
-) -> Iterator[tuple[Record, str | None]]:
+def _rows(n_rows: int, seed: int, quirk_rate: float, kinds: tuple[str, ...]) -> Iterator[tuple[Record, str | None]]:
     rand = random.Random(seed).random
     q = _QuirkContext(seed)
     qrand = q.rand
@@ -1348,9 +1338,7 @@ def write_jsonl(path: str | os.PathLike, records: Iterable[Record]) -> int:
     count = 0
     try:
         # os.open with 0o666 lets the umask decide the final permissions.
-        with open(
-            os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666), "wb"
-        ) as f:
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666), "wb") as f:
             batch: list[bytes] = []
             for rec in records:
                 batch.append(_encode_line(rec))
@@ -1379,12 +1367,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Generate synthetic AmazonTitles-shaped product data (JSON Lines).",
         epilog="Quirk kinds: " + ", ".join(QUIRK_KINDS),
     )
-    parser.add_argument(
-        "--rows", type=int, help=f"number of lines (default {DEMO_ROWS})"
-    )
-    parser.add_argument(
-        "--seed", type=int, default=DEMO_SEED, help="random seed (default 42)"
-    )
+    parser.add_argument("--rows", type=int, help=f"number of lines (default {DEMO_ROWS})")
+    parser.add_argument("--seed", type=int, default=DEMO_SEED, help="random seed (default 42)")
     parser.add_argument(
         "--quirk-rate",
         type=float,
@@ -1410,18 +1394,14 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.quirk_kinds is None:
         args.quirk_kinds = DEMO_QUIRK_KINDS if args.demo else QUIRK_KINDS
     else:
-        args.quirk_kinds = tuple(
-            k.strip() for k in args.quirk_kinds.split(",") if k.strip()
-        )
+        args.quirk_kinds = tuple(k.strip() for k in args.quirk_kinds.split(",") if k.strip())
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     try:
-        records = generate_records(
-            args.rows, args.seed, args.quirk_rate, args.quirk_kinds
-        )
+        records = generate_records(args.rows, args.seed, args.quirk_rate, args.quirk_kinds)
         count = write_jsonl(args.out, records)
     except ValueError as err:
         print(f"make_catalog: {err}", file=sys.stderr)
