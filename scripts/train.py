@@ -1,10 +1,10 @@
 """Stage 5, train: QLoRA fine-tuning of the base model on the packed blocks.
 
-Read top to bottom: load data and model, build optimizer and schedule, resume from the last complete
-checkpoint if one matches this configuration, then the loop (accumulate, step, log, evaluate, save).
-The loss is summed over tokens and divided by the number of labelled tokens of the whole optimizer step,
-so micro-batch x accumulation does not change the gradient. Uses the GPU when there is one (bf16 compute,
-TF32 on) and the CPU otherwise (float32 compute).
+Read top to bottom: resolve the plan (the recipe, plus the speed levers on a GPU), load blocks and model,
+build optimizer and schedule, resume from the last complete checkpoint made with the same configuration,
+then the loop: accumulate, step, log, evaluate, save. The loss is summed over tokens and divided by the
+number of labelled tokens of the whole optimizer step, so how a step is cut into micro-batches does not
+change the gradient. Uses the GPU when there is one (bf16 compute, TF32 on), the CPU otherwise (float32).
 """
 
 import argparse
@@ -14,7 +14,6 @@ import io
 import json
 import logging
 import math
-import shutil
 import statistics
 import sys
 import time
@@ -24,52 +23,92 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ftpipe import stage  # noqa: E402
-from ftpipe.io import atomic_path, read_json, write_json, write_text  # noqa: E402
-from ftpipe.modeling import compute_dtype, enable_tf32, load_base_model, load_tokenizer, lora_config, pick_device  # noqa: E402
+from ftpipe.checkpoints import load_adapter_weights, load_checkpoint, save_checkpoint  # noqa: E402
+from ftpipe.io import atomic_path, write_json, write_text  # noqa: E402
+from ftpipe.modeling import (  # noqa: E402
+    compute_dtype,
+    dequantize_base,
+    enable_tf32,
+    load_base_model,
+    load_tokenizer,
+    lora_config,
+    pick_device,
+)
 
 log = logging.getLogger("ftpipe.train")
 
 IGNORE = -100
 # Dense bf16 peak of known GPUs, for the MFU estimate (vendor datasheets).
 PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
+SPEED_DEFAULTS = {
+    "enabled": "auto",  # auto: on GPUs only; true/false to force
+    "micro_batch": 64,  # accumulation is adjusted so that the effective batch stays as configured
+    "gradient_checkpointing": False,
+    "upcast_frozen_fp32": False,
+    "dequantize_base": True,
+    "compile": True,
+    "data_on_device": True,
+}
 
 
-# ---------------------------------------------------------------- setup
+# ---------------------------------------------------------------- plan and data
 
 
-def build_model(args, device, dtype):
-    from peft import get_peft_model, prepare_model_for_kbit_training
-
-    model = load_base_model(args.model_dir, args.quantization, device, dtype)
-    model.config.use_cache = False
-    if args.upcast_frozen_fp32:
-        # The reference's prepare_model_for_kbit_training: frozen non-quantized weights go to float32.
-        model = prepare_model_for_kbit_training(
-            model,
-            use_gradient_checkpointing=args.gradient_checkpointing,
-            gradient_checkpointing_kwargs={"use_reentrant": False},
-        )
-    elif args.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.enable_input_require_grads()
-    model = get_peft_model(model, lora_config(args.lora))
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    log.info("trainable parameters: %d", trainable)
-    return model
+def largest_divisor_at_most(number: int, limit: int) -> int:
+    return max(d for d in range(1, min(number, max(limit, 1)) + 1) if number % d == 0)
 
 
-def run_fingerprint(args, packed_dir: str) -> str:
-    """Identifies what a checkpoint was trained with: a checkpoint resumes only a run with the same one."""
-    settings = {
-        key: value
-        for key, value in sorted(vars(args).items())
-        if key not in {"adapter", "train_log", "history", "timing", "checkpoint_dir", "threads", "keep_checkpoints"}
+def resolve_plan(args, device: torch.device) -> dict:
+    """The recipe as configured, with the speed levers applied where they are on (by default: on GPUs)."""
+    speed = {**SPEED_DEFAULTS, **(args.speed or {})}
+    levers_on = device.type == "cuda" if speed["enabled"] == "auto" else bool(speed["enabled"])
+    plan = {
+        "speed_levers": levers_on,
+        "micro_batch": args.micro_batch,
+        "grad_accum": args.grad_accum,
+        "gradient_checkpointing": args.gradient_checkpointing,
+        "upcast_frozen_fp32": args.upcast_frozen_fp32,
+        "dequantize_base": False,
+        "compile": False,
+        "data_on_device": False,
     }
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
-    code = [Path(__file__), *sorted(Path(__file__).with_name("ftpipe").glob("*.py"))]
-    for path in [*sorted(Path(packed_dir).glob("train/*.arrow")), *code]:
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
+    if levers_on:
+        effective = args.micro_batch * args.grad_accum
+        micro = largest_divisor_at_most(effective, speed["micro_batch"] or args.micro_batch)
+        plan.update({key: speed[key] for key in plan if key in speed and key not in ("micro_batch", "enabled")})
+        plan.update(micro_batch=micro, grad_accum=effective // micro)
+    return plan
+
+
+def load_blocks(packed_dir: str) -> dict[str, dict[str, torch.Tensor]]:
+    """The packed train and validation splits as int32 tensors."""
+    import datasets
+
+    packed = datasets.load_from_disk(packed_dir).with_format("torch")
+    columns = ["input_ids", "labels", "position_ids"]
+    return {
+        split: {key: torch.as_tensor(value).to(torch.int32) for key, value in packed[split][:].items() if key in columns}
+        for split in ("train", "validation")
+    }
+
+
+def is_boundary_packed(blocks: dict[str, torch.Tensor]) -> bool:
+    """True when position ids restart inside blocks; reference blocks (0..max_len-1) need none passed,
+    which keeps attention on the plain causal (flash) path."""
+    positions = blocks["position_ids"]
+    return not torch.equal(positions, torch.arange(positions.shape[1], dtype=positions.dtype).expand_as(positions))
+
+
+def model_inputs(blocks: dict, boundary: bool, device) -> dict:
+    """Input ids and labels, plus the packed position ids (and no attention mask) for boundary packing:
+    where position ids restart, the model attends only within each example."""
+    keys = ("input_ids", "labels", "position_ids") if boundary else ("input_ids", "labels")
+    return {key: blocks[key].to(device, non_blocking=True).long() for key in keys}
+
+
+def labelled_tokens(labels: torch.Tensor) -> torch.Tensor:
+    """Tokens that carry loss: the model predicts labels[:, 1:] from positions [:, :-1]."""
+    return (labels[:, 1:] != IGNORE).sum()
 
 
 def step_indices(step: int, steps_per_epoch: int, step_size: int, n_blocks: int, seed: int) -> torch.Tensor:
@@ -79,34 +118,58 @@ def step_indices(step: int, steps_per_epoch: int, step_size: int, n_blocks: int,
     return order[within * step_size : (within + 1) * step_size]
 
 
-def to_device(batch: dict, device) -> dict:
-    return {key: value.to(device, non_blocking=True) for key, value in batch.items()}
+# ---------------------------------------------------------------- model
 
 
-def model_inputs(blocks: dict) -> dict:
-    """The packed position ids and no attention mask: where position ids restart (boundary packing) the
-    model attends only within each example; with 0..max_len-1 (reference packing) it is plain causal."""
-    return {key: blocks[key].long() for key in ("input_ids", "labels", "position_ids")}
+def build_model(args, plan: dict, device, dtype):
+    """The base model (4-bit as configured, optionally dequantized once) with a fresh LoRA adapter."""
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    model = load_base_model(args.model_dir, args.quantization, device, dtype)
+    model.config.use_cache = False
+    if plan["dequantize_base"]:
+        log.info("dequantized %d 4-bit layers to %s", dequantize_base(model, dtype), dtype)
+    if plan["upcast_frozen_fp32"]:
+        # The reference's prepare_model_for_kbit_training: frozen non-quantized weights go to float32.
+        model = prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=plan["gradient_checkpointing"],
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
+    elif plan["gradient_checkpointing"]:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    model = get_peft_model(model, lora_config(args.lora))
+    log.info("trainable parameters: %d", sum(p.numel() for p in model.parameters() if p.requires_grad))
+    return model
 
 
-def labelled_tokens(labels: torch.Tensor) -> int:
-    """Tokens that carry loss: the model predicts labels[:, 1:] from positions [:, :-1]."""
-    return int((labels[:, 1:] != IGNORE).sum())
+def run_fingerprint(args, packed_dir: str) -> str:
+    """Identifies what a checkpoint was trained with: configuration, data and code."""
+    ignored = {"adapter", "train_log", "history", "timing", "checkpoint_dir", "threads", "keep_checkpoints"}
+    settings = {key: value for key, value in sorted(vars(args).items()) if key not in ignored}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    code = [Path(__file__), *sorted(Path(__file__).with_name("ftpipe").glob("*.py"))]
+    for path in [*sorted(Path(packed_dir).glob("train/*.arrow")), *code]:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------- one optimizer step and evaluation
 
 
 def train_step(
-    model, optimizer, scheduler, step_blocks: dict, micro_batch: int, max_grad_norm: float, device
-) -> tuple[float, float]:
-    """Forward/backward over the micro-batches of one step, then one optimizer step. Returns (loss, grad norm)."""
-    n_items = labelled_tokens(step_blocks["labels"])
+    model, optimizer, scheduler, step_blocks: dict, micro_batch: int, max_grad_norm: float, boundary: bool, device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward/backward over the micro-batches of one step, then one optimizer step.
+
+    Returns the step's loss per labelled token and the gradient norm, as tensors (reading them is a sync).
+    """
+    n_items = labelled_tokens(step_blocks["labels"]).to(device).clamp(min=1)
     total = torch.zeros((), device=device)
     for start in range(0, len(step_blocks["input_ids"]), micro_batch):
         micro = {key: value[start : start + micro_batch] for key, value in step_blocks.items()}
-        inputs = to_device(model_inputs(micro), device)
-        loss = model(**inputs, num_items_in_batch=max(n_items, 1), use_cache=False).loss
+        loss = model(**model_inputs(micro, boundary, device), num_items_in_batch=n_items, use_cache=False).loss
         loss.backward()
         total += loss.detach()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -114,69 +177,177 @@ def train_step(
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    return float(total), float(grad_norm)
+    return total, grad_norm
 
 
 @torch.no_grad()
-def evaluate(model, data, micro_batch: int, max_blocks: int, device) -> float:
+def evaluate(model, blocks: dict, micro_batch: int, max_blocks: int, boundary: bool, device) -> float:
     """Mean loss per labelled token over (the first `max_blocks` of) the validation blocks."""
     model.eval()
-    n_blocks = len(data) if max_blocks <= 0 else min(max_blocks, len(data))
+    n_blocks = len(blocks["input_ids"]) if max_blocks <= 0 else min(max_blocks, len(blocks["input_ids"]))
     loss_sum, items = 0.0, 0
     for start in range(0, n_blocks, micro_batch):
-        blocks = data[start : min(start + micro_batch, n_blocks)]
-        n_items = labelled_tokens(blocks["labels"])
-        if n_items == 0:
-            continue
-        inputs = to_device(model_inputs(blocks), device)
-        loss_sum += float(model(**inputs, num_items_in_batch=n_items, use_cache=False).loss) * n_items
-        items += n_items
+        batch = {key: value[start : min(start + micro_batch, n_blocks)] for key, value in blocks.items()}
+        n_items = int(labelled_tokens(batch["labels"]))
+        if n_items:
+            inputs = model_inputs(batch, boundary, device)
+            loss_sum += float(model(**inputs, num_items_in_batch=n_items, use_cache=False).loss) * n_items
+            items += n_items
     model.train()
     return loss_sum / items if items else float("nan")
 
 
-# ---------------------------------------------------------------- checkpoints
+# ---------------------------------------------------------------- the stage
 
 
-def save_checkpoint(model, optimizer, scheduler, state: dict, checkpoint_dir: Path, keep: int) -> None:
-    """Everything needed to continue exactly, written atomically; only the last `keep` are kept."""
-    final = checkpoint_dir / f"step-{state['step']:07d}"
-    with atomic_path(final) as tmp:
+def train(args) -> dict:
+    """Load the packed blocks and run the training loop."""
+    return run_training(args, load_blocks(args.packed))
+
+
+def run_training(args, blocks: dict) -> dict:
+    from transformers import get_scheduler
+
+    started = time.perf_counter()
+    device = pick_device()
+    dtype = compute_dtype(device)
+    enable_tf32()
+    torch.manual_seed(args.seed)
+    plan = resolve_plan(args, device)
+    train_blocks, val_blocks = blocks["train"], blocks["validation"]
+    if plan["data_on_device"]:
+        train_blocks = {key: value.to(device) for key, value in train_blocks.items()}
+    boundary = is_boundary_packed(train_blocks)
+    model = build_model(args, plan, device, dtype)
+    forward = torch.compile(model) if plan["compile"] else model  # checkpoints and eval use the plain module
+
+    step_size = plan["micro_batch"] * plan["grad_accum"]
+    n_blocks = len(train_blocks["input_ids"])
+    steps_per_epoch = n_blocks // step_size
+    if steps_per_epoch == 0:
+        raise SystemExit(f"train: {n_blocks} packed blocks are fewer than one step ({step_size})")
+    total_steps = args.max_steps if args.max_steps > 0 else steps_per_epoch * args.epochs
+    save_steps = args.save_steps or max(100, steps_per_epoch // 20)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=args.learning_rate, weight_decay=args.weight_decay)
+    scheduler = get_scheduler(
+        args.lr_scheduler, optimizer, num_warmup_steps=args.warmup_steps, num_training_steps=total_steps
+    )
+    checkpoint_dir = Path(args.checkpoint_dir)
+    fingerprint = run_fingerprint(args, args.packed)
+    state = load_checkpoint(model, optimizer, scheduler, checkpoint_dir, fingerprint) or fresh_state(fingerprint)
+    log.info(
+        "device %s (%s), plan %s; %d blocks, %d steps/epoch, %d steps, checkpoint every %d",
+        device,
+        dtype,
+        plan,
+        n_blocks,
+        steps_per_epoch,
+        total_steps,
+        save_steps,
+    )
+
+    model.train()
+    step_seconds, wait_seconds, window_loss = [], 0.0, torch.zeros((), device=device)
+    run_started = time.perf_counter()
+    while state["step"] < total_steps and not state["stopped_early"]:
+        t0 = time.perf_counter()
+        indices = step_indices(state["step"], steps_per_epoch, step_size, n_blocks, args.seed)
+        step_blocks = {key: value[indices.to(value.device)] for key, value in train_blocks.items()}
+        wait_seconds += time.perf_counter() - t0
+        loss, grad_norm = train_step(
+            forward, optimizer, scheduler, step_blocks, plan["micro_batch"], args.max_grad_norm, boundary, device
+        )
+        window_loss += loss
+        state["step"] += 1
+        state["window_steps"] += 1
+        record = {}
+        if state["step"] % args.logging_steps == 0 or state["step"] == total_steps:
+            window = (state["window_loss"] + float(window_loss)) / state["window_steps"]  # syncs the device
+            record.update(
+                loss=round(window, 6), learning_rate=scheduler.get_last_lr()[0], grad_norm=round(float(grad_norm), 6)
+            )
+            state["window_loss"], state["window_steps"], window_loss = 0.0, 0, torch.zeros((), device=device)
+        if device.type == "cuda" and (record or state["step"] % save_steps == 0):
+            torch.cuda.synchronize(device)
+        step_seconds.append(time.perf_counter() - t0)
+        if args.eval_steps > 0 and (state["step"] % args.eval_steps == 0 or state["step"] == total_steps):
+            record["eval_loss"] = round(
+                evaluate(model, val_blocks, plan["micro_batch"], args.eval_max_blocks, boundary, device), 6
+            )
+            track_best(state, record["eval_loss"], args, model)
+        elapsed = state["elapsed_seconds"] + time.perf_counter() - run_started
+        if record:
+            record.update(
+                step=state["step"],
+                epoch=round(state["step"] / steps_per_epoch, 4),
+                tokens_per_second=round(step_size * args.max_len / step_seconds[-1], 1),
+                elapsed_seconds=round(elapsed, 2),
+            )
+            state["history"].append(record)
+            log.info("%s", record)
+        if state["step"] % save_steps == 0 and state["step"] < total_steps:
+            pending = {**state, "window_loss": state["window_loss"] + float(window_loss), "elapsed_seconds": elapsed}
+            save_checkpoint(model, optimizer, scheduler, pending, checkpoint_dir, args.keep_checkpoints)
+    state["elapsed_seconds"] += time.perf_counter() - run_started
+
+    finish(args, model, state, checkpoint_dir)
+    timing = timing_summary(
+        step_seconds,
+        wait_seconds,
+        time.perf_counter() - started,
+        step_size * args.max_len,
+        flops_per_token(model, plan["gradient_checkpointing"]),
+        device,
+        dtype,
+        state["step"],
+    )
+    timing["plan"] = plan
+    write_json(args.timing, timing)
+    log.info("timing: %s", timing)
+    return timing
+
+
+def fresh_state(fingerprint: str) -> dict:
+    return {
+        "step": 0,
+        "history": [],
+        "fingerprint": fingerprint,
+        "window_loss": 0.0,
+        "window_steps": 0,
+        "best_eval_loss": None,
+        "best_step": None,
+        "evals_without_improvement": 0,
+        "stopped_early": False,
+        "elapsed_seconds": 0.0,
+    }
+
+
+def track_best(state: dict, eval_loss: float, args, model) -> None:
+    """Early stopping bookkeeping; keeps a copy of the best adapter when `load_best` is on."""
+    best = state["best_eval_loss"]
+    if best is None or eval_loss < best - args.early_stopping_min_delta:
+        state.update(best_eval_loss=eval_loss, best_step=state["step"], evals_without_improvement=0)
+        if args.load_best:
+            with atomic_path(Path(args.checkpoint_dir) / "best") as tmp:
+                model.save_pretrained(tmp)
+        return
+    state["evals_without_improvement"] += 1
+    if 0 < args.early_stopping_patience <= state["evals_without_improvement"]:
+        state["stopped_early"] = True
+        log.info("early stopping at step %d (best %.4f at step %s)", state["step"], best, state["best_step"])
+
+
+def finish(args, model, state: dict, checkpoint_dir: Path) -> None:
+    """Write the final adapter (the best one if asked) with the tokenizer, the log CSV and the history JSON."""
+    if args.load_best and (checkpoint_dir / "best").exists():
+        load_adapter_weights(model, checkpoint_dir / "best")
+    with atomic_path(args.adapter) as tmp:
         model.save_pretrained(tmp)
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-        rng = {"cpu": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
-        torch.save(rng, tmp / "rng.pt")
-        write_json(tmp / "state.json", state)
-    for old in sorted(checkpoint_dir.glob("step-*"))[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def load_checkpoint(model, optimizer, scheduler, checkpoint_dir: Path, fingerprint: str) -> dict | None:
-    """Restore the last complete checkpoint made with the same fingerprint; None to start fresh."""
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
-
-    for candidate in sorted(checkpoint_dir.glob("step-*"), reverse=True):
-        state_file = candidate / "state.json"
-        if not state_file.exists():
-            continue
-        state = read_json(state_file)
-        if state.get("fingerprint") != fingerprint:
-            log.info("ignoring %s: made with another configuration or data", candidate)
-            continue
-        set_peft_model_state_dict(model, load_file(str(candidate / "adapter_model.safetensors")))
-        optimizer.load_state_dict(torch.load(candidate / "optimizer.pt", weights_only=True))
-        scheduler.load_state_dict(torch.load(candidate / "scheduler.pt", weights_only=True))
-        rng = torch.load(candidate / "rng.pt", weights_only=True)
-        torch.set_rng_state(rng["cpu"])
-        if "cuda" in rng and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
-        log.info("resumed from %s (step %d)", candidate, state["step"])
-        return state
-    return None
+        load_tokenizer(args.model_dir).save_pretrained(tmp)
+    write_train_log(args.train_log, state["history"])
+    keys = ("history", "step", "best_eval_loss", "best_step", "stopped_early", "elapsed_seconds")
+    write_json(args.history, {key: state[key] for key in keys})
 
 
 # ---------------------------------------------------------------- outputs
@@ -200,187 +371,46 @@ def write_train_log(path: str, history: list[dict]) -> None:
     write_text(path, buffer.getvalue())
 
 
+def flops_per_token(model, gradient_checkpointing: bool) -> float:
+    """Training FLOPs per token with a frozen base: forward 2N, backward 2N (activations only), +2N recompute."""
+    _, n_params = model.get_nb_trainable_parameters()  # counts 4-bit packed weights at their real size
+    return float((6 if gradient_checkpointing else 4) * n_params)
+
+
 def timing_summary(
     step_seconds: list[float],
     wait_seconds: float,
     total_seconds: float,
     tokens_per_step: int,
-    flops_per_token: float,
+    flops: float,
     device,
-    precision: str,
+    dtype,
     steps: int,
 ) -> dict:
-    median = statistics.median(step_seconds) if step_seconds else float("nan")
-    tokens_per_second = tokens_per_step / median if step_seconds else float("nan")
+    """Steady-state numbers leave out the first steps (allocation, compilation), reported apart as warm-up."""
+    warmup = min(3, max(len(step_seconds) - 1, 0))
+    steady = step_seconds[warmup:]
+    median = statistics.median(steady) if steady else float("nan")
+    tokens_per_second = tokens_per_step / median if steady else float("nan")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    peak = next((flops for key, flops in PEAK_FLOPS.items() if key in name), None)
+    peak = next((value for key, value in PEAK_FLOPS.items() if key in name), None)
     return {
         "total_seconds": round(total_seconds, 3),
         "steps": steps,
         "steps_this_run": len(step_seconds),
+        "warmup_steps": warmup,
+        "warmup_seconds": round(sum(step_seconds[:warmup]), 3),
         "median_step_seconds": round(median, 4),
         "tokens_per_step": tokens_per_step,
         "tokens_per_second": round(tokens_per_second, 1),
-        "flops_per_token": flops_per_token,
-        "mfu": round(tokens_per_second * flops_per_token / peak, 4) if peak else None,
+        "flops_per_token": flops,
+        "mfu": round(tokens_per_second * flops / peak, 4) if peak else None,
         "peak_gpu_memory_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
         "device": name,
-        "precision": precision,
+        "precision": str(dtype).removeprefix("torch."),
+        "tf32": torch.backends.cuda.matmul.allow_tf32,
         "data_wait_fraction": round(wait_seconds / total_seconds, 4) if total_seconds else None,
     }
-
-
-# ---------------------------------------------------------------- the stage
-
-
-def train(args) -> dict:
-    import datasets
-    from transformers import get_scheduler
-
-    device, started = pick_device(), time.perf_counter()
-    dtype = compute_dtype(device)
-    enable_tf32()
-    torch.manual_seed(args.seed)
-    packed = datasets.load_from_disk(args.packed).with_format("torch")
-    train_data, val_data = packed["train"], packed["validation"]
-    model = build_model(args, device, dtype)
-    tokenizer = load_tokenizer(args.model_dir)
-
-    step_size = args.micro_batch * args.grad_accum
-    steps_per_epoch = len(train_data) // step_size
-    if steps_per_epoch == 0:
-        raise SystemExit(f"train: {len(train_data)} packed blocks are fewer than one step ({step_size})")
-    total_steps = args.max_steps if args.max_steps and args.max_steps > 0 else steps_per_epoch * args.epochs
-    save_steps = args.save_steps or max(100, steps_per_epoch // 20)
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad], lr=args.learning_rate, weight_decay=args.weight_decay
-    )
-    scheduler = get_scheduler(
-        args.lr_scheduler, optimizer, num_warmup_steps=args.warmup_steps, num_training_steps=total_steps
-    )
-    checkpoint_dir = Path(args.checkpoint_dir)
-    fingerprint = run_fingerprint(args, args.packed)
-    state = load_checkpoint(model, optimizer, scheduler, checkpoint_dir, fingerprint) or {
-        "step": 0,
-        "history": [],
-        "fingerprint": fingerprint,
-        "window_loss": 0.0,
-        "window_steps": 0,
-        "best_eval_loss": None,
-        "best_step": None,
-        "evals_without_improvement": 0,
-        "stopped_early": False,
-        "elapsed_seconds": 0.0,
-    }
-    log.info(
-        "device %s (%s); %d blocks, %d steps/epoch, %d steps, checkpoint every %d",
-        device,
-        dtype,
-        len(train_data),
-        steps_per_epoch,
-        total_steps,
-        save_steps,
-    )
-
-    model.train()
-    step_seconds, wait_seconds = [], 0.0
-    run_started = time.perf_counter()
-    for step in range(state["step"], total_steps):
-        if state["stopped_early"]:
-            break
-        t0 = time.perf_counter()
-        indices = step_indices(step, steps_per_epoch, step_size, len(train_data), args.seed)
-        step_blocks = train_data[indices.tolist()]
-        wait_seconds += time.perf_counter() - t0
-        loss, grad_norm = train_step(
-            model, optimizer, scheduler, step_blocks, args.micro_batch, args.max_grad_norm, device
-        )
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        step_seconds.append(time.perf_counter() - t0)
-        state["step"] = step + 1
-        state["window_loss"] += loss
-        state["window_steps"] += 1
-        record = {}
-        if state["step"] % args.logging_steps == 0 or state["step"] == total_steps:
-            record.update(
-                loss=round(state["window_loss"] / state["window_steps"], 6),
-                learning_rate=scheduler.get_last_lr()[0],
-                grad_norm=round(grad_norm, 6),
-                tokens_per_second=round(step_size * args.max_len / step_seconds[-1], 1),
-            )
-            state["window_loss"], state["window_steps"] = 0.0, 0
-        if args.eval_steps > 0 and (state["step"] % args.eval_steps == 0 or state["step"] == total_steps):
-            record["eval_loss"] = round(evaluate(model, val_data, args.micro_batch, args.eval_max_blocks, device), 6)
-            track_best(state, record["eval_loss"], args, model)
-        if record:
-            elapsed = state["elapsed_seconds"] + time.perf_counter() - run_started
-            record.update(
-                step=state["step"], epoch=round(state["step"] / steps_per_epoch, 4), elapsed_seconds=round(elapsed, 2)
-            )
-            state["history"].append(record)
-            log.info("%s", record)
-        if state["step"] % save_steps == 0 and state["step"] < total_steps:
-            state_to_save = {**state, "elapsed_seconds": state["elapsed_seconds"] + time.perf_counter() - run_started}
-            save_checkpoint(model, optimizer, scheduler, state_to_save, checkpoint_dir, args.keep_checkpoints)
-    state["elapsed_seconds"] += time.perf_counter() - run_started
-
-    finish(args, model, tokenizer, state, checkpoint_dir)
-    flops = flops_per_token(model, args.gradient_checkpointing)
-    timing = timing_summary(
-        step_seconds,
-        wait_seconds,
-        time.perf_counter() - started,
-        step_size * args.max_len,
-        flops,
-        device,
-        str(dtype).removeprefix("torch."),
-        state["step"],
-    )
-    write_json(args.timing, timing)
-    log.info("timing: %s", timing)
-    return timing
-
-
-def track_best(state: dict, eval_loss: float, args, model) -> None:
-    """Early stopping bookkeeping; keeps a copy of the best adapter when `load_best` is on."""
-    best = state["best_eval_loss"]
-    if best is None or eval_loss < best - args.early_stopping_min_delta:
-        state.update(best_eval_loss=eval_loss, best_step=state["step"], evals_without_improvement=0)
-        if args.load_best:
-            model.save_pretrained(Path(args.checkpoint_dir) / "best")
-        return
-    state["evals_without_improvement"] += 1
-    if args.early_stopping_patience > 0 and state["evals_without_improvement"] >= args.early_stopping_patience:
-        state["stopped_early"] = True
-        log.info("early stopping at step %d (best %.4f at step %s)", state["step"], best, state["best_step"])
-
-
-def finish(args, model, tokenizer, state: dict, checkpoint_dir: Path) -> None:
-    """Write the final adapter (the best one if asked), the log CSV and the history JSON."""
-    best_dir = checkpoint_dir / "best"
-    if args.load_best and best_dir.exists():
-        from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file
-
-        set_peft_model_state_dict(model, load_file(str(best_dir / "adapter_model.safetensors")))
-    with atomic_path(args.adapter) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-    write_train_log(args.train_log, state["history"])
-    write_json(
-        args.history,
-        {
-            key: state[key]
-            for key in ("history", "step", "best_eval_loss", "best_step", "stopped_early", "elapsed_seconds")
-        },
-    )
-
-
-def flops_per_token(model, gradient_checkpointing: bool) -> float:
-    """Training FLOPs per token with a frozen base: forward 2N, backward 2N (activations only), +2N recompute."""
-    _, n_params = model.get_nb_trainable_parameters()  # counts 4-bit packed weights at their real size
-    return float((6 if gradient_checkpointing else 4) * n_params)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -424,6 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         help="prepare_model_for_kbit_training, as the reference",
     )
+    add("--speed", type=stage.json_arg, default={}, help=f"JSON speed levers, defaults {json.dumps(SPEED_DEFAULTS)}")
     add("--seed", type=int, default=42)
     return parser
 

@@ -68,7 +68,7 @@ def test_grad_accumulation_matches_one_big_batch(packed_dir, tiny_model_dir):
     """8 blocks as 4 micro-batches of 2 and as 1 micro-batch of 8 give the same update, though the blocks
     carry different numbers of labelled tokens."""
     import datasets
-    from train import build_model, build_parser, train_step
+    from train import build_model, build_parser, resolve_plan, train_step
 
     data = datasets.load_from_disk(str(packed_dir)).with_format("torch")["train"]
     blocks = data[list(range(8))]
@@ -81,11 +81,12 @@ def test_grad_accumulation_matches_one_big_batch(packed_dir, tiny_model_dir):
     updated = []
     for micro_batch in (2, 8):
         torch.manual_seed(0)
-        model = build_model(args, torch.device("cpu"), torch.float32)
+        plan = resolve_plan(args, torch.device("cpu"))
+        model = build_model(args, plan, torch.device("cpu"), torch.float32)
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.SGD(params, lr=1.0)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-        train_step(model, optimizer, scheduler, blocks, micro_batch, 0.0, torch.device("cpu"))
+        train_step(model, optimizer, scheduler, blocks, micro_batch, 0.0, True, torch.device("cpu"))
         updated.append(torch.cat([p.detach().flatten() for p in params]))
     assert updated[0].abs().max() > 0
     torch.testing.assert_close(updated[0], updated[1], rtol=1e-5, atol=1e-7)
@@ -146,3 +147,39 @@ def test_every_stage_has_a_command_line(script):
         [sys.executable, str(SCRIPTS / f"{script}.py"), "--help"], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0 and "usage:" in result.stdout
+
+
+def test_dequantized_base_computes_the_same_logits(tiny_model_dir):
+    """Dequantizing the NF4 weights once gives the numbers the 4-bit layers compute with. (On the CPU,
+    bitsandbytes' 4-bit matmul runs in bf16, so the comparison is at bf16 precision.)"""
+    from ftpipe.modeling import dequantize_base, load_base_model
+
+    quantization = {"load_in_4bit": True, "quant_type": "nf4", "double_quant": True}
+    four_bit, dequantized = (
+        load_base_model(str(tiny_model_dir), quantization, torch.device("cpu"), torch.float32).eval()
+        for _ in range(2)
+    )
+    assert dequantize_base(dequantized, torch.float32) == 14  # 7 projections x 2 layers
+    ids = torch.randint(0, 1000, (2, 16))
+    with torch.no_grad():
+        expected = four_bit(input_ids=ids, use_cache=False).logits
+        actual = dequantized(input_ids=ids, use_cache=False).logits
+    assert (actual - expected).norm() / expected.norm() < 1e-2
+
+
+def test_speed_levers_keep_the_loss(packed_dir, tiny_model_dir, tmp_path):
+    """The fast path (one big micro-batch, dequantized base, torch.compile, data on the device) runs on the
+    CPU too, and its loss curve matches the plain path's."""
+    levers = '{"enabled": true, "micro_batch": 4, "compile": true}'
+    plain, fast = tmp_path / "plain", tmp_path / "fast"
+    assert run_train(cli_args(packed_dir, tiny_model_dir, plain, "--save-steps", "100")).wait(timeout=600) == 0
+    fast_args = cli_args(packed_dir, tiny_model_dir, fast, "--save-steps", "100", "--speed", levers)
+    assert run_train(fast_args).wait(timeout=900) == 0
+    plan = json.loads((fast / "timing.json").read_text())["plan"]
+    assert plan == {"speed_levers": True, "micro_batch": 4, "grad_accum": 1, "gradient_checkpointing": False,
+                    "upcast_frozen_fp32": False, "dequantize_base": True, "compile": True, "data_on_device": True}
+    with open(plain / "train_log.csv") as a, open(fast / "train_log.csv") as b:
+        plain_loss = [float(row["loss"]) for row in csv.DictReader(a)]
+        fast_loss = [float(row["loss"]) for row in csv.DictReader(b)]
+    assert len(plain_loss) == len(fast_loss) == 8
+    assert max(abs(x - y) / x for x, y in zip(plain_loss, fast_loss, strict=True)) < 1e-3

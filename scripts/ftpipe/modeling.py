@@ -77,3 +77,34 @@ def lora_config(lora: dict):
         bias="none",
         task_type="CAUSAL_LM",
     )
+
+
+def dequantize_base(model, dtype: torch.dtype) -> int:
+    """Replace every 4-bit linear layer by a frozen 16/32-bit one holding its dequantized weights.
+
+    The 4-bit path dequantizes the same NF4 weights to the compute dtype on every matmul; doing it once
+    gives the same numbers and much faster steps, at the memory cost of 16-bit weights. Call it before the
+    first forward pass (on the CPU, bitsandbytes repacks the weights at the first one). Returns the count.
+    """
+    import bitsandbytes as bnb
+
+    replaced = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if not isinstance(child, bnb.nn.Linear4bit):
+                continue
+            weight = bnb.functional.dequantize_4bit(child.weight.data, child.weight.quant_state).to(dtype)
+            linear = torch.nn.Linear(
+                child.in_features, child.out_features, bias=child.bias is not None, device=weight.device, dtype=dtype
+            )
+            linear.weight = torch.nn.Parameter(weight, requires_grad=False)
+            if child.bias is not None:
+                linear.bias = torch.nn.Parameter(child.bias.data.to(dtype), requires_grad=False)
+            setattr(parent, name, linear)
+            replaced += 1
+    if replaced:
+        # The model is no longer 4-bit: let PEFT and transformers treat it as a plain frozen model.
+        model.is_loaded_in_4bit = False
+        model.is_quantized = False
+        model.hf_quantizer = None
+    return replaced
