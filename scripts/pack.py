@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ftpipe import stage  # noqa: E402
-from ftpipe.io import atomic_path, read_json, write_json  # noqa: E402
+from ftpipe.io import read_json, save_datasets, write_json  # noqa: E402
 
 log = logging.getLogger("ftpipe.pack")
 
@@ -117,8 +117,7 @@ def pack(args) -> dict:
         packed[name] = datasets.Dataset.from_dict(columns, features=features)
         stats[name] = block_stats(blocks, len(split), args.max_len)
         log.info("%s: %s", name, stats[name])
-    with atomic_path(args.dataset) as tmp:
-        datasets.DatasetDict(packed).save_to_disk(str(tmp))
+    save_datasets(packed, args.dataset)
     write_json(args.stats, stats)
     return stats
 

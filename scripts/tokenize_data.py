@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ftpipe import stage  # noqa: E402
-from ftpipe.io import atomic_path, write_json  # noqa: E402
+from ftpipe.io import save_datasets, write_json  # noqa: E402
 from ftpipe.modeling import load_tokenizer  # noqa: E402
 
 log = logging.getLogger("ftpipe.tokenize")
@@ -120,8 +120,7 @@ def tokenize(args) -> dict:
         "eos_token_id": tokenizer.eos_token_id,
         "pad_token_id": tokenizer.pad_token_id,
     }
-    with atomic_path(args.dataset) as tmp:
-        datasets.DatasetDict(splits).save_to_disk(str(tmp))
+    save_datasets(splits, args.dataset)
     write_json(args.stats, stats)
     return stats
 

@@ -85,10 +85,10 @@ def load_blocks(packed_dir: str) -> dict[str, dict[str, torch.Tensor]]:
     import datasets
 
     packed = datasets.load_from_disk(packed_dir).with_format("torch")
-    columns = ["input_ids", "labels", "position_ids"]
+    columns = ("input_ids", "labels", "position_ids")
+    rows_by_split = {split: packed[split][:] for split in ("train", "validation")}
     return {
-        split: {key: torch.as_tensor(value).to(torch.int32) for key, value in packed[split][:].items() if key in columns}
-        for split in ("train", "validation")
+        split: {key: torch.as_tensor(rows[key]).to(torch.int32) for key in columns} for split, rows in as_int32.items()
     }
 
 

@@ -62,3 +62,12 @@ def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
         while block := handle.read(chunk_size):
             digest.update(block)
     return digest.hexdigest()
+
+
+def save_datasets(splits: dict, path: str | os.PathLike) -> None:
+    """Save named `datasets.Dataset` splits as one DatasetDict folder, atomically, one shard per split
+    (an empty split saved with zero shards cannot be loaded back)."""
+    import datasets
+
+    with atomic_path(path) as tmp:
+        datasets.DatasetDict(splits).save_to_disk(str(tmp), num_shards=dict.fromkeys(splits, 1))

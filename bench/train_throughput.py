@@ -1,0 +1,391 @@
+"""Training throughput on one GPU: the reference recipe (HF Trainer) against the project's training stage.
+
+Two steps:
+  python bench/train_throughput.py prepare      # on any machine: synthetic catalog -> packed token ids
+  python bench/train_throughput.py run          # on the GPU: all variants in one invocation
+
+`prepare` runs the project's own prepare -> tokenize -> pack (reference packing, max_len 128) on generated
+AmazonTitles-shaped rows with the SmolLM2 tokenizer, maps ids into TinyLlama's 32000-token vocabulary (the
+model has random weights, so only the shape matters) and saves them with the tokenizer under bench/work/.
+`run` builds a TinyLlama-shaped Llama (FACTS §1) with random weights and measures, on the same blocks:
+  (a) the reference recipe exactly: HF Trainer, micro-batch 8 x accumulation 8, gradient checkpointing,
+      prepare_model_for_kbit_training, NF4 double quant, LoRA r16/alpha16/dropout 0.05 on seven projections;
+  (b) the project's training stage (scripts/train.py, run_training) with the same effective batch, LoRA and
+      quantization settings, lever by lever; then 200-step loss parity of the fast path against the plain
+      path, and a low-memory setting. Writes bench/results/train_throughput.json.
+"""
+
+import argparse
+import gc
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+WORK = ROOT / "bench" / "work"
+TINYLLAMA = dict(
+    vocab_size=32000,
+    hidden_size=2048,
+    intermediate_size=5632,
+    num_hidden_layers=22,
+    num_attention_heads=32,
+    num_key_value_heads=4,
+    rms_norm_eps=1e-5,
+    rope_theta=10000.0,
+    max_position_embeddings=2048,
+    tie_word_embeddings=False,
+)
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+MAX_LEN, EPOCH_STEPS = 128, 1603
+CUDA = torch.cuda.is_available()  # without a GPU, `run --tiny` is a quick smoke test of this script on the CPU
+OFF = {"enabled": False}
+LEVERS = {
+    "enabled": True,
+    "micro_batch": 64,
+    "gradient_checkpointing": False,
+    "upcast_frozen_fp32": True,
+    "dequantize_base": False,
+    "compile": False,
+    "data_on_device": False,
+}
+
+
+# ---------------------------------------------------------------- prepare (CPU)
+
+
+def prepare(rows: int) -> None:
+    from argparse import Namespace
+
+    import datasets
+    import yaml
+    from base_model import embedded_gguf
+    from make_catalog import generate_records, write_jsonl
+    from pack import pack
+    from prepare import prepare as prepare_stage
+    from tokenize_data import tokenize
+    from transformers import AutoTokenizer
+
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        folder, filename = embedded_gguf("embedded:smollm2-135m")
+        tokenizer_dir = WORK / "tokenizer"
+        AutoTokenizer.from_pretrained(folder, gguf_file=filename).save_pretrained(tokenizer_dir)
+        write_jsonl(tmp / "trn.json", generate_records(rows, seed=1))
+        splits = {s: str(tmp / f"{s}.jsonl") for s in ("train", "validation", "test")}
+        prepare_stage(
+            Namespace(
+                raw=str(tmp / "trn.json"),
+                **splits,
+                counts=str(tmp / "c.json"),
+                rejects=str(tmp / "r.jsonl"),
+                duplicate_titles="first",
+                sample_size=None,
+                seed=42,
+                validation_fraction=0.01,
+                test_fraction=0.0,
+                instruction_template=config["prompt"]["instruction"],
+                response_template=config["prompt"]["response"],
+            )
+        )
+        tokenize(
+            Namespace(
+                **splits,
+                model_dir=str(tokenizer_dir),
+                dataset=str(tmp / "tok"),
+                stats=str(tmp / "t.json"),
+                max_len=MAX_LEN,
+                completion_only=False,
+                overlong="reference",
+            )
+        )
+        pack(
+            Namespace(
+                tokenized=str(tmp / "tok"),
+                tokenize_stats=str(tmp / "t.json"),
+                mode="reference",
+                dataset=str(tmp / "packed"),
+                stats=str(tmp / "p.json"),
+                max_len=MAX_LEN,
+            )
+        )
+        ids = datasets.load_from_disk(str(tmp / "packed"))["train"].with_format("torch")[:]["input_ids"]
+    ids = (ids % TINYLLAMA["vocab_size"]).to(torch.int16)  # < 32000 fits in int16; keeps the carried file small
+    torch.save(ids, WORK / "blocks.pt")
+    print(f"{len(ids)} blocks of {MAX_LEN} tokens -> {WORK / 'blocks.pt'}")
+
+
+# ---------------------------------------------------------------- run (GPU)
+
+
+def make_model(out: Path) -> None:
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(WORK / "tokenizer")
+    config = LlamaConfig(**TINYLLAMA, bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    torch.manual_seed(0)
+    with torch.device("cuda" if CUDA else "cpu"):
+        model = LlamaForCausalLM(config).to(torch.bfloat16)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    del model
+    fresh_gpu()
+
+
+def block_tensors(n_validation: int = 64) -> dict:
+    ids = torch.load(WORK / "blocks.pt", weights_only=True).to(torch.int32)
+    positions = torch.arange(MAX_LEN, dtype=torch.int32).expand_as(ids)
+    train = {"input_ids": ids[n_validation:], "labels": ids[n_validation:], "position_ids": positions[n_validation:]}
+    val = {"input_ids": ids[:n_validation], "labels": ids[:n_validation], "position_ids": positions[:n_validation]}
+    return {"train": train, "validation": val}
+
+
+def fresh_gpu() -> None:
+    gc.collect()
+    torch._dynamo.reset()
+    if CUDA:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_bytes() -> int:
+    return torch.cuda.max_memory_allocated() if CUDA else 0
+
+
+def summary(step_seconds: list[float], peak: int, warmup: int = 3) -> dict:
+    median = statistics.median(step_seconds[warmup:])
+    warm = sum(step_seconds[:warmup])
+    return {
+        "steps": len(step_seconds),
+        "warmup_seconds": round(warm, 2),
+        "median_step_seconds": round(median, 4),
+        "tokens_per_second": round(64 * MAX_LEN / median, 1),
+        "peak_gpu_memory_gib": round(peak / 2**30, 2),
+        "epoch_estimate_minutes": round((warm + (EPOCH_STEPS - warmup) * median) / 60, 1),
+    }
+
+
+def reference_trainer(model_dir: Path, blocks: dict, steps: int) -> dict:
+    """(a) The reference notebook's recipe through transformers.Trainer."""
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import (
+        AutoModelForCausalLM,
+        BitsAndBytesConfig,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+        default_data_collator,
+    )
+
+    fresh_gpu()
+    quant = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+    model = AutoModelForCausalLM.from_pretrained(
+        model_dir, quantization_config=quant, dtype=torch.bfloat16, device_map={"": 0 if CUDA else "cpu"}
+    )
+    model = prepare_model_for_kbit_training(
+        model, use_gradient_checkpointing=True, gradient_checkpointing_kwargs={"use_reentrant": False}
+    )
+    model = get_peft_model(
+        model,
+        LoraConfig(r=16, lora_alpha=16, lora_dropout=0.05, target_modules=TARGETS, bias="none", task_type="CAUSAL_LM"),
+    )
+    ids = blocks["train"]["input_ids"][: steps * 64].long()
+
+    class Blocks(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(ids)
+
+        def __getitem__(self, i):
+            return {"input_ids": ids[i], "attention_mask": torch.ones_like(ids[i]), "labels": ids[i]}
+
+    class StepTimer(TrainerCallback):
+        def __init__(self):
+            self.times, self.losses = [], []
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            if CUDA:
+                torch.cuda.synchronize()
+            self.start = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if CUDA:
+                torch.cuda.synchronize()
+            self.times.append(time.perf_counter() - self.start)
+
+    timer = StepTimer()
+    with tempfile.TemporaryDirectory() as out:
+        args = TrainingArguments(
+            output_dir=out,
+            per_device_train_batch_size=8,
+            gradient_accumulation_steps=8,
+            gradient_checkpointing=True,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+            bf16=CUDA,
+            tf32=CUDA,
+            use_cpu=not CUDA,
+            learning_rate=2e-4,
+            lr_scheduler_type="linear",
+            max_steps=steps,
+            logging_steps=1,
+            save_strategy="no",
+            report_to=[],
+            optim="adamw_torch",
+            seed=42,
+            dataloader_num_workers=2,
+        )
+        Trainer(
+            model=model, args=args, train_dataset=Blocks(), data_collator=default_data_collator, callbacks=[timer]
+        ).train()
+    result = summary(timer.times, peak_bytes())
+    del model
+    return result
+
+
+def stage_variant(
+    model_dir: Path,
+    blocks: dict,
+    steps: int,
+    speed: dict,
+    dropout: float = 0.05,
+    micro_batch: int = 8,
+    grad_accum: int = 8,
+    logging_steps: int = 10,
+) -> tuple[dict, list[float]]:
+    """(b) The project's training stage function with the reference recipe and the given speed levers."""
+    from train import build_parser, run_training
+
+    fresh_gpu()
+    lora = {"r": 16, "alpha": 16, "dropout": dropout, "target_modules": TARGETS}
+    with tempfile.TemporaryDirectory() as out_name:
+        out = Path(out_name)
+        args = build_parser().parse_args(
+            [
+                "--packed",
+                str(out / "none"),
+                "--model-dir",
+                str(model_dir),
+                "--adapter",
+                str(out / "adapter"),
+                "--train-log",
+                str(out / "log.csv"),
+                "--history",
+                str(out / "history.json"),
+                "--timing",
+                str(out / "timing.json"),
+                "--checkpoint-dir",
+                str(out / "ckpt"),
+                "--lora",
+                json.dumps(lora),
+                "--micro-batch",
+                str(micro_batch),
+                "--grad-accum",
+                str(grad_accum),
+                "--max-steps",
+                str(steps),
+                "--logging-steps",
+                str(logging_steps),
+                "--save-steps",
+                "100000",
+                "--speed",
+                json.dumps(speed),
+            ]
+        )
+        timing = run_training(args, blocks)
+        history = json.loads((out / "history.json").read_text())["history"]
+    result = {key: timing[key] for key in ("median_step_seconds", "tokens_per_second", "warmup_seconds", "mfu", "plan")}
+    result["peak_gpu_memory_gib"] = round((timing["peak_gpu_memory_bytes"] or 0) / 2**30, 2)
+    result["epoch_estimate_minutes"] = round(
+        (timing["warmup_seconds"] + (EPOCH_STEPS - timing["warmup_steps"]) * timing["median_step_seconds"]) / 60, 1
+    )
+    return result, [row["loss"] for row in history if "loss" in row]
+
+
+def run(args) -> None:
+    if args.tiny:
+        TINYLLAMA.update(
+            hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2
+        )
+    gpu = torch.cuda.get_device_name(0) if CUDA else "cpu (smoke test)"
+    results = {"gpu": gpu, "torch": torch.__version__, "tokens_per_step": 64 * MAX_LEN}
+    out_path = ROOT / "bench" / "results" / (args.out if CUDA else "train_throughput_cpu_smoke.json")
+
+    def save():
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(json.dumps(results, indent=2) + "\n")
+        print(json.dumps(results, indent=2), flush=True)
+
+    model_dir = Path(tempfile.mkdtemp()) / "tinyllama-random"
+    make_model(model_dir)
+    blocks = block_tensors()
+    fast = {"enabled": True}
+    variants = {
+        "b0_stage_recipe_levers_off": (OFF, {}),
+        "b1_micro_batch_64_no_checkpointing": (LEVERS, {}),
+        "b2_plus_no_fp32_upcast": ({**LEVERS, "upcast_frozen_fp32": False}, {}),
+        "b3_plus_dequantized_base": ({**LEVERS, "upcast_frozen_fp32": False, "dequantize_base": True}, {}),
+        "b4_plus_data_on_device": (
+            {**LEVERS, "upcast_frozen_fp32": False, "dequantize_base": True, "data_on_device": True},
+            {},
+        ),
+        "b5_plus_compile_default_fast_path": (fast, {}),
+        "b6_fast_path_lora_dropout_0": (fast, {"dropout": 0.0}),
+        "low_memory_4bit_micro_16_compile": ({"enabled": True, "micro_batch": 16, "dequantize_base": False}, {}),
+    }
+    results["a_reference_trainer"] = reference_trainer(model_dir, blocks, args.reference_steps)
+    save()
+    for name in args.only or variants:
+        speed, extra = variants[name]
+        steps = args.reference_steps if name.startswith("b0") else args.steps
+        results[name], _ = stage_variant(model_dir, blocks, steps, speed, **extra)
+        save()
+    if args.parity_steps:
+        plain, plain_loss = stage_variant(
+            model_dir, blocks, args.parity_steps, variants["b2_plus_no_fp32_upcast"][0], logging_steps=1
+        )
+        fast_run, fast_loss = stage_variant(model_dir, blocks, args.parity_steps, fast, logging_steps=1)
+        diffs = [abs(f - p) / p for f, p in zip(fast_loss, plain_loss, strict=True)]
+        results["loss_parity"] = {
+            "steps": args.parity_steps,
+            "max_relative_difference": round(max(diffs), 5),
+            "plain_first_last": [plain_loss[0], plain_loss[-1]],
+            "fast_first_last": [fast_loss[0], fast_loss[-1]],
+            "plain_run": plain,
+            "fast_run_preset_recipe": fast_run,
+        }
+    a = results["a_reference_trainer"]["tokens_per_second"]
+    b = results.get("b5_plus_compile_default_fast_path", {}).get("tokens_per_second")
+    results["ratio_b_over_a"] = round(b / a, 1) if b else None
+    save()
+    shutil.rmtree(model_dir.parent, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    prep = sub.add_parser("prepare", help="make bench/work/blocks.pt and the tokenizer (CPU)")
+    prep.add_argument("--rows", type=int, default=20000)
+    go = sub.add_parser("run", help="measure on the GPU")
+    go.add_argument("--reference-steps", type=int, default=8)
+    go.add_argument("--steps", type=int, default=30)
+    go.add_argument("--parity-steps", type=int, default=200)
+    go.add_argument("--only", nargs="*", help="run only these (b) variants")
+    go.add_argument("--out", default="train_throughput.json", help="file name under bench/results/")
+    go.add_argument("--tiny", action="store_true", help="a 2-layer model instead of TinyLlama's shape (smoke test)")
+    args = parser.parse_args()
+    prepare(args.rows) if args.command == "prepare" else run(args)
+
+
+if __name__ == "__main__":
+    main()
