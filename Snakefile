@@ -12,6 +12,7 @@ include: "rules/data.smk"
 include: "rules/model.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
+include: "rules/export.smk"
 include: "rules/report.smk"
 
 

@@ -34,6 +34,7 @@ rule report:
         timing=rules.train.output.timing,
         history=rules.train.output.history,
         samples=rules.generate.output.samples,
+        metrics=rules.metrics.output.metrics,
         curve_png=rules.plots.output.curve,
         lengths_png=rules.plots.output.lengths,
     output:

@@ -1,5 +1,5 @@
 """Stage 7, plots: the training curve (raw and smoothed loss, validation loss, learning rate on a second
-axis) and a histogram of example lengths in tokens, as PNG files."""
+axis, throughput below) and a histogram of example lengths in tokens, as PNG files."""
 
 import argparse
 import logging
@@ -28,7 +28,7 @@ def plot_training_curve(train_log: str, out: str, smoothing: float) -> None:
     plt = _figure()
     frame = pd.read_csv(train_log)
     losses = frame.dropna(subset=["loss"])
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    fig, (ax, speed_ax) = plt.subplots(2, 1, figsize=(8, 6), dpi=110, sharex=True, height_ratios=[3, 1])
     ax.plot(losses["step"], losses["loss"], color="#9ab", lw=1, label="training loss")
     ax.plot(
         losses["step"],
@@ -40,7 +40,6 @@ def plot_training_curve(train_log: str, out: str, smoothing: float) -> None:
     evals = frame.dropna(subset=["eval_loss"])
     if not evals.empty:
         ax.plot(evals["step"], evals["eval_loss"], "o-", color="#c50", lw=1.5, label="validation loss")
-    ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss per labelled token")
     lr_axis = ax.twinx()
     lr_axis.plot(losses["step"], losses["learning_rate"], color="#8a4", ls="--", lw=1, label="learning rate")
@@ -48,6 +47,10 @@ def plot_training_curve(train_log: str, out: str, smoothing: float) -> None:
     handles = ax.get_legend_handles_labels()[0] + lr_axis.get_legend_handles_labels()[0]
     ax.legend(handles=handles, loc="upper right", fontsize=8)
     ax.grid(alpha=0.3)
+    speed_ax.plot(losses["step"], losses["tokens_per_second"], color="#146", lw=1)
+    speed_ax.set_ylabel("tokens / s")
+    speed_ax.set_xlabel("optimizer step")
+    speed_ax.grid(alpha=0.3)
     fig.tight_layout()
     _save(fig, out)
 

@@ -129,10 +129,34 @@ def samples_section(samples: dict) -> str:
     )
 
 
+def metrics_section(metrics: dict) -> str:
+    rows = []
+    for variant, values in metrics["variants"].items():
+        row = {"variant": variant}
+        for name in ("rouge_l", "chrf"):
+            v = values[name]
+            row[name] = f"{v['mean']:.1f} [{v['low']:.1f}, {v['high']:.1f}]"
+        ppl = values.get("perplexity")
+        row["perplexity"] = f"{ppl['perplexity']:.2f} [{ppl['low']:.2f}, {ppl['high']:.2f}]" if ppl else "n/a"
+        rows.append(row)
+    gain = metrics["adapter_minus_base_tagged"]
+    gains = ", ".join(f"{name} {v['mean']:+.1f} [{v['low']:+.1f}, {v['high']:+.1f}]" for name, v in gain.items())
+    settings = metrics["settings"]
+    return (
+        "<h2>Quality on held-out data</h2>"
+        f"<p class='muted'>Greedy generations for {settings['num_titles']} test titles scored against their reference "
+        f"descriptions (ROUGE-L F1 and chrF, 0–100); perplexity of {settings['perplexity_rows']} validation "
+        "descriptions given each variant's prompt. Brackets: bootstrap 95% intervals.</p>"
+        + table(rows, ["variant", "rouge_l", "chrf", "perplexity"])
+        + f"<p>Adapter minus base model with the same prompt (paired bootstrap): {esc(gains)}.</p>"
+    )
+
+
 def build_report(args) -> str:
     config = args.config
     counts, timing, history = read_json(args.counts), read_json(args.timing), read_json(args.history)
     token_stats, pack_stats, samples = read_json(args.token_stats), read_json(args.pack_stats), read_json(args.samples)
+    metrics = read_json(args.metrics)
     created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     timing_rows = [{"measure": k, "value": v} for k, v in timing.items() if v is not None]
     return f"""<!DOCTYPE html>
@@ -144,6 +168,7 @@ def build_report(args) -> str:
 {data_section(counts, token_stats, pack_stats, args.lengths_png)}
 <h2>Training</h2>{image(args.curve_png, "training curve")}
 {table(timing_rows, ["measure", "value"])}
+{metrics_section(metrics)}
 {samples_section(samples)}
 <h2>Configuration</h2><pre>{esc(json.dumps(config, indent=2, ensure_ascii=False))}</pre>
 <h2>Provenance</h2>{table([{"item": k, "value": v} for k, v in provenance().items()], ["item", "value"])}
@@ -158,7 +183,17 @@ def report(args) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="report.py", description=__doc__)
-    for name in ("counts", "token-stats", "pack-stats", "timing", "history", "samples", "curve-png", "lengths-png"):
+    for name in (
+        "counts",
+        "token-stats",
+        "pack-stats",
+        "timing",
+        "history",
+        "samples",
+        "metrics",
+        "curve-png",
+        "lengths-png",
+    ):
         parser.add_argument(f"--{name}", required=True)
     parser.add_argument("--report", required=True, help="output: report.html")
     parser.add_argument("--config", type=stage.json_arg, default={}, help="the run's configuration (JSON)")

@@ -88,7 +88,8 @@ def load_blocks(packed_dir: str) -> dict[str, dict[str, torch.Tensor]]:
     columns = ("input_ids", "labels", "position_ids")
     rows_by_split = {split: packed[split][:] for split in ("train", "validation")}
     return {
-        split: {key: torch.as_tensor(rows[key]).to(torch.int32) for key in columns} for split, rows in as_int32.items()
+        split: {key: torch.as_tensor(rows[key]).to(torch.int32) for key in columns}
+        for split, rows in rows_by_split.items()
     }
 
 

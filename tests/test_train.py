@@ -156,8 +156,7 @@ def test_dequantized_base_computes_the_same_logits(tiny_model_dir):
 
     quantization = {"load_in_4bit": True, "quant_type": "nf4", "double_quant": True}
     four_bit, dequantized = (
-        load_base_model(str(tiny_model_dir), quantization, torch.device("cpu"), torch.float32).eval()
-        for _ in range(2)
+        load_base_model(str(tiny_model_dir), quantization, torch.device("cpu"), torch.float32).eval() for _ in range(2)
     )
     assert dequantize_base(dequantized, torch.float32) == 14  # 7 projections x 2 layers
     ids = torch.randint(0, 1000, (2, 16))
@@ -176,8 +175,16 @@ def test_speed_levers_keep_the_loss(packed_dir, tiny_model_dir, tmp_path):
     fast_args = cli_args(packed_dir, tiny_model_dir, fast, "--save-steps", "100", "--speed", levers)
     assert run_train(fast_args).wait(timeout=900) == 0
     plan = json.loads((fast / "timing.json").read_text())["plan"]
-    assert plan == {"speed_levers": True, "micro_batch": 4, "grad_accum": 1, "gradient_checkpointing": False,
-                    "upcast_frozen_fp32": False, "dequantize_base": True, "compile": True, "data_on_device": True}
+    assert plan == {
+        "speed_levers": True,
+        "micro_batch": 4,
+        "grad_accum": 1,
+        "gradient_checkpointing": False,
+        "upcast_frozen_fp32": False,
+        "dequantize_base": True,
+        "compile": True,
+        "data_on_device": True,
+    }
     with open(plain / "train_log.csv") as a, open(fast / "train_log.csv") as b:
         plain_loss = [float(row["loss"]) for row in csv.DictReader(a)]
         fast_loss = [float(row["loss"]) for row in csv.DictReader(b)]

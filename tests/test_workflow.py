@@ -11,7 +11,7 @@ import yaml
 
 from tests.conftest import ROOT
 
-RULES_AFTER_TRAIN = {"train", "generate", "plots", "report"}
+RULES_AFTER_TRAIN = {"train", "generate", "metrics", "plots", "report"}
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +26,7 @@ def finished_run(tmp_path_factory, tiny_catalog, tiny_model_dir) -> Path:
         max_steps=4, micro_batch=2, grad_accum=1, logging_steps=1, save_steps=2, eval_steps=2, eval_max_blocks=4
     )
     config["generate"].update(num_titles=2, max_new_tokens=8)
+    config["metrics"].update(num_titles=3, perplexity_rows=4, max_new_tokens=8)
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True))
     result = subprocess.run(
         [
@@ -72,6 +73,12 @@ def test_every_target(finished_run):
     for sample in samples:
         assert set(sample) >= {"title", "reference", "base_plain", "base_tagged", "adapter"}
         assert html.escape(sample["title"]) in report and html.escape(sample["adapter"]) in report
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics["variants"]) == {"base_plain", "base_tagged", "adapter"}
+    for values in metrics["variants"].values():
+        assert values["rouge_l"]["low"] <= values["rouge_l"]["mean"] <= values["rouge_l"]["high"]
+        assert values["perplexity"]["perplexity"] > 1
+    assert "Quality on held-out data" in report
     assert "data:image/png;base64," in report and "http://" not in report.split("<h2>Configuration")[0]
     for log in ("prepare", "tokenize", "pack", "base_model"):
         assert (finished_run / "logs" / f"{log}.log").stat().st_size > 0
@@ -105,13 +112,69 @@ def planned_rules(workdir: Path, overrides: dict) -> set[str]:
         ({}, set()),
         ({"generate": {"temperature": 0.3}}, {"generate", "report"}),
         ({"generate": {"num_titles": 3}}, {"generate", "report"}),
+        ({"metrics": {"num_titles": 2}}, {"metrics", "report"}),
         ({"train": {"learning_rate": 1e-4}}, RULES_AFTER_TRAIN),
         ({"train": {"lora": {"r": 8}}}, RULES_AFTER_TRAIN),
         ({"tokenize": {"max_len": 96}}, {"tokenize", "pack"} | RULES_AFTER_TRAIN),
         ({"pack": {"mode": "reference"}}, {"pack"} | RULES_AFTER_TRAIN),
-        ({"data": {"seed": 1}}, {"prepare", "tokenize", "pack", "generate"} | RULES_AFTER_TRAIN),
+        ({"data": {"seed": 1}}, {"prepare", "tokenize", "pack"} | RULES_AFTER_TRAIN),
     ],
     ids=lambda value: json.dumps(value) if isinstance(value, dict) else None,
 )
 def test_a_change_reruns_exactly_what_depends_on_it(finished_run, overrides, expected):
     assert planned_rules(finished_run, overrides) == expected
+
+
+def test_ask_prints_a_description_per_title(finished_run):
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "ask.py"),
+            "--config",
+            str(finished_run / "config.yaml"),
+            "--results",
+            str(finished_run / "results"),
+            "--greedy",
+            "Girls Ballet Tutu Neon Pink",
+            "Steel Mug",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "## Girls Ballet Tutu Neon Pink\n" in result.stdout and "## Steel Mug\n" in result.stdout
+
+
+def test_export_merges_into_a_16_bit_base(finished_run):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            str(finished_run),
+            "--cores",
+            "2",
+            "results/runs/tiny/merged",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    merged = AutoModelForCausalLM.from_pretrained(finished_run / "results" / "runs" / "tiny" / "merged")
+    assert merged.dtype == torch.bfloat16 and not hasattr(merged, "peft_config")
+    base = AutoModelForCausalLM.from_pretrained(finished_run / "results" / "base_model", dtype=torch.bfloat16)
+    with_adapter = PeftModel.from_pretrained(base, str(finished_run / "results" / "runs" / "tiny" / "adapter"))
+    ids = torch.randint(0, 1000, (2, 24))
+    with torch.no_grad():
+        expected = with_adapter(input_ids=ids).logits.float()
+        actual = merged(input_ids=ids).logits.float()
+    assert (actual - expected).norm() / expected.norm() < 2e-2  # bf16 rounding of the merged weights

@@ -1,0 +1,71 @@
+"""Ask a trained adapter for product descriptions.
+
+    python scripts/ask.py --run demo "Girls Ballet Tutu Neon Pink" "Stainless Steel French Press 34 oz"
+    python scripts/ask.py --run demo --file titles.txt --greedy
+
+Uses the workflow's outputs (results/base_model and results/runs/<run>/adapter) and the prompt and
+sampling settings of the workflow config, with the same prompt and stopping logic as the generation stage.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ftpipe.generation import generate_texts  # noqa: E402
+from ftpipe.modeling import compute_dtype, load_base_model, load_tokenizer, pick_device  # noqa: E402
+from ftpipe.prompts import instruction_text  # noqa: E402
+
+
+def titles_from(args) -> list[str]:
+    titles = list(args.titles)
+    if args.file:
+        titles += [line.strip() for line in Path(args.file).read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not titles:
+        raise SystemExit("ask: give titles on the command line or with --file")
+    return titles
+
+
+def ask(titles: list[str], config: dict, results: Path, run: str, greedy: bool) -> list[str]:
+    from peft import PeftModel
+
+    adapter = results / "runs" / run / "adapter"
+    if not adapter.exists():
+        raise SystemExit(f"ask: no adapter at {adapter}; run `snakemake --cores 8 results/report.html` first")
+    device = pick_device()
+    generation = config["generate"]
+    settings = {
+        key: generation[key]
+        for key in ("max_new_tokens", "do_sample", "temperature", "top_p", "repetition_penalty", "seed")
+    }
+    settings["stop_strings"] = config["prompt"]["stop_strings"]
+    if greedy:
+        settings["do_sample"] = False
+    model = load_base_model(str(results / "base_model"), config["train"]["quantization"], device, compute_dtype(device))
+    model = PeftModel.from_pretrained(model, str(adapter)).eval()
+    prompts = [instruction_text(config["prompt"]["instruction"], title) for title in titles]
+    return generate_texts(model, load_tokenizer(str(adapter)), prompts, settings, generation["batch_size"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        prog="ask.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("titles", nargs="*", help="product titles")
+    parser.add_argument("--file", help="a text file with one title per line")
+    parser.add_argument("--run", help="run name (default: run_name from the config)")
+    parser.add_argument("--config", default="config.yaml", help="the workflow config (default config.yaml)")
+    parser.add_argument("--results", default="results", help="the workflow's results folder")
+    parser.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")
+    args = parser.parse_args()
+    config = yaml.safe_load(Path(args.config).read_text(encoding="utf-8"))
+    titles = titles_from(args)
+    answers = ask(titles, config, Path(args.results), args.run or config["run_name"], args.greedy)
+    for title, answer in zip(titles, answers, strict=True):
+        print(f"## {title}\n{answer}\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""Text-generation quality: ROUGE-L and chrF per example, bootstrap confidence intervals, and the
+per-token negative log-likelihood of reference descriptions (for perplexity)."""
+
+import math
+import random
+
+import torch
+
+
+def rouge_l(predictions: list[str], references: list[str]) -> list[float]:
+    """ROUGE-L F1 (with stemming) per example, 0..100."""
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    return [100 * scorer.score(ref, pred)["rougeL"].fmeasure for pred, ref in zip(predictions, references, strict=True)]
+
+
+def chrf(predictions: list[str], references: list[str]) -> list[float]:
+    """chrF per example, 0..100."""
+    import sacrebleu
+
+    return [sacrebleu.sentence_chrf(pred, [ref]).score for pred, ref in zip(predictions, references, strict=True)]
+
+
+def bootstrap_mean(values: list[float], seed: int, samples: int = 1000, level: float = 0.95) -> dict:
+    """Mean with a percentile bootstrap interval over examples."""
+    rng = random.Random(seed)
+    n = len(values)
+    means = sorted(sum(values[rng.randrange(n)] for _ in range(n)) / n for _ in range(samples))
+    tail = (1 - level) / 2
+    return {
+        "mean": round(sum(values) / n, 3),
+        "low": round(means[int(tail * samples)], 3),
+        "high": round(means[min(samples - 1, int((1 - tail) * samples))], 3),
+        "n": n,
+    }
+
+
+def paired_difference(first: list[float], second: list[float], seed: int) -> dict:
+    """Bootstrap interval of mean(second - first) over the same examples."""
+    return bootstrap_mean([b - a for a, b in zip(first, second, strict=True)], seed)
+
+
+@torch.no_grad()
+def description_nll(model, tokenizer, prompts: list[str], responses: list[str], batch_size: int = 8) -> list[tuple]:
+    """(summed negative log-likelihood, token count) of each response given its prompt."""
+    device = next(model.parameters()).device
+    tokenizer.padding_side = "right"
+    results = []
+    for start in range(0, len(prompts), batch_size):
+        batch_prompts, batch_responses = prompts[start : start + batch_size], responses[start : start + batch_size]
+        texts = [p + r for p, r in zip(batch_prompts, batch_responses, strict=True)]
+        encoded = tokenizer(texts, return_tensors="pt", padding=True, return_offsets_mapping=True)
+        offsets = encoded.pop("offset_mapping")
+        labels = encoded["input_ids"].clone()
+        for row, prompt in enumerate(batch_prompts):
+            in_prompt = offsets[row, :, 0] < len(prompt)  # tokens starting inside the prompt carry no loss
+            labels[row, in_prompt | (encoded["attention_mask"][row] == 0)] = -100
+        encoded = {key: value.to(device) for key, value in encoded.items()}
+        logits = model(**encoded, use_cache=False).logits.float()
+        losses = torch.nn.functional.cross_entropy(
+            logits[:, :-1].transpose(1, 2), labels[:, 1:].to(device), reduction="none", ignore_index=-100
+        )
+        counts = (labels[:, 1:] != -100).sum(dim=1)
+        results.extend(zip(losses.sum(dim=1).tolist(), counts.tolist(), strict=True))
+    return results
+
+
+def perplexity(nll_counts: list[tuple]) -> float:
+    total, count = sum(n for n, _ in nll_counts), sum(c for _, c in nll_counts)
+    return math.exp(total / count) if count else float("nan")
