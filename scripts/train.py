@@ -97,7 +97,9 @@ def is_boundary_packed(blocks: dict[str, torch.Tensor]) -> bool:
     """True when position ids restart inside blocks; reference blocks (0..max_len-1) need none passed,
     which keeps attention on the plain causal (flash) path."""
     positions = blocks["position_ids"]
-    return not torch.equal(positions, torch.arange(positions.shape[1], dtype=positions.dtype).expand_as(positions))
+    return not torch.equal(
+        positions, torch.arange(positions.shape[1], dtype=positions.dtype, device=positions.device).expand_as(positions)
+    )
 
 
 def model_inputs(blocks: dict, boundary: bool, device) -> dict:
