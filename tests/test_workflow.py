@@ -7,46 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.conftest import ROOT
 
 RULES_AFTER_TRAIN = {"train", "generate", "metrics", "plots", "report"}
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, tiny_catalog, tiny_model_dir) -> Path:
-    """A complete run of `snakemake results/report.html` in a fresh folder, on the tiny model and catalog."""
-    workdir = tmp_path_factory.mktemp("workflow")
-    config = yaml.safe_load((ROOT / "config.yaml").read_text())
-    config["run_name"] = "tiny"
-    config["data"]["raw"] = str(tiny_catalog)
-    config["model"]["source"] = str(tiny_model_dir)
-    config["train"].update(
-        max_steps=4, micro_batch=2, grad_accum=1, logging_steps=1, save_steps=2, eval_steps=2, eval_max_blocks=4
-    )
-    config["generate"].update(num_titles=2, max_new_tokens=8)
-    config["metrics"].update(num_titles=3, perplexity_rows=4, max_new_tokens=8)
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True))
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "--snakefile",
-            str(ROOT / "Snakefile"),
-            "--directory",
-            str(workdir),
-            "--cores",
-            "2",
-            "results/report.html",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    return workdir
 
 
 def test_every_target(finished_run):

@@ -1,0 +1,54 @@
+"""The report opens offline in headless Chromium (Debian's package) with no console error and no request
+beyond the file itself."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = shutil.which("chromium")
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)")
+
+
+def open_in_chromium(page_path: Path, screenshot: Path) -> tuple[list[str], list[str]]:
+    """(console errors and page errors, URLs requested) while loading the page and taking a screenshot."""
+    from playwright.sync_api import sync_playwright
+
+    errors, requests = [], []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.on("request", lambda request: requests.append(request.url))
+        page.goto(page_path.resolve().as_uri())
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(screenshot), full_page=True)
+        browser.close()
+    return errors, requests
+
+
+def test_the_checker_sees_errors_and_requests(tmp_path):
+    planted = tmp_path / "planted.html"
+    planted.write_text(
+        '<html><body><script>console.error("boom"); fetch("http://example.invalid/x")</script></body></html>'
+    )
+    errors, requests = open_in_chromium(planted, tmp_path / "planted.png")
+    assert "boom" in errors and "http://example.invalid/x" in requests
+
+
+def test_report_renders_offline(finished_run, tmp_path):
+    report = finished_run / "results" / "report.html"
+    errors, requests = open_in_chromium(report, tmp_path / "report.png")
+    assert errors == []
+    assert requests == [report.resolve().as_uri()]
+    assert (tmp_path / "report.png").stat().st_size > 20_000  # a rendered page, not a blank one
