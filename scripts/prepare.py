@@ -19,6 +19,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import orjson
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ftpipe import stage  # noqa: E402
 from ftpipe.io import atomic_path, sha256_file, write_json  # noqa: E402
@@ -28,7 +30,6 @@ log = logging.getLogger("ftpipe.prepare")
 
 SPLITS = ("train", "validation", "test")
 _TAG = re.compile(r"</?[A-Za-z][^<>]*>")
-_SPACE = re.compile(r"\s+")
 _NON_WORD = re.compile(r"[\W_]+")
 _CONTROL_CATEGORIES = {"Cc", "Cf", "Cs", "Co"}
 
@@ -83,6 +84,17 @@ def _iter_array(path: Path):
 
 def parse_line(raw: bytes) -> Outcome:
     """Decode, parse and clean one raw line into an Outcome (record with repairs, or a reject reason)."""
+    try:
+        obj = orjson.loads(raw)  # fast path: valid UTF-8, strict JSON
+    except orjson.JSONDecodeError:
+        return _parse_slowly(raw)
+    if not isinstance(obj, dict):
+        return Outcome(reason="not_an_object")
+    return clean_record(obj, [])
+
+
+def _parse_slowly(raw: bytes) -> Outcome:
+    """Lines the strict parser refused: invalid UTF-8, NaN, doubled quotes, or really broken."""
     repairs: list[str] = []
     try:
         text = raw.decode("utf-8")
@@ -135,7 +147,7 @@ def clean_text(value: str, repairs: list[str]) -> str:
             break
         text = unescaped
     _note(repairs, "html_entities", text != value)
-    untagged = _TAG.sub(" ", text)
+    untagged = _TAG.sub(" ", text) if "<" in text else text
     _note(repairs, "html_tags", untagged != text)
     printable = untagged
     if not untagged.isprintable():
@@ -143,7 +155,7 @@ def clean_text(value: str, repairs: list[str]) -> str:
             " " if not ch.isspace() and unicodedata.category(ch) in _CONTROL_CATEGORIES else ch for ch in untagged
         )
     _note(repairs, "control_characters", printable != untagged)
-    collapsed = _SPACE.sub(" ", printable).strip()
+    collapsed = " ".join(printable.split())
     _note(repairs, "whitespace", collapsed != printable)
     return collapsed
 

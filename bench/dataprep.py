@@ -1,0 +1,171 @@
+"""Data preparation speed and memory: the reference method against the project's prepare -> tokenize -> pack.
+
+    python bench/dataprep.py --rows 2250000
+
+Both run on the same generated AmazonTitles-shaped file (scripts/make_catalog.py, 5% quirky rows), each in
+its own process so that peak RSS is its own, and both draw the same share of rows the reference trained on
+(105,000 of 2,248,619). The reference method (shared FACTS §1, §7): read every line, silently drop what
+does not parse or has an empty field, sample, tokenize with padding to max_len via `datasets.map`, then
+pack in a Python loop (valid tokens + EOS appended to a buffer, cut every max_len). The project: the stage
+functions that Snakemake runs. Writes bench/results/dataprep.json.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from argparse import Namespace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+REFERENCE_SHARE = 105_000 / 2_248_619
+MAX_LEN = 128
+
+
+def reference_method(raw: Path, tokenizer_dir: Path, sample_size: int, template: dict) -> int:
+    import datasets
+    import pandas as pd
+    from transformers import AutoTokenizer
+
+    rows = []
+    with open(raw, encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # the reference loses such rows silently
+    frame = pd.DataFrame([r for r in rows if isinstance(r, dict)])
+    frame = frame[(frame["title"].astype(str).str.strip() != "") & (frame["content"].astype(str).str.strip() != "")]
+    frame = frame.sample(n=min(sample_size, len(frame)), random_state=42)
+    texts = [
+        template["instruction"].format(title=t) + template["response"].format(content=c)
+        for t, c in zip(frame["title"], frame["content"], strict=True)
+    ]
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
+    dataset = datasets.Dataset.from_dict({"text": texts}).map(
+        lambda batch: tokenizer(batch["text"], truncation=True, max_length=MAX_LEN, padding="max_length"),
+        batched=True,
+        remove_columns=["text"],
+    )
+    blocks, buffer = [], []
+    for example in dataset:
+        buffer.extend([t for t, m in zip(example["input_ids"], example["attention_mask"], strict=True) if m])
+        buffer.append(tokenizer.eos_token_id)
+        while len(buffer) >= MAX_LEN:
+            blocks.append(buffer[:MAX_LEN])
+            buffer = buffer[MAX_LEN:]
+    return len(blocks)
+
+
+def project_method(raw: Path, tokenizer_dir: Path, sample_size: int, template: dict) -> int:
+    from pack import pack
+    from prepare import prepare
+    from tokenize_data import tokenize
+
+    from ftpipe.io import read_json
+
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        splits = {s: str(tmp / f"{s}.jsonl") for s in ("train", "validation", "test")}
+        prepare(
+            Namespace(
+                raw=str(raw),
+                **splits,
+                counts=str(tmp / "counts.json"),
+                rejects=str(tmp / "rejects.jsonl"),
+                duplicate_titles="first",
+                sample_size=sample_size,
+                seed=42,
+                validation_fraction=0.05,
+                test_fraction=0.05,
+                instruction_template=template["instruction"],
+                response_template=template["response"],
+            )
+        )
+        tokenize(
+            Namespace(
+                **splits,
+                model_dir=str(tokenizer_dir),
+                dataset=str(tmp / "tok"),
+                stats=str(tmp / "t.json"),
+                max_len=MAX_LEN,
+                completion_only=True,
+                overlong="truncate",
+            )
+        )
+        pack(
+            Namespace(
+                tokenized=str(tmp / "tok"),
+                tokenize_stats=str(tmp / "t.json"),
+                mode="boundary",
+                dataset=str(tmp / "packed"),
+                stats=str(tmp / "p.json"),
+                max_len=MAX_LEN,
+            )
+        )
+        return read_json(tmp / "p.json")["train"]["blocks"]
+
+
+def measure(method: str, raw: Path, tokenizer_dir: Path, sample_size: int) -> dict:
+    """Run one method in a child process; its wall time and peak RSS (ru_maxrss of that child alone)."""
+    command = [sys.executable, __file__, "one", method, str(raw), str(tokenizer_dir), str(sample_size)]
+    start = time.perf_counter()
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(child.pid, 0)
+    seconds = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{method} failed")
+    blocks = int(child.stdout.read().strip().splitlines()[-1])
+    return {"seconds": round(seconds, 2), "peak_rss_gib": round(usage.ru_maxrss / 2**20, 3), "train_blocks": blocks}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    bench = sub.add_parser("run")
+    bench.add_argument("--rows", type=int, default=200_000)
+    one = sub.add_parser("one", help="(internal) run one method")
+    for name in ("method", "raw", "tokenizer_dir", "sample_size"):
+        one.add_argument(name)
+    args = parser.parse_args()
+    import yaml
+
+    template = yaml.safe_load((ROOT / "config.yaml").read_text())["prompt"]
+    if args.command == "one":
+        method = {"reference": reference_method, "project": project_method}[args.method]
+        print(method(Path(args.raw), Path(args.tokenizer_dir), int(args.sample_size), template))
+        return
+    tokenizer_dir = ROOT / "bench" / "work" / "tokenizer"
+    if not tokenizer_dir.exists():
+        raise SystemExit("run `python bench/train_throughput.py prepare` first (it saves the tokenizer)")
+    from make_catalog import generate_records, write_jsonl
+
+    sample_size = max(1, round(args.rows * REFERENCE_SHARE))
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "trn.json"
+        write_jsonl(raw, generate_records(args.rows, seed=11, quirk_rate=0.05))
+        result = {
+            "rows": args.rows,
+            "input_bytes": raw.stat().st_size,
+            "sample_size": sample_size,
+            "cpu_cores": os.cpu_count(),
+            "max_len": MAX_LEN,
+        }
+        for method in ("reference", "project"):
+            result[method] = measure(method, raw, tokenizer_dir, sample_size)
+            result[method]["rows_per_second"] = round(args.rows / result[method]["seconds"], 1)
+    result["ratio_rows_per_second"] = round(
+        result["project"]["rows_per_second"] / result["reference"]["rows_per_second"], 2
+    )
+    out = ROOT / "bench" / "results" / "dataprep.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
