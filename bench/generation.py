@@ -93,6 +93,7 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--tiny", action="store_true", help="2 layers (a CPU smoke test of this script)")
+    parser.add_argument("--results-dir", default=str(ROOT / "bench" / "results"), help="where the JSON goes")
     args = parser.parse_args()
     import yaml
     from transformers import AutoTokenizer
@@ -131,7 +132,7 @@ def main() -> None:
     result["ratio_titles_per_second"] = round(
         result["project_batched"]["titles_per_second"] / result["reference_pipeline_loop"]["titles_per_second"], 1
     )
-    out = ROOT / "bench" / "results" / ("generation.json" if CUDA else "generation_cpu_smoke.json")
+    out = Path(args.results_dir) / ("generation.json" if CUDA else "generation_cpu_smoke.json")
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
