@@ -18,8 +18,8 @@ model has random weights, so only the shape matters) and saves them with the tok
 import argparse
 import gc
 import itertools
-import math
 import json
+import math
 import shutil
 import statistics
 import sys
