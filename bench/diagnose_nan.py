@@ -1,23 +1,52 @@
-"""Where does training the random-weight TinyLlama go NaN? Checks the created weights for non-finite or
-large values, then runs the plain path (4-bit base) and the dequantized path step by step."""
+"""Where does training the random-weight TinyLlama go NaN on the GPU? One forward/backward on 8 blocks in
+several configurations; prints the loss and whether all gradients are finite."""
 
 import sys
 import tempfile
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_throughput import LEVERS, block_tensors, make_model, stage_variant  # noqa: E402
+from train_throughput import TARGETS, block_tensors, make_model  # noqa: E402
 
-model_dir = Path(tempfile.mkdtemp()) / "m"
-make_model(model_dir)
-weights = {k: v.float() for k, v in load_file(str(model_dir / "model.safetensors")).items()}
-print("non-finite:", [k for k, v in weights.items() if not torch.isfinite(v).all()], flush=True)
-print("max |w| > 1:", {k: round(float(v.abs().max()), 3) for k, v in weights.items() if v.abs().max() > 1})
-print("std:", {k: round(float(v.std()), 4) for k, v in list(weights.items())[:4]}, flush=True)
-blocks = block_tensors()
-for name, extra in [("4-bit", {}), ("dequantized", {"dequantize_base": True})]:
-    _, rows = stage_variant(model_dir, blocks, 30, {**LEVERS, "upcast_frozen_fp32": False, **extra}, logging_steps=1)
-    print(name, [(row["step"], row["loss"], row["grad_norm"]) for row in rows], flush=True)
+
+def check(name: str, model, ids: torch.Tensor) -> None:
+    model.zero_grad(set_to_none=True)
+    loss = model(input_ids=ids, labels=ids, use_cache=False).loss
+    loss.backward()
+    bad = [n for n, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
+    n_grads = sum(p.grad is not None for p in model.parameters())
+    print(f"{name}: loss {loss.item():.4f}, {n_grads} grads, non-finite in {len(bad)}: {bad[:3]}", flush=True)
+
+
+def main() -> None:
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    model_dir = Path(tempfile.mkdtemp()) / "m"
+    make_model(model_dir)
+    ids = block_tensors()["train"]["input_ids"][:8].long().cuda()
+    lora = LoraConfig(r=16, lora_alpha=16, lora_dropout=0.0, target_modules=TARGETS, task_type="CAUSAL_LM")
+    for attn in ("sdpa", "eager"):
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16, attn_implementation=attn).cuda()
+        check(f"bf16 full model, {attn}", model, ids)
+        check(f"bf16 + LoRA, {attn}", get_peft_model(model, lora), ids)
+        del model
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).cuda()
+    check("fp32 full model, sdpa", model, ids)
+    del model
+    quant = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+    model = AutoModelForCausalLM.from_pretrained(
+        model_dir, quantization_config=quant, dtype=torch.bfloat16, device_map={"": 0}
+    )
+    check("4-bit + LoRA, sdpa", get_peft_model(model, lora), ids)
+
+
+if __name__ == "__main__":
+    main()
