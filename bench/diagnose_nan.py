@@ -48,5 +48,23 @@ def main() -> None:
     check("4-bit + LoRA, sdpa", get_peft_model(model, lora), ids)
 
 
+def stage_steps() -> None:
+    """The training stage itself for 2 steps, varying one setting at a time."""
+    from train_throughput import LEVERS, stage_variant
+
+    model_dir = Path(tempfile.mkdtemp()) / "m"
+    make_model(model_dir)
+    blocks = block_tensors()
+    plain = {**LEVERS, "upcast_frozen_fp32": False}
+    for name, speed, extra in [
+        ("micro 64, dropout .05", plain, {}),
+        ("micro 8 (accumulate 8)", {**plain, "micro_batch": 8}, {}),
+        ("dropout 0", plain, {"dropout": 0.0}),
+        ("upcast fp32", {**plain, "upcast_frozen_fp32": True}, {}),
+    ]:
+        _, rows = stage_variant(model_dir, blocks, 2, speed, logging_steps=1, **extra)
+        print(name, [(row["loss"], row["grad_norm"]) for row in rows], flush=True)
+
+
 if __name__ == "__main__":
-    main()
+    stage_steps() if "--stage" in sys.argv else main()
