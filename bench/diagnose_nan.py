@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from train_throughput import TARGETS, block_tensors, make_model  # noqa: E402
 
 
@@ -66,5 +67,59 @@ def stage_steps() -> None:
         print(name, [(row["loss"], row["grad_norm"]) for row in rows], flush=True)
 
 
+def isolate() -> None:
+    """Our model setup on the first step's blocks: with and without num_items_in_batch, and the first 8 blocks."""
+    import json
+
+    from train import build_model, build_parser, resolve_plan, step_indices
+
+    model_dir = Path(tempfile.mkdtemp()) / "m"
+    make_model(model_dir)
+    train = block_tensors()["train"]
+    lora = {"r": 16, "alpha": 16, "dropout": 0.0, "target_modules": TARGETS}
+    args = build_parser().parse_args(
+        [
+            "--packed",
+            "x",
+            "--model-dir",
+            str(model_dir),
+            "--adapter",
+            "x",
+            "--train-log",
+            "x",
+            "--history",
+            "x",
+            "--timing",
+            "x",
+            "--checkpoint-dir",
+            "x",
+            "--lora",
+            json.dumps(lora),
+            "--speed",
+            json.dumps({"enabled": True, "compile": False, "dequantize_base": False}),
+        ]
+    )
+    device = torch.device("cuda")
+    model = build_model(args, resolve_plan(args, device), device, torch.bfloat16)
+    first_step = step_indices(0, len(train["input_ids"]) // 64, 64, len(train["input_ids"]), 42)
+    for name, rows in [
+        ("first 8 blocks", torch.arange(8)),
+        ("step-0 blocks[:8]", first_step[:8]),
+        ("step-0 blocks (64)", first_step),
+    ]:
+        ids = train["input_ids"][rows].long().to(device)
+        for n_items in (None, (ids[:, 1:] != -100).sum()):
+            model.zero_grad(set_to_none=True)
+            loss = model(input_ids=ids, labels=ids, num_items_in_batch=n_items, use_cache=False).loss
+            loss.backward()
+            grads = [p.grad for p in model.parameters() if p.grad is not None]
+            finite = all(torch.isfinite(g).all() for g in grads)
+            print(f"{name}, num_items={n_items is not None}: loss {loss.item():.4f}, grads finite {finite}", flush=True)
+        print("max id", int(ids.max()), "min id", int(ids.min()), flush=True)
+
+
 if __name__ == "__main__":
+    if "--isolate" in sys.argv:
+        isolate()
+        sys.exit()
     stage_steps() if "--stage" in sys.argv else main()
