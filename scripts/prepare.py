@@ -29,6 +29,8 @@ from ftpipe.prompts import instruction_text, training_text  # noqa: E402
 log = logging.getLogger("ftpipe.prepare")
 
 SPLITS = ("train", "validation", "test")
+MAX_LINE_BYTES = 1 << 20  # a product record is a few KB; a megabyte line is a broken export
+REJECT_RAW_CHARS = 4096
 _TAG = re.compile(r"</?[A-Za-z][^<>]*>")
 _NON_WORD = re.compile(r"[\W_]+")
 _CONTROL_CATEGORIES = {"Cc", "Cf", "Cs", "Co"}
@@ -55,7 +57,10 @@ def iter_lines(path: Path):
     if not path.exists():
         raise InputError(f"{path}: file not found")
     with open(path, "rb") as handle:
-        head = handle.read(4096).lstrip(b"\xef\xbb\xbf").lstrip()
+        head = handle.read(4096)
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise InputError(f"{path}: line 1: the file is UTF-16; convert it to UTF-8")
+    head = head.removeprefix(b"\xef\xbb\xbf").lstrip()
     if not head:
         raise InputError(f"{path}: the file is empty (expected JSON Lines or a JSON array of objects)")
     if head.startswith(b"["):
@@ -230,6 +235,16 @@ class Deduplicator:
         self.policy = duplicate_titles
         self.rows: set[int] = set()  # 8-byte hashes keep memory bounded on millions of rows
         self.titles: set[int] = set()
+        self.uids: set[int] = set()
+
+    def repeated_uid(self, uid: str) -> bool:
+        """Counted, not rejected: a uid is not an identity here (rows are judged by title and content)."""
+        if not uid:
+            return False
+        digest = _digest(uid)
+        seen = digest in self.uids
+        self.uids.add(digest)
+        return seen
 
     def reason(self, key: str, content: str) -> str | None:
         row = _digest(f"{key}\x00{content}")
@@ -250,19 +265,28 @@ def _digest(text: str) -> int:
 def accepted_records(lines, rejects, deduplicator: Deduplicator, counts: Counter, reasons: Counter, repairs: Counter):
     """Yield (line_number, record) for accepted lines; write every rejected line to `rejects`."""
     for number, raw in lines:
-        outcome = parse_line(raw)
+        outcome = Outcome(reason="line_too_long") if len(raw) > MAX_LINE_BYTES else parse_line(raw)
         if outcome.reason is None:
             outcome.reason = deduplicator.reason(title_key(outcome.record["title"]), outcome.record["content"])
         if outcome.reason is not None:
             counts["rejected"] += 1
             reasons[outcome.reason] += 1
-            text = raw.decode("utf-8", errors="replace")
-            rejects.write(json.dumps({"line": number, "reason": outcome.reason, "raw": text}, ensure_ascii=False))
-            rejects.write("\n")
+            write_reject(rejects, number, outcome.reason, raw)
             continue
         counts["repaired" if outcome.repairs else "kept"] += 1
         repairs.update(outcome.repairs)
+        if deduplicator.repeated_uid(outcome.record["uid"]):
+            counts["repeated_uids"] += 1
         yield number, outcome.record
+
+
+def write_reject(rejects, number: int, reason: str, raw: bytes) -> None:
+    """One rejects-file row; the raw text of a huge line is cut to its first REJECT_RAW_CHARS characters."""
+    text = raw.decode("utf-8", errors="replace")
+    row = {"line": number, "reason": reason, "raw": text[:REJECT_RAW_CHARS]}
+    if len(text) > REJECT_RAW_CHARS:
+        row["raw_truncated_from_chars"] = len(text)
+    rejects.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 def bottom_k_sample(records, sample_size: int | None, seed: int):
@@ -286,18 +310,20 @@ def bottom_k_sample(records, sample_size: int | None, seed: int):
 def prepare(args) -> dict:
     """Run the whole stage; returns the counts that are also written to `args.counts`."""
     raw = Path(args.raw)
-    counts, reasons, repairs = Counter(kept=0, repaired=0, rejected=0), Counter(), Counter()
+    counts, reasons, repairs = Counter(kept=0, repaired=0, rejected=0, repeated_uids=0), Counter(), Counter()
     deduplicator = Deduplicator(args.duplicate_titles)
     with atomic_path(args.rejects) as rejects_tmp, open(rejects_tmp, "w", encoding="utf-8") as rejects:
         accepted = accepted_records(iter_lines(raw), rejects, deduplicator, counts, reasons, repairs)
         sampled = bottom_k_sample(accepted, args.sample_size, args.seed)
     split_rows = write_splits(sampled, args)
     eligible = counts["kept"] + counts["repaired"]
+    repeated_uids = counts.pop("repeated_uids")
     summary = {
         "source": str(raw),
         "source_sha256": sha256_file(raw),
         "input_lines": sum(counts.values()),
         "outcomes": dict(counts),
+        "repeated_uids": repeated_uids,
         "rejected_reasons": dict(sorted(reasons.items())),
         "repairs": dict(sorted(repairs.items())),
         "sampling": {
