@@ -96,6 +96,7 @@ def project_method(raw: Path, tokenizer_dir: Path, sample_size: int, template: d
                 max_len=MAX_LEN,
                 completion_only=True,
                 overlong="truncate",
+                threads=2,
             )
         )
         pack(

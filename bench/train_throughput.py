@@ -106,6 +106,7 @@ def prepare(rows: int) -> None:
                 max_len=MAX_LEN,
                 completion_only=False,
                 overlong="reference",
+                threads=2,
             )
         )
         pack(

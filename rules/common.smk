@@ -11,6 +11,11 @@ check_config(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml")
 validate(config, "../schemas/config.schema.yaml")
 
 RUN = config["run_name"]
+# Snakemake tracks a rule's own script but not the modules it imports: the shared package is an input
+# of every stage, so an edit to it reruns the stages (checksums keep a mere touch from doing so).
+SHARED_CODE = sorted(
+    str(path) for path in (Path(workflow.basedir) / "scripts" / "ftpipe").glob("*.py")
+)
 DATA = "results/data"
 RUN_DIR = f"results/runs/{RUN}"
 BASE_MODEL = "results/base_model"

@@ -1,6 +1,7 @@
 rule prepare:
     input:
         raw=cfg("data", "raw"),
+        shared_code=SHARED_CODE,
     output:
         train=f"{DATA}/prepared/train.jsonl",
         validation=f"{DATA}/prepared/validation.jsonl",
@@ -31,6 +32,7 @@ rule tokenize:
         validation=rules.prepare.output.validation,
         test=rules.prepare.output.test,
         model_dir=BASE_MODEL,
+        shared_code=SHARED_CODE,
     output:
         dataset=directory(f"{DATA}/tokenized"),
         stats=f"{DATA}/tokenize_stats.json",
@@ -40,6 +42,7 @@ rule tokenize:
         "benchmarks/tokenize.tsv"
     conda:
         "../envs/data.yaml"
+    threads: cfg("tokenize", "threads")
     params:
         max_len=cfg("tokenize", "max_len"),
         completion_only=cfg("tokenize", "completion_only"),
@@ -52,6 +55,7 @@ rule pack:
     input:
         tokenized=rules.tokenize.output.dataset,
         tokenize_stats=rules.tokenize.output.stats,
+        shared_code=SHARED_CODE,
     output:
         dataset=directory(f"{DATA}/packed"),
         stats=f"{DATA}/pack_stats.json",

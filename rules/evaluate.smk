@@ -3,6 +3,7 @@ rule generate:
         test=rules.prepare.output.test,
         model_dir=BASE_MODEL,
         adapter=rules.train.output.adapter,
+        shared_code=SHARED_CODE,
     output:
         samples=f"{RUN_DIR}/samples.json",
     log:
@@ -30,6 +31,7 @@ rule metrics:
         validation=rules.prepare.output.validation,
         model_dir=BASE_MODEL,
         adapter=rules.train.output.adapter,
+        shared_code=SHARED_CODE,
     output:
         metrics=report(
             f"{RUN_DIR}/metrics.json",

@@ -2,6 +2,7 @@ rule export:
     input:
         model_dir=BASE_MODEL,
         adapter=rules.train.output.adapter,
+        shared_code=SHARED_CODE,
     output:
         merged=directory(f"{RUN_DIR}/merged"),
     log:

@@ -1,4 +1,6 @@
 rule base_model:
+    input:
+        shared_code=SHARED_CODE,
     output:
         model_dir=directory(BASE_MODEL),
     log:

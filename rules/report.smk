@@ -2,6 +2,7 @@ rule plots:
     input:
         train_log=rules.train.output.train_log,
         tokenized=rules.tokenize.output.dataset,
+        shared_code=SHARED_CODE,
     output:
         curve=report(
             f"{RUN_DIR}/plots/train_curve.png",
@@ -37,6 +38,7 @@ rule report:
         metrics=rules.metrics.output.metrics,
         curve_png=rules.plots.output.curve,
         lengths_png=rules.plots.output.lengths,
+        shared_code=SHARED_CODE,
     output:
         report="results/report.html",
     log:

@@ -2,6 +2,7 @@ rule train:
     input:
         packed=rules.pack.output.dataset,
         model_dir=BASE_MODEL,
+        shared_code=SHARED_CODE,
     output:
         adapter=directory(f"{RUN_DIR}/adapter"),
         train_log=f"{RUN_DIR}/train_log.csv",

@@ -15,7 +15,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ftpipe.generation import generate_texts  # noqa: E402
-from ftpipe.modeling import compute_dtype, load_base_model, load_tokenizer, pick_device  # noqa: E402
+from ftpipe.modeling import load_for_inference, load_tokenizer, pick_device  # noqa: E402
 from ftpipe.prompts import instruction_text  # noqa: E402
 
 
@@ -43,7 +43,7 @@ def ask(titles: list[str], config: dict, results: Path, run: str, greedy: bool) 
     settings["stop_strings"] = config["prompt"]["stop_strings"]
     if greedy:
         settings["do_sample"] = False
-    model = load_base_model(str(results / "base_model"), config["train"]["quantization"], device, compute_dtype(device))
+    model = load_for_inference(str(results / "base_model"), config["train"]["quantization"], device)
     model = PeftModel.from_pretrained(model, str(adapter)).eval()
     prompts = [instruction_text(config["prompt"]["instruction"], title) for title in titles]
     return generate_texts(model, load_tokenizer(str(adapter)), prompts, settings, generation["batch_size"])

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ftpipe import stage  # noqa: E402
 from ftpipe.generation import generate_texts  # noqa: E402
 from ftpipe.io import write_json  # noqa: E402
-from ftpipe.modeling import compute_dtype, load_base_model, load_tokenizer, pick_device  # noqa: E402
+from ftpipe.modeling import load_for_inference, load_tokenizer, pick_device  # noqa: E402
 from ftpipe.prompts import instruction_text  # noqa: E402
 
 log = logging.getLogger("ftpipe.generate")
@@ -45,8 +45,7 @@ def generate(args) -> dict:
         for key in ("max_new_tokens", "do_sample", "temperature", "top_p", "repetition_penalty", "stop_strings", "seed")
     }
     tokenizer = load_tokenizer(args.adapter)
-    model = load_base_model(args.model_dir, args.quantization, device, compute_dtype(device))
-    model.eval()
+    model = load_for_inference(args.model_dir, args.quantization, device)
     plain = [args.base_prompt_template.format(title=title) for title in titles]
     tagged = [instruction_text(args.instruction_template, title) for title in titles]
     outputs, seconds = {}, {}

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ftpipe import stage  # noqa: E402
 from ftpipe.generation import generate_texts  # noqa: E402
 from ftpipe.io import write_json  # noqa: E402
-from ftpipe.modeling import compute_dtype, load_base_model, load_tokenizer, pick_device  # noqa: E402
+from ftpipe.modeling import load_for_inference, load_tokenizer, pick_device  # noqa: E402
 from ftpipe.prompts import instruction_text  # noqa: E402
 from ftpipe.scoring import bootstrap_mean, chrf, description_nll, paired_difference, rouge_l  # noqa: E402
 
@@ -77,7 +77,7 @@ def metrics(args) -> dict:
         "seed": args.seed,
     }
     tokenizer = load_tokenizer(args.adapter)
-    model = load_base_model(args.model_dir, args.quantization, device, compute_dtype(device)).eval()
+    model = load_for_inference(args.model_dir, args.quantization, device)
     test_prompts = variant_prompts(args, [row["title"] for row in tests])
     val_prompts = variant_prompts(args, [row["title"] for row in validation])
     val_responses = {

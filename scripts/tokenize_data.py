@@ -8,6 +8,7 @@ No padding: each example keeps its own length. Labels are -100 on the prompt tok
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -93,6 +94,7 @@ def tokenize_split(
 
 
 def tokenize(args) -> dict:
+    os.environ["RAYON_RS_NUM_CPUS"] = str(args.threads)  # the Rust tokenizer's thread pool: the rule's threads
     import datasets
 
     tokenizer = load_tokenizer(args.model_dir)
@@ -135,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset", required=True, help="output: Arrow DatasetDict folder")
     parser.add_argument("--stats", required=True, help="output: tokenization stats JSON")
     parser.add_argument("--max-len", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=2, help="tokenizer threads")
     parser.add_argument("--completion-only", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument(
         "--overlong",

@@ -102,6 +102,7 @@ def packed_dir(tiny_model_dir, tiny_catalog, tmp_path_factory) -> Path:
             max_len=128,
             completion_only=True,
             overlong="truncate",
+            threads=2,
         )
     )
     pack(

@@ -117,9 +117,23 @@ def test_tokenize_and_pack_stages(tmp_path, tokenizer_dir, tiny_catalog):
             max_len=128,
             completion_only=True,
             overlong="truncate",
+            threads=2,
         )
     )
     assert stats["train"]["truncated"] > 0
+    tokenize(
+        Namespace(
+            **splits,
+            model_dir=str(tokenizer_dir),
+            dataset=str(tmp_path / "tok2"),
+            stats=str(tmp_path / "tok2.json"),
+            max_len=128,
+            completion_only=True,
+            overlong="truncate",
+            threads=2,
+        )
+    )
+    assert folder_bytes(tmp_path / "tok2") == folder_bytes(tmp_path / "tok")  # byte-identical on rerun
     assert stats["train"]["examples_out"] + stats["train"]["dropped"] == stats["train"]["examples_in"]
     for mode in ("boundary", "reference"):
         pack(
@@ -135,7 +149,6 @@ def test_tokenize_and_pack_stages(tmp_path, tokenizer_dir, tiny_catalog):
         packed = datasets.load_from_disk(str(tmp_path / mode))
         assert set(packed) == {"train", "validation"}
         assert all(len(row) == 128 for row in packed["train"]["input_ids"])
-    first = (tmp_path / "boundary" / "train" / "data-00000-of-00001.arrow").read_bytes()
     pack(
         Namespace(
             tokenized=str(tmp_path / "tok"),
@@ -146,4 +159,8 @@ def test_tokenize_and_pack_stages(tmp_path, tokenizer_dir, tiny_catalog):
             max_len=128,
         )
     )
-    assert (tmp_path / "again" / "train" / "data-00000-of-00001.arrow").read_bytes() == first
+    assert folder_bytes(tmp_path / "again") == folder_bytes(tmp_path / "boundary")  # byte-identical on rerun
+
+
+def folder_bytes(folder) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}

@@ -190,3 +190,17 @@ def test_speed_levers_keep_the_loss(packed_dir, tiny_model_dir, tmp_path):
         fast_loss = [float(row["loss"]) for row in csv.DictReader(b)]
     assert len(plain_loss) == len(fast_loss) == 8
     assert max(abs(x - y) / x for x, y in zip(plain_loss, fast_loss, strict=True)) < 1e-3
+
+
+def test_evaluation_does_not_change_training(packed_dir, tiny_model_dir, tmp_path):
+    """Validation in between steps leaves the trained adapter bitwise unchanged (it once did not: bitsandbytes
+    repacked the CPU 4-bit weights at the first evaluation, and their backward was wrong after that)."""
+    plain, evaluated = tmp_path / "plain", tmp_path / "evaluated"
+    runs = [
+        run_train(cli_args(packed_dir, tiny_model_dir, plain, "--max-steps", "4")),
+        run_train(cli_args(packed_dir, tiny_model_dir, evaluated, "--max-steps", "4", "--eval-steps", "1")),
+    ]
+    assert [run.wait(timeout=600) for run in runs] == [0, 0]
+    a = load_file(str(plain / "adapter" / "adapter_model.safetensors"))
+    b = load_file(str(evaluated / "adapter" / "adapter_model.safetensors"))
+    assert all(torch.equal(a[key], b[key]) for key in a)

@@ -2,11 +2,14 @@
 
 import html
 import json
+import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import ROOT
 
@@ -142,3 +145,75 @@ def test_export_merges_into_a_16_bit_base(finished_run):
         expected = with_adapter(input_ids=ids).logits.float()
         actual = merged(input_ids=ids).logits.float()
     assert (actual - expected).norm() / expected.norm() < 2e-2  # bf16 rounding of the merged weights
+
+
+@contextmanager
+def changed_file(path: Path, append: bytes = b""):
+    """Touch `path` (mtime one hour ahead), optionally appending bytes; restore content and times after."""
+    content, stat = path.read_bytes(), path.stat()
+    try:
+        path.write_bytes(content + append)
+        os.utime(path, (stat.st_atime + 3600, stat.st_mtime + 3600))
+        yield
+    finally:
+        path.write_bytes(content)
+        os.utime(path, (stat.st_atime, stat.st_mtime))
+
+
+def test_touching_the_raw_file_reruns_nothing(finished_run, tiny_catalog):
+    with changed_file(tiny_catalog):
+        assert planned_rules(finished_run, {}) == set()
+
+
+def test_changing_the_raw_file_reruns_everything_after_it(finished_run, tiny_catalog):
+    with changed_file(tiny_catalog, b'{"title": "New product", "content": "A new description."}\n'):
+        assert planned_rules(finished_run, {}) == {"prepare", "tokenize", "pack"} | RULES_AFTER_TRAIN
+
+
+def test_editing_a_stage_script_reruns_that_stage_and_after(finished_run):
+    with changed_file(ROOT / "scripts" / "pack.py"):  # Snakemake tracks a rule's script by its mtime
+        assert planned_rules(finished_run, {}) == {"pack"} | RULES_AFTER_TRAIN
+
+
+def test_editing_the_shared_package_reruns_the_stages(finished_run):
+    with changed_file(ROOT / "scripts" / "ftpipe" / "prompts.py", b"\n"):
+        assert planned_rules(finished_run, {}) >= {"prepare", "tokenize", "pack", "train", "report"}
+
+
+def test_metrics_are_deterministic(finished_run, tmp_path):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from metrics import build_parser, metrics
+
+    config = yaml.safe_load((finished_run / "config.yaml").read_text())
+    data, run = finished_run / "results" / "data" / "prepared", finished_run / "results" / "runs" / "tiny"
+    for name in ("a", "b"):
+        metrics(
+            build_parser().parse_args(
+                [
+                    "--test",
+                    str(data / "test.jsonl"),
+                    "--validation",
+                    str(data / "validation.jsonl"),
+                    "--model-dir",
+                    str(finished_run / "results" / "base_model"),
+                    "--adapter",
+                    str(run / "adapter"),
+                    "--metrics",
+                    str(tmp_path / f"{name}.json"),
+                    "--num-titles",
+                    "3",
+                    "--perplexity-rows",
+                    "4",
+                    "--max-new-tokens",
+                    "8",
+                    "--instruction-template",
+                    config["prompt"]["instruction"],
+                    "--response-template",
+                    config["prompt"]["response"],
+                    "--base-prompt-template",
+                    config["prompt"]["base_plain"],
+                ]
+            )
+        )
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+    assert (tmp_path / "a.json").read_bytes() == (run / "metrics.json").read_bytes()

@@ -23,8 +23,9 @@ def atomic_path(final: str | os.PathLike):
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    for stale in final.parent.glob(f".{final.name}.tmp-*"):  # left by a killed job; one writer per output
+        _remove(stale)
     tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
-    _remove(tmp)
     try:
         yield tmp
         if final.is_dir() and tmp.is_dir():
@@ -71,3 +72,17 @@ def save_datasets(splits: dict, path: str | os.PathLike) -> None:
 
     with atomic_path(path) as tmp:
         datasets.DatasetDict(splits).save_to_disk(str(tmp), num_shards=dict.fromkeys(splits, 1))
+        for name in splits:
+            _content_fingerprint(Path(tmp) / name)
+
+
+def _content_fingerprint(split_dir: Path) -> None:
+    """datasets gives an in-memory dataset a random fingerprint; use the data's hash instead, so identical
+    inputs give byte-identical folders."""
+    state_file = split_dir / "state.json"
+    state = json.loads(state_file.read_text(encoding="utf-8"))
+    digest = hashlib.sha256()
+    for entry in state["_data_files"]:
+        digest.update(sha256_file(split_dir / entry["filename"]).encode())
+    state["_fingerprint"] = digest.hexdigest()[:16]
+    state_file.write_text(json.dumps(state, indent=2, sort_keys=True), encoding="utf-8")

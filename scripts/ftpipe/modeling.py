@@ -62,8 +62,32 @@ def load_base_model(model_dir: str, quantization: dict, device: torch.device, dt
         use_safetensors=True,
         trust_remote_code=False,
     )
+    if quant is not None and device.type == "cpu":
+        keep_trainable_cpu_layout(model)
     log.info("loaded %s on %s (%s, 4-bit=%s)", model_dir, device, dtype, quant is not None)
     return model
+
+
+def keep_trainable_cpu_layout(model) -> None:
+    """Stop bitsandbytes from repacking 4-bit weights into its CPU inference layout.
+
+    On CPUs with AVX512-BF16 it does that at the first forward pass in eval mode without gradients (an
+    evaluation), and the repacked layer has no backward: training after it would get silently wrong
+    gradients (torch warns "gemv_4bit: an autograd kernel was not registered")."""
+    import bitsandbytes as bnb
+
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
+
+
+def load_for_inference(model_dir: str, quantization: dict, device: torch.device):
+    """The base model for generation and scoring: quantized as in training, then dequantized once, which
+    computes the same numbers as the 4-bit layers and runs generation several times faster."""
+    dtype = compute_dtype(device)
+    model = load_base_model(model_dir, quantization, device, dtype)
+    dequantize_base(model, dtype)
+    return model.eval()
 
 
 def lora_config(lora: dict):

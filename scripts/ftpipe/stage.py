@@ -45,6 +45,7 @@ def args_from_snakemake(smk, parser: argparse.ArgumentParser) -> argparse.Namesp
     values = {"threads": smk.threads}
     for section in (smk.input, smk.output, smk.params):
         values.update(dict(section.items()))
+    values.pop("shared_code", None)  # an input only so that Snakemake reruns stages when the package changes
     known = {action.dest: action.default for action in parser._actions if action.dest != "help"}
     unknown = sorted(set(values) - set(known) - {"threads"})
     if unknown:
