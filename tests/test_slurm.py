@@ -1,0 +1,344 @@
+"""The workflow on a real one-node SLURM cluster, through the shipped profile `profiles/slurm`.
+
+The module's fixture starts Debian's munged, slurmctld and slurmd (as root, no systemd) with one GPU GRES backed by
+/dev/null and the two partitions the profile names; the tiny workflow then runs with
+`snakemake --executor slurm --workflow-profile profiles/slurm results/report.html`. The checks read the cluster's own
+records (`scontrol show job`, kept for an hour by MinJobAge), the plugin's per-job SLURM logs and the environment each
+task saw (recorded by a TaskProlog). Only the daemons this module started are stopped, by their process handles.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+PROFILE = ROOT / "profiles" / "slurm"
+# The jobstep plugin strips SLURM_CONF before its inner srun, so the cluster's config must be at the default path.
+SLURM_CONF = Path("/etc/slurm/slurm.conf")
+GRES_CONF = Path("/etc/slurm/gres.conf")
+MARKER = "# written by tests/test_slurm.py"
+MUNGE_KEY = Path("/etc/munge/munge.key")
+MUNGE_RUN = Path("/run/munge")
+BINARIES = ("munged", "munge", "unmunge", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "sinfo", "scancel")
+SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+SLURM_PORTS = (6817, 6818)  # slurmctld, slurmd (the defaults)
+
+CPU_RULES = {"prepare", "tokenize", "pack", "base_model"}
+GPU_RULES = {"train", "generate", "metrics"}
+LOCAL_RULES = {"plots", "report"}
+# The GPU rules' resources in the test's config.yaml: small enough for any CI machine, distinct enough to recognise.
+GPU_RESOURCES = {"gpu": 1, "mem_mb": 2000, "runtime": 30}
+WORKFLOW_TIMEOUT = 1800
+
+
+def binary(name: str) -> str | None:
+    return shutil.which(name, path=SEARCH_PATH)
+
+
+def run(*cmd: str, timeout: float = 30, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def wait_for(condition, timeout: float, what: str, daemons: dict | None = None) -> None:
+    """Poll `condition` every half second for at most `timeout` seconds; fail early if a daemon died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for name, (proc, log) in (daemons or {}).items():
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode} while waiting for {what}:\n{tail(log)}")
+        if condition():
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"{what}: not after {timeout} s")
+
+
+def tail(path: Path, chars: int = 3000) -> str:
+    return path.read_text(errors="replace")[-chars:] if path.exists() else f"({path} missing)"
+
+
+def munge_works() -> bool:
+    try:
+        credential = run(binary("munge"), "-n", timeout=10)
+        if credential.returncode != 0:
+            return False
+        return run(binary("unmunge"), input=credential.stdout, timeout=10).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("", port))
+        except OSError:
+            return False
+    return True
+
+
+def profile_partitions() -> tuple[str, str]:
+    """The CPU and GPU partition names the shipped profile asks for (the cluster gets exactly these)."""
+    profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
+    gpu = {profile["set-resources"][rule]["slurm_partition"] for rule in GPU_RULES}
+    assert len(gpu) == 1, f"the GPU rules ask for different partitions: {gpu}"
+    return profile["default-resources"]["slurm_partition"], gpu.pop()
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Stop one daemon this module started (SIGTERM, then SIGKILL after 30 s)."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def active_job_ids() -> list[str]:
+    result = run(binary("squeue"), "-h", "-o", "%i")  # pending, running and completing jobs
+    return result.stdout.split() if result.returncode == 0 else []
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster(tmp_path_factory):
+    """A one-node SLURM cluster (munged, slurmctld, slurmd) with a GPU GRES; stopped and unconfigured afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("starting munged, slurmctld and slurmd needs root")
+    missing = [name for name in BINARIES if binary(name) is None]
+    if missing:
+        pytest.skip(f"SLURM binaries missing: {', '.join(missing)} (Debian: slurmctld slurmd slurm-client munge)")
+    for conf in (SLURM_CONF, GRES_CONF):
+        if conf.exists() and MARKER not in conf.read_text(errors="replace"):
+            pytest.skip(f"{conf} exists and was not written by this test: not touching a configured cluster")
+    busy = [port for port in SLURM_PORTS if not port_free(port)]
+    if busy:
+        pytest.skip(f"SLURM ports already in use: {busy} (another slurmctld/slurmd is running)")
+    own_munge = not munge_works()
+    if own_munge and not MUNGE_KEY.exists():
+        pytest.skip(f"no running munged and no {MUNGE_KEY} to start one with")
+
+    tmp = tmp_path_factory.mktemp("slurm_cluster")
+    node_line = run(binary("slurmd"), "-C").stdout.splitlines()[0]  # NodeName=<host> CPUs=... RealMemory=...
+    node = re.match(r"NodeName=(\S+)", node_line).group(1)
+    cpu_partition, gpu_partition = profile_partitions()
+    task_env = tmp / "task_env.txt"
+    task_prolog = tmp / "task_prolog.sh"
+    # Runs inside every task with the task's environment: records what CUDA_VISIBLE_DEVICES each job step saw.
+    task_prolog.write_text(f'#!/bin/sh\necho "$SLURM_JOB_ID ${{CUDA_VISIBLE_DEVICES:-unset}}" >> {task_env}\n')
+    task_prolog.chmod(0o755)
+    (tmp / "state").mkdir()
+    (tmp / "spool").mkdir()
+    slurm_conf = f"""{MARKER}
+ClusterName=snakemaketest
+# Loopback addresses for the controller and the node: nothing depends on the host name resolving.
+SlurmctldHost={node}(127.0.0.1)
+SlurmUser=root
+AuthType=auth/munge
+StateSaveLocation={tmp}/state
+SlurmdSpoolDir={tmp}/spool
+SlurmctldPidFile={tmp}/slurmctld.pid
+SlurmdPidFile={tmp}/slurmd.pid
+SlurmctldLogFile={tmp}/slurmctld.log
+SlurmdLogFile={tmp}/slurmd.log
+MailProg=/bin/true
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+TaskProlog={task_prolog}
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+DefMemPerCPU=500
+ReturnToService=2
+# Finished jobs stay visible to squeue/scontrol for an hour: the plugin's squeue status mode and this test read them.
+MinJobAge=3600
+GresTypes=gpu
+{node_line} NodeAddr=127.0.0.1 Gres=gpu:1 State=UNKNOWN
+PartitionName={cpu_partition} Nodes={node} Default=YES MaxTime=INFINITE State=UP
+PartitionName={gpu_partition} Nodes={node} MaxTime=INFINITE State=UP
+"""
+    gres_conf = f"{MARKER}\nAutoDetect=off\nNodeName={node} Name=gpu File=/dev/null\n"
+
+    daemons: dict[str, tuple[subprocess.Popen, Path]] = {}
+    written: list[Path] = []
+    made_munge_run = False
+
+    def start(name: str, cmd: list[str], **kwargs) -> None:
+        log = tmp / f"{name}.out"
+        with log.open("w") as out:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, **kwargs)
+        daemons[name] = (proc, log)
+
+    try:
+        if own_munge:
+            if not MUNGE_RUN.exists():
+                MUNGE_RUN.mkdir(parents=True)
+                made_munge_run = True
+            shutil.chown(MUNGE_RUN, "munge", "munge")
+            start("munged", [binary("munged"), "--foreground"], user="munge", group="munge")
+            wait_for(munge_works, 30, "munged answering", daemons)
+        SLURM_CONF.parent.mkdir(parents=True, exist_ok=True)
+        for path, text in ((SLURM_CONF, slurm_conf), (GRES_CONF, gres_conf)):
+            path.write_text(text)
+            written.append(path)
+        start("slurmctld", [binary("slurmctld"), "-D", "-c"])
+        start("slurmd", [binary("slurmd"), "-D"])
+        wait_for(
+            lambda: run(binary("sinfo"), "-h", "-N", "-n", node, "-o", "%T").stdout.split() == ["idle"] * 2,
+            60,
+            f"node {node} idle in both partitions",
+            daemons,
+        )
+        yield SimpleNamespace(
+            node=node,
+            cpu_partition=cpu_partition,
+            gpu_partition=gpu_partition,
+            task_env=task_env,
+            slurmctld_log=tmp / "slurmctld.log",
+        )
+    finally:
+        # Every job in this cluster is this test's; a failed run may leave some behind.
+        if "slurmctld" in daemons and daemons["slurmctld"][0].poll() is None:
+            ids = active_job_ids()
+            if ids:
+                run(binary("scancel"), *ids)
+                try:
+                    wait_for(lambda: not active_job_ids(), 60, "cancelled jobs gone")
+                except TimeoutError:
+                    pass
+        for name in ("slurmd", "slurmctld", "munged"):
+            if name in daemons:
+                stop(daemons[name][0])
+        for path in written:
+            path.unlink(missing_ok=True)
+        if made_munge_run:
+            shutil.rmtree(MUNGE_RUN, ignore_errors=True)
+
+
+def tiny_config(workdir: Path, catalog: Path, model_dir: Path) -> None:
+    """config.yaml of the tiny run (as the `finished_run` fixture builds it), with small GPU-rule resources."""
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["run_name"] = "tiny"
+    config["data"]["raw"] = str(catalog)
+    config["model"]["source"] = str(model_dir)
+    config["train"].update(
+        max_steps=4, micro_batch=2, grad_accum=1, logging_steps=1, save_steps=2, eval_steps=2, eval_max_blocks=4
+    )
+    config["generate"].update(num_titles=2, max_new_tokens=8)
+    config["metrics"].update(num_titles=3, perplexity_rows=4, max_new_tokens=8)
+    for section in GPU_RULES:
+        config[section]["resources"] = dict(GPU_RESOURCES)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True))
+
+
+def cluster_jobs() -> list[dict[str, str]]:
+    """Every job slurmctld still holds (MinJobAge keeps finished ones), as `scontrol show job -d -o` fields."""
+    result = run(binary("scontrol"), "show", "job", "-d", "-o")
+    assert result.returncode == 0, result.stderr
+    return [dict(re.findall(r"(\S+?)=(\S*)", line)) for line in result.stdout.splitlines() if "JobId=" in line]
+
+
+@pytest.fixture(scope="module")
+def slurm_run(slurm_cluster, tiny_catalog, tiny_model_dir, tmp_path_factory):
+    """The tiny workflow run to results/report.html through the shipped SLURM profile, in a fresh folder."""
+    workdir = tmp_path_factory.mktemp("slurm_workflow")
+    tiny_config(workdir, tiny_catalog, tiny_model_dir)
+    # The jobs inherit this environment (sbatch --export=ALL): no SLURM job context, no GPU unless SLURM gives one.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_") and k != "CUDA_VISIBLE_DEVICES"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--executor",
+        "slurm",
+        "--workflow-profile",
+        str(PROFILE),
+        # The tiny jobs take seconds: first status check after 5 s instead of the plugin's 40 s.
+        "--slurm-init-seconds-before-status-checks",
+        "5",
+        "results/report.html",
+    ]
+    output = workdir / "snakemake.out"
+    started = time.monotonic()
+    with output.open("w") as out:
+        proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            returncode = proc.wait(timeout=WORKFLOW_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGTERM)  # snakemake's own process group: it cancels its SLURM jobs
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+            pytest.fail(f"snakemake on SLURM took over {WORKFLOW_TIMEOUT} s:\n{tail(output)}")
+    text = output.read_text(errors="replace")
+    assert returncode == 0, f"{text[-6000:]}\n--- slurmctld.log ---\n{tail(slurm_cluster.slurmctld_log)}"
+    run_id = re.search(r"SLURM run ID: (\S+)", text).group(1)
+    jobs = [job for job in cluster_jobs() if job.get("JobName") == run_id]
+    return SimpleNamespace(
+        workdir=workdir, output=text, jobs=jobs, seconds=time.monotonic() - started, cluster=slurm_cluster
+    )
+
+
+def test_the_workflow_finishes_on_slurm(slurm_run):
+    report = slurm_run.workdir / "results" / "report.html"
+    assert report.exists() and "Quality on held-out data" in report.read_text()
+    print(f"snakemake on SLURM: {slurm_run.seconds:.0f} s")
+
+
+def test_every_non_local_rule_ran_as_a_slurm_job(slurm_run):
+    by_rule = {}
+    for job in slurm_run.jobs:
+        rule = job["Comment"].removeprefix("rule_")  # the plugin names the rule in the job's comment
+        assert rule not in by_rule, f"rule {rule} was submitted twice"
+        by_rule[rule] = job
+    assert set(by_rule) == CPU_RULES | GPU_RULES  # plots and report are localrules: not on the cluster
+    for rule, job in by_rule.items():
+        assert (job["JobState"], job["ExitCode"]) == ("COMPLETED", "0:0"), (rule, job)
+        expected = slurm_run.cluster.gpu_partition if rule in GPU_RULES else slurm_run.cluster.cpu_partition
+        assert job["Partition"] == expected, rule
+        assert job["NodeList"] == slurm_run.cluster.node
+        # The plugin's per-job log (sbatch --output), kept by the profile next to the rules' logs.
+        log = slurm_run.workdir / "logs" / "slurm" / f"rule_{rule}" / f"{job['JobId']}.log"
+        # One rule per job: a job's Snakemake reruns upstream rules in its allocation when their code or inputs
+        # changed after they ran (an edit to the workflow while it runs).
+        ran = set(re.findall(r"^(?:local)?rule (\w+):$", log.read_text(), flags=re.MULTILINE))
+        assert ran == {rule}, f"the SLURM job of {rule} ran {sorted(ran)}; see {log}"
+    for rule in LOCAL_RULES:
+        assert f"localrule {rule}:" in slurm_run.output
+
+
+def test_the_gpu_rules_were_given_the_gpu(slurm_run):
+    task_env: dict[str, set[str]] = {}
+    for line in slurm_run.cluster.task_env.read_text().splitlines():
+        job_id, visible = line.split()
+        task_env.setdefault(job_id, set()).add(visible)
+    for job in slurm_run.jobs:
+        rule = job["Comment"].removeprefix("rule_")
+        if rule in GPU_RULES:
+            # config.yaml's <rule>.resources -> sbatch --gpus, --mem, -t
+            assert job["JOB_GRES"] == "gpu:1" and job["TresPerJob"] == "gres:gpu:1", (rule, job)
+            assert f"mem={GPU_RESOURCES['mem_mb']}M" in job["TRES"].split(","), (rule, job["TRES"])
+            assert job["TimeLimit"] == f"00:{GPU_RESOURCES['runtime']}:00", rule
+            # The batch step and the srun step inside it both saw the GPU SLURM allocated.
+            assert task_env[job["JobId"]] == {"0"}, (rule, task_env.get(job["JobId"]))
+        else:
+            assert job["JOB_GRES"] == "(null)", (rule, job["JOB_GRES"])
+            assert task_env[job["JobId"]] == {"unset"}, (rule, task_env.get(job["JobId"]))
