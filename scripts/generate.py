@@ -6,7 +6,6 @@ reference's (temperature 0.7, top_p 0.9, repetition penalty 1.1); generation sto
 """
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -14,29 +13,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ftpipe import stage  # noqa: E402
-from ftpipe.generation import generate_texts  # noqa: E402
-from ftpipe.io import write_json  # noqa: E402
+from ftpipe.generation import add_generation_args, generate_texts  # noqa: E402
+from ftpipe.io import read_jsonl, write_json  # noqa: E402
 from ftpipe.modeling import load_for_inference, load_tokenizer, pick_device  # noqa: E402
 from ftpipe.prompts import instruction_text  # noqa: E402
 
 log = logging.getLogger("ftpipe.generate")
 
 
-def test_rows(path: str, count: int) -> list[dict]:
-    rows = []
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            if len(rows) >= count:
-                break
-            rows.append(json.loads(line))
-    return rows
-
-
 def generate(args) -> dict:
     from peft import PeftModel
 
     device = pick_device()
-    rows = test_rows(args.test, args.num_titles)
+    rows = read_jsonl(args.test, args.num_titles)
     if not rows:
         raise SystemExit(f"generate: {args.test} has no test rows")
     titles = [row["title"] for row in rows]
@@ -74,26 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add = parser.add_argument
     add("--test", required=True, help="prepared test split (JSON Lines)")
-    add("--model-dir", required=True, help="base model folder")
-    add("--adapter", required=True, help="adapter folder")
     add("--samples", required=True, help="output: samples JSON")
     add("--num-titles", type=int, default=8)
-    add("--max-new-tokens", type=int, default=128)
     add("--do-sample", action=argparse.BooleanOptionalAction, default=True)
     add("--temperature", type=float, default=0.7)
     add("--top-p", type=float, default=0.9)
-    add("--repetition-penalty", type=float, default=1.1)
-    add("--stop-strings", nargs="*", default=["<end_of_turn>", "<eos>"])
-    add("--seed", type=int, default=42)
-    add("--batch-size", type=int, default=16)
-    add("--instruction-template", required=True, help="tagged prompt with {title}")
-    add("--base-prompt-template", required=True, help="plain prompt for the base model, with {title}")
-    add(
-        "--quantization",
-        type=stage.json_arg,
-        default={"load_in_4bit": True, "quant_type": "nf4", "double_quant": True},
-        help="JSON",
-    )
+    add_generation_args(parser)
     return parser
 
 

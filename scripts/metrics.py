@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ftpipe import stage  # noqa: E402
-from ftpipe.generation import generate_texts  # noqa: E402
-from ftpipe.io import write_json  # noqa: E402
+from ftpipe.generation import add_generation_args, generate_texts  # noqa: E402
+from ftpipe.io import read_jsonl, write_json  # noqa: E402
 from ftpipe.modeling import load_for_inference, load_tokenizer, pick_device  # noqa: E402
 from ftpipe.prompts import instruction_text  # noqa: E402
 from ftpipe.scoring import bootstrap_mean, chrf, description_nll, paired_difference, rouge_l  # noqa: E402
@@ -26,16 +26,6 @@ from ftpipe.scoring import bootstrap_mean, chrf, description_nll, paired_differe
 log = logging.getLogger("ftpipe.metrics")
 
 VARIANTS = ("base_plain", "base_tagged", "adapter")
-
-
-def read_rows(path: str, limit: int) -> list[dict]:
-    rows = []
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            if len(rows) >= limit:
-                break
-            rows.append(json.loads(line))
-    return rows
 
 
 def variant_prompts(args, titles: list[str]) -> dict[str, list[str]]:
@@ -63,8 +53,8 @@ def metrics(args) -> dict:
     from peft import PeftModel
 
     device = pick_device()
-    tests = read_rows(args.test, args.num_titles)
-    validation = read_rows(args.validation, args.perplexity_rows)
+    tests = read_jsonl(args.test, args.num_titles)
+    validation = read_jsonl(args.validation, args.perplexity_rows)
     if not tests:
         raise SystemExit(f"metrics: {args.test} has no rows")
     settings = {
@@ -128,25 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     add = parser.add_argument
     add("--test", required=True, help="prepared test split (JSON Lines)")
     add("--validation", required=True, help="prepared validation split (JSON Lines), for perplexity")
-    add("--model-dir", required=True, help="base model folder")
-    add("--adapter", required=True, help="adapter folder")
     add("--metrics", required=True, help="output: metrics JSON")
     add("--num-titles", type=int, default=50)
     add("--perplexity-rows", type=int, default=200)
-    add("--max-new-tokens", type=int, default=128)
-    add("--repetition-penalty", type=float, default=1.1)
-    add("--stop-strings", nargs="*", default=["<end_of_turn>", "<eos>"])
-    add("--seed", type=int, default=42)
-    add("--batch-size", type=int, default=16)
-    add("--instruction-template", required=True, help="tagged prompt with {title}")
     add("--response-template", required=True, help="response text with {content}")
-    add("--base-prompt-template", required=True, help="plain prompt for the base model, with {title}")
-    add(
-        "--quantization",
-        type=stage.json_arg,
-        default={"load_in_4bit": True, "quant_type": "nf4", "double_quant": True},
-        help="JSON",
-    )
+    add_generation_args(parser)
     return parser
 
 

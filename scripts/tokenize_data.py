@@ -6,7 +6,6 @@ No padding: each example keeps its own length. Labels are -100 on the prompt tok
 """
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -14,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ftpipe import stage  # noqa: E402
-from ftpipe.io import save_datasets, write_json  # noqa: E402
+from ftpipe.io import read_jsonl, save_datasets, write_json  # noqa: E402
 from ftpipe.modeling import load_tokenizer  # noqa: E402
 
 log = logging.getLogger("ftpipe.tokenize")
@@ -22,11 +21,6 @@ log = logging.getLogger("ftpipe.tokenize")
 IGNORE = -100
 OVERLONG_POLICIES = ("truncate", "drop", "reference")
 SPLITS = ("train", "validation", "test")
-
-
-def read_jsonl(path: str) -> list[dict]:
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle]
 
 
 def tokenize_examples(tokenizer, prompts: list[str], texts: list[str], completion_only: bool):

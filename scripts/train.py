@@ -26,6 +26,7 @@ from ftpipe import stage  # noqa: E402
 from ftpipe.checkpoints import load_adapter_weights, load_checkpoint, save_checkpoint  # noqa: E402
 from ftpipe.io import atomic_path, write_json, write_text  # noqa: E402
 from ftpipe.modeling import (  # noqa: E402
+    DEFAULT_QUANTIZATION,
     compute_dtype,
     dequantize_base,
     enable_tf32,
@@ -428,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--quantization",
         type=stage.json_arg,
-        default={"load_in_4bit": True, "quant_type": "nf4", "double_quant": True},
+        default=DEFAULT_QUANTIZATION,
         help="JSON",
     )
     add("--lora", type=stage.json_arg, required=True, help='JSON: {"r", "alpha", "dropout", "target_modules"}')

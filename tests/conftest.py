@@ -118,36 +118,33 @@ def packed_dir(tiny_model_dir, tiny_catalog, tmp_path_factory) -> Path:
     return out / "packed"
 
 
-@pytest.fixture(scope="session")
-def finished_run(tmp_path_factory, tiny_catalog, tiny_model_dir) -> Path:
-    """A complete run of `snakemake results/report.html` in a fresh folder, on the tiny model and catalog."""
-    workdir = tmp_path_factory.mktemp("workflow")
+def write_tiny_config(workdir: Path, catalog: Path, model_dir: Path, resources: dict | None = None) -> None:
+    """config.yaml of the tiny run: the shipped config on the tiny catalog and model, a few steps each."""
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     config["run_name"] = "tiny"
-    config["data"]["raw"] = str(tiny_catalog)
-    config["model"]["source"] = str(tiny_model_dir)
+    config["data"]["raw"] = str(catalog)
+    config["model"]["source"] = str(model_dir)
     config["train"].update(
         max_steps=4, micro_batch=2, grad_accum=1, logging_steps=1, save_steps=2, eval_steps=2, eval_max_blocks=4
     )
     config["generate"].update(num_titles=2, max_new_tokens=8)
     config["metrics"].update(num_titles=3, perplexity_rows=4, max_new_tokens=8)
+    for section in ("train", "generate", "metrics") if resources else ():
+        config[section]["resources"] = dict(resources)
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True))
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "--snakefile",
-            str(ROOT / "Snakefile"),
-            "--directory",
-            str(workdir),
-            "--cores",
-            "2",
-            "results/report.html",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
+
+
+def run_snakemake(workdir: Path, *args: str, timeout: int = 1200) -> subprocess.CompletedProcess:
+    """`snakemake` with this repository's Snakefile in `workdir`."""
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir)]
+    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory, tiny_catalog, tiny_model_dir) -> Path:
+    """A complete run of `snakemake results/report.html` in a fresh folder, on the tiny model and catalog."""
+    workdir = tmp_path_factory.mktemp("workflow")
+    write_tiny_config(workdir, tiny_catalog, tiny_model_dir)
+    result = run_snakemake(workdir, "--cores", "2", "results/report.html")
     assert result.returncode == 0, result.stderr[-4000:]
     return workdir

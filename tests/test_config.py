@@ -1,14 +1,12 @@
 """Config validation: the shipped configs pass; bad values and unknown keys are named, with a suggestion."""
 
 import copy
-import subprocess
-import sys
 
 import pytest
 import yaml
 
 from ftpipe.config_check import ConfigError, check_config, config_problems
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_snakemake
 
 SCHEMA_PATH = ROOT / "schemas" / "config.schema.yaml"
 SCHEMA = yaml.safe_load(SCHEMA_PATH.read_text())
@@ -45,23 +43,7 @@ def test_problems_name_the_key(update, message):
 
 def test_config_error_stops_before_any_job(tmp_path):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(merged(SHIPPED, {"train": {"lerning_rate": 1e-4}})))
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "--snakefile",
-            str(ROOT / "Snakefile"),
-            "--directory",
-            str(tmp_path),
-            "--cores",
-            "1",
-            "-n",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_snakemake(tmp_path, "--cores", "1", "-n", timeout=120)
     assert result.returncode != 0
     assert "train.lerning_rate: unknown key; did you mean 'learning_rate'?" in result.stdout + result.stderr
     assert not (tmp_path / "results").exists()

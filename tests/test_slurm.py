@@ -23,7 +23,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, write_tiny_config
 
 PROFILE = ROOT / "profiles" / "slurm"
 # The jobstep plugin strips SLURM_CONF before its inner srun, so the cluster's config must be at the default path.
@@ -227,22 +227,6 @@ PartitionName={gpu_partition} Nodes={node} MaxTime=INFINITE State=UP
             shutil.rmtree(MUNGE_RUN, ignore_errors=True)
 
 
-def tiny_config(workdir: Path, catalog: Path, model_dir: Path) -> None:
-    """config.yaml of the tiny run (as the `finished_run` fixture builds it), with small GPU-rule resources."""
-    config = yaml.safe_load((ROOT / "config.yaml").read_text())
-    config["run_name"] = "tiny"
-    config["data"]["raw"] = str(catalog)
-    config["model"]["source"] = str(model_dir)
-    config["train"].update(
-        max_steps=4, micro_batch=2, grad_accum=1, logging_steps=1, save_steps=2, eval_steps=2, eval_max_blocks=4
-    )
-    config["generate"].update(num_titles=2, max_new_tokens=8)
-    config["metrics"].update(num_titles=3, perplexity_rows=4, max_new_tokens=8)
-    for section in GPU_RULES:
-        config[section]["resources"] = dict(GPU_RESOURCES)
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True))
-
-
 def cluster_jobs() -> list[dict[str, str]]:
     """Every job slurmctld still holds (MinJobAge keeps finished ones), as `scontrol show job -d -o` fields."""
     result = run(binary("scontrol"), "show", "job", "-d", "-o")
@@ -254,7 +238,7 @@ def cluster_jobs() -> list[dict[str, str]]:
 def slurm_run(slurm_cluster, tiny_catalog, tiny_model_dir, tmp_path_factory):
     """The tiny workflow run to results/report.html through the shipped SLURM profile, in a fresh folder."""
     workdir = tmp_path_factory.mktemp("slurm_workflow")
-    tiny_config(workdir, tiny_catalog, tiny_model_dir)
+    write_tiny_config(workdir, tiny_catalog, tiny_model_dir, GPU_RESOURCES)
     # The jobs inherit this environment (sbatch --export=ALL): no SLURM job context, no GPU unless SLURM gives one.
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_") and k != "CUDA_VISIBLE_DEVICES"}
     cmd = [

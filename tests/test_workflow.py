@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_snakemake
 
 RULES_AFTER_TRAIN = {"train", "generate", "metrics", "plots", "report"}
 
@@ -109,23 +109,7 @@ def test_export_merges_into_a_16_bit_base(finished_run):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "--snakefile",
-            str(ROOT / "Snakefile"),
-            "--directory",
-            str(finished_run),
-            "--cores",
-            "2",
-            "results/runs/tiny/merged",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = run_snakemake(finished_run, "--cores", "2", "results/runs/tiny/merged", timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     merged = AutoModelForCausalLM.from_pretrained(finished_run / "results" / "runs" / "tiny" / "merged")
     assert merged.dtype == torch.bfloat16 and not hasattr(merged, "peft_config")

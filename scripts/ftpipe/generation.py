@@ -6,7 +6,24 @@ Shared by the generation stage, the metrics stage and the ask command, so all pr
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
+from .modeling import DEFAULT_QUANTIZATION
 from .prompts import cut_at_stop
+from .stage import json_arg
+
+
+def add_generation_args(parser) -> None:
+    """Command-line options shared by the stages that generate (generate, metrics)."""
+    add = parser.add_argument
+    add("--model-dir", required=True, help="base model folder")
+    add("--adapter", required=True, help="adapter folder")
+    add("--max-new-tokens", type=int, default=128)
+    add("--repetition-penalty", type=float, default=1.1)
+    add("--stop-strings", nargs="*", default=["<end_of_turn>", "<eos>"])
+    add("--seed", type=int, default=42)
+    add("--batch-size", type=int, default=16)
+    add("--instruction-template", required=True, help="tagged prompt with {title}")
+    add("--base-prompt-template", required=True, help="plain prompt for the base model, with {title}")
+    add("--quantization", type=json_arg, default=DEFAULT_QUANTIZATION, help="JSON, as in training")
 
 
 class StopOnText(StoppingCriteria):

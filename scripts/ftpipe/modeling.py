@@ -8,6 +8,8 @@ import torch
 
 log = logging.getLogger("ftpipe")
 
+DEFAULT_QUANTIZATION = {"load_in_4bit": True, "quant_type": "nf4", "double_quant": True}  # the reference's
+
 
 def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
