@@ -192,3 +192,14 @@ def test_metrics_are_deterministic(finished_run, tmp_path):
         )
     assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
     assert (tmp_path / "a.json").read_bytes() == (run / "metrics.json").read_bytes()
+
+
+def test_snakemake_report_archive(finished_run, tmp_path):
+    import zipfile
+
+    archive = tmp_path / "report.zip"
+    result = run_snakemake(finished_run, "--report", str(archive), timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    names = zipfile.ZipFile(archive).namelist()
+    for marked in ("metrics.json", "train_curve.png", "token_lengths.png", "report.html"):
+        assert any(name.endswith(marked) for name in names), names
