@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ftpipe import stage  # noqa: E402
+from ftpipe import distributed, stage  # noqa: E402
 from ftpipe.checkpoints import load_adapter_weights, load_checkpoint, save_checkpoint  # noqa: E402
 from ftpipe.io import atomic_path, write_json, write_text  # noqa: E402
 from ftpipe.modeling import (  # noqa: E402
@@ -59,14 +59,25 @@ def largest_divisor_at_most(number: int, limit: int) -> int:
     return max(d for d in range(1, min(number, max(limit, 1)) + 1) if number % d == 0)
 
 
-def resolve_plan(args, device: torch.device) -> dict:
-    """The recipe as configured, with the speed levers applied where they are on (by default: on GPUs)."""
+def resolve_plan(args, device: torch.device, world: int = 1) -> dict:
+    """The recipe as configured, with the speed levers applied where they are on (by default: on GPUs).
+
+    The effective batch (micro-batch x accumulation) stays as configured: with several ranks, each does
+    its share, micro-batch x accumulation x ranks = the configured effective batch."""
     speed = {**SPEED_DEFAULTS, **(args.speed or {})}
     levers_on = device.type == "cuda" if speed["enabled"] == "auto" else bool(speed["enabled"])
+    effective = args.micro_batch * args.grad_accum
+    if effective % world:
+        raise SystemExit(f"train: the effective batch {effective} does not divide among {world} processes")
+    per_rank = effective // world
+    micro = largest_divisor_at_most(
+        per_rank, speed["micro_batch"] if levers_on and speed["micro_batch"] else args.micro_batch
+    )
     plan = {
         "speed_levers": levers_on,
-        "micro_batch": args.micro_batch,
-        "grad_accum": args.grad_accum,
+        "world_size": world,
+        "micro_batch": micro,
+        "grad_accum": per_rank // micro,
         "gradient_checkpointing": args.gradient_checkpointing,
         "upcast_frozen_fp32": args.upcast_frozen_fp32,
         "dequantize_base": False,
@@ -74,10 +85,7 @@ def resolve_plan(args, device: torch.device) -> dict:
         "data_on_device": False,
     }
     if levers_on:
-        effective = args.micro_batch * args.grad_accum
-        micro = largest_divisor_at_most(effective, speed["micro_batch"] or args.micro_batch)
         plan.update({key: speed[key] for key in plan if key in speed and key not in ("micro_batch", "enabled")})
-        plan.update(micro_batch=micro, grad_accum=effective // micro)
     return plan
 
 
@@ -163,13 +171,23 @@ def run_fingerprint(args, packed_dir: str) -> str:
 
 
 def train_step(
-    model, optimizer, scheduler, step_blocks: dict, micro_batch: int, max_grad_norm: float, boundary: bool, device
+    model,
+    optimizer,
+    scheduler,
+    step_blocks: dict,
+    n_items: torch.Tensor,
+    micro_batch: int,
+    max_grad_norm: float,
+    boundary: bool,
+    device,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Forward/backward over the micro-batches of one step, then one optimizer step.
+    """Forward/backward over this process's micro-batches of one step, then one optimizer step.
 
-    Returns the step's loss per labelled token and the gradient norm, as tensors (reading them is a sync).
+    `n_items` counts the labelled tokens of the whole step (all processes), so every token weighs the same
+    however the step is cut. Returns the step's loss per labelled token and the gradient norm, as tensors
+    (reading them is a sync).
     """
-    n_items = labelled_tokens(step_blocks["labels"]).to(device).clamp(min=1)
+    n_items = n_items.to(device).clamp(min=1)
     total = torch.zeros((), device=device)
     for start in range(0, len(step_blocks["input_ids"]), micro_batch):
         micro = {key: value[start : start + micro_batch] for key, value in step_blocks.items()}
@@ -177,6 +195,7 @@ def train_step(
         loss.backward()
         total += loss.detach()
     params = [p for p in model.parameters() if p.requires_grad]
+    distributed.sum_across_ranks([p.grad for p in params if p.grad is not None] + [total])
     grad_norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm if max_grad_norm > 0 else math.inf)
     optimizer.step()
     scheduler.step()
@@ -213,11 +232,11 @@ def run_training(args, blocks: dict) -> dict:
     from transformers import get_scheduler
 
     started = time.perf_counter()
-    device = pick_device()
+    device = distributed.setup(pick_device())
     dtype = compute_dtype(device)
     enable_tf32()
     torch.manual_seed(args.seed)
-    plan = resolve_plan(args, device)
+    plan = resolve_plan(args, device, distributed.world_size())
     train_blocks, val_blocks = blocks["train"], blocks["validation"]
     if plan["data_on_device"]:
         train_blocks = {key: value.to(device) for key, value in train_blocks.items()}
@@ -225,7 +244,7 @@ def run_training(args, blocks: dict) -> dict:
     model = build_model(args, plan, device, dtype)
     forward = torch.compile(model) if plan["compile"] else model  # checkpoints and eval use the plain module
 
-    step_size = plan["micro_batch"] * plan["grad_accum"]
+    step_size = plan["micro_batch"] * plan["grad_accum"] * plan["world_size"]  # blocks per step, all ranks
     n_blocks = len(train_blocks["input_ids"])
     steps_per_epoch = n_blocks // step_size
     if steps_per_epoch == 0:
@@ -257,10 +276,20 @@ def run_training(args, blocks: dict) -> dict:
     while state["step"] < total_steps and not state["stopped_early"]:
         t0 = time.perf_counter()
         indices = step_indices(state["step"], steps_per_epoch, step_size, n_blocks, args.seed)
-        step_blocks = {key: value[indices.to(value.device)] for key, value in train_blocks.items()}
+        n_items = labelled_tokens(train_blocks["labels"][indices.to(train_blocks["labels"].device)])
+        mine = distributed.shard(indices)
+        step_blocks = {key: value[mine.to(value.device)] for key, value in train_blocks.items()}
         wait_seconds += time.perf_counter() - t0
         loss, grad_norm = train_step(
-            forward, optimizer, scheduler, step_blocks, plan["micro_batch"], args.max_grad_norm, boundary, device
+            forward,
+            optimizer,
+            scheduler,
+            step_blocks,
+            n_items,
+            plan["micro_batch"],
+            args.max_grad_norm,
+            boundary,
+            device,
         )
         window_loss += loss
         state["step"] += 1
@@ -290,11 +319,14 @@ def run_training(args, blocks: dict) -> dict:
             )
             state["history"].append(record)
             log.info("%s", record)
-        if state["step"] % save_steps == 0 and state["step"] < total_steps:
+        if state["step"] % save_steps == 0 and state["step"] < total_steps and distributed.is_main():
             pending = {**state, "window_loss": state["window_loss"] + float(window_loss), "elapsed_seconds": elapsed}
             save_checkpoint(model, optimizer, scheduler, pending, checkpoint_dir, args.keep_checkpoints)
     state["elapsed_seconds"] += time.perf_counter() - run_started
-
+    distributed.barrier()
+    if not distributed.is_main():
+        distributed.teardown()
+        return {}
     finish(args, model, state, checkpoint_dir)
     timing = timing_summary(
         step_seconds,
@@ -309,6 +341,7 @@ def run_training(args, blocks: dict) -> dict:
     timing["plan"] = plan
     write_json(args.timing, timing)
     log.info("timing: %s", timing)
+    distributed.teardown()
     return timing
 
 
@@ -332,7 +365,7 @@ def track_best(state: dict, eval_loss: float, args, model) -> None:
     best = state["best_eval_loss"]
     if best is None or eval_loss < best - args.early_stopping_min_delta:
         state.update(best_eval_loss=eval_loss, best_step=state["step"], evals_without_improvement=0)
-        if args.load_best:
+        if args.load_best and distributed.is_main():
             with atomic_path(Path(args.checkpoint_dir) / "best") as tmp:
                 model.save_pretrained(tmp)
         return

@@ -86,7 +86,8 @@ def test_grad_accumulation_matches_one_big_batch(packed_dir, tiny_model_dir):
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.SGD(params, lr=1.0)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-        train_step(model, optimizer, scheduler, blocks, micro_batch, 0.0, True, torch.device("cpu"))
+        n_items = (blocks["labels"][:, 1:] != -100).sum()
+        train_step(model, optimizer, scheduler, blocks, n_items, micro_batch, 0.0, True, torch.device("cpu"))
         updated.append(torch.cat([p.detach().flatten() for p in params]))
     assert updated[0].abs().max() > 0
     torch.testing.assert_close(updated[0], updated[1], rtol=1e-5, atol=1e-7)
@@ -177,6 +178,7 @@ def test_speed_levers_keep_the_loss(packed_dir, tiny_model_dir, tmp_path):
     plan = json.loads((fast / "timing.json").read_text())["plan"]
     assert plan == {
         "speed_levers": True,
+        "world_size": 1,
         "micro_batch": 4,
         "grad_accum": 1,
         "gradient_checkpointing": False,
@@ -204,3 +206,35 @@ def test_evaluation_does_not_change_training(packed_dir, tiny_model_dir, tmp_pat
     a = load_file(str(plain / "adapter" / "adapter_model.safetensors"))
     b = load_file(str(evaluated / "adapter" / "adapter_model.safetensors"))
     assert all(torch.equal(a[key], b[key]) for key in a)
+
+
+def test_two_processes_train_the_same_adapter_as_one(packed_dir, tiny_model_dir, tmp_path):
+    """DDP on the CPU (torchrun, gloo): 2 ranks, each with half of every step, end with the adapter of one
+    process on the same data (LoRA dropout 0 so that both draw no random masks); sums in another order
+    allow float32 rounding differences only."""
+    no_dropout = ["--lora", LORA.replace("0.05", "0.0"), "--max-steps", "4"]
+    single, double = tmp_path / "single", tmp_path / "double"
+    assert run_train(cli_args(packed_dir, tiny_model_dir, single, *no_dropout)).wait(timeout=600) == 0
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        str(SCRIPTS / "train.py"),
+        *cli_args(packed_dir, tiny_model_dir, double, *no_dropout),
+    ]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((double / "timing.json").read_text())["plan"]["world_size"] == 2
+    a = load_file(str(single / "adapter" / "adapter_model.safetensors"))
+    b = load_file(str(double / "adapter" / "adapter_model.safetensors"))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-6)
+    with open(single / "train_log.csv") as x, open(double / "train_log.csv") as y:
+        losses = [
+            (float(p["loss"]), float(q["loss"])) for p, q in zip(csv.DictReader(x), csv.DictReader(y), strict=True)
+        ]
+    assert max(abs(p - q) / p for p, q in losses) < 1e-5
