@@ -445,7 +445,7 @@ def timing_summary(
         "peak_gpu_memory_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
         "device": name,
         "precision": str(dtype).removeprefix("torch."),
-        "tf32": torch.backends.cuda.matmul.allow_tf32,
+        "tf32": torch.backends.cuda.matmul.allow_tf32 if device.type == "cuda" else None,
         "data_wait_fraction": round(wait_seconds / total_seconds, 4) if total_seconds else None,
     }
 
