@@ -17,7 +17,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from argparse import Namespace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,53 +62,20 @@ def reference_method(raw: Path, tokenizer_dir: Path, sample_size: int, template:
 
 
 def project_method(raw: Path, tokenizer_dir: Path, sample_size: int, template: dict) -> int:
-    from pack import pack
-    from prepare import prepare
-    from tokenize_data import tokenize
-
+    from ftpipe.inprocess import run_data_stages
     from ftpipe.io import read_json
 
-    with tempfile.TemporaryDirectory() as tmp_name:
-        tmp = Path(tmp_name)
-        splits = {s: str(tmp / f"{s}.jsonl") for s in ("train", "validation", "test")}
-        prepare(
-            Namespace(
-                raw=str(raw),
-                **splits,
-                counts=str(tmp / "counts.json"),
-                rejects=str(tmp / "rejects.jsonl"),
-                duplicate_titles="first",
-                sample_size=sample_size,
-                seed=42,
-                validation_fraction=0.05,
-                test_fraction=0.05,
-                instruction_template=template["instruction"],
-                response_template=template["response"],
-            )
+    with tempfile.TemporaryDirectory() as tmp:
+        run_data_stages(
+            raw,
+            tmp,
+            tokenizer_dir,
+            template["instruction"],
+            template["response"],
+            max_len=MAX_LEN,
+            sample_size=sample_size,
         )
-        tokenize(
-            Namespace(
-                **splits,
-                model_dir=str(tokenizer_dir),
-                dataset=str(tmp / "tok"),
-                stats=str(tmp / "t.json"),
-                max_len=MAX_LEN,
-                completion_only=True,
-                overlong="truncate",
-                threads=2,
-            )
-        )
-        pack(
-            Namespace(
-                tokenized=str(tmp / "tok"),
-                tokenize_stats=str(tmp / "t.json"),
-                mode="boundary",
-                dataset=str(tmp / "packed"),
-                stats=str(tmp / "p.json"),
-                max_len=MAX_LEN,
-            )
-        )
-        return read_json(tmp / "p.json")["train"]["blocks"]
+        return read_json(Path(tmp) / "pack_stats.json")["train"]["blocks"]
 
 
 def measure(method: str, raw: Path, tokenizer_dir: Path, sample_size: int) -> dict:

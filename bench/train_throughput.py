@@ -63,16 +63,14 @@ LEVERS = {
 
 
 def prepare(rows: int) -> None:
-    from argparse import Namespace
 
     import datasets
     import yaml
     from base_model import embedded_gguf
     from make_catalog import generate_records, write_jsonl
-    from pack import pack
-    from prepare import prepare as prepare_stage
-    from tokenize_data import tokenize
     from transformers import AutoTokenizer
+
+    from ftpipe.inprocess import run_data_stages
 
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -81,45 +79,20 @@ def prepare(rows: int) -> None:
         tokenizer_dir = WORK / "tokenizer"
         AutoTokenizer.from_pretrained(folder, gguf_file=filename).save_pretrained(tokenizer_dir)
         write_jsonl(tmp / "trn.json", generate_records(rows, seed=1))
-        splits = {s: str(tmp / f"{s}.jsonl") for s in ("train", "validation", "test")}
-        prepare_stage(
-            Namespace(
-                raw=str(tmp / "trn.json"),
-                **splits,
-                counts=str(tmp / "c.json"),
-                rejects=str(tmp / "r.jsonl"),
-                duplicate_titles="first",
-                sample_size=None,
-                seed=42,
-                validation_fraction=0.01,
-                test_fraction=0.0,
-                instruction_template=config["prompt"]["instruction"],
-                response_template=config["prompt"]["response"],
-            )
+        packed = run_data_stages(
+            tmp / "trn.json",
+            tmp,
+            tokenizer_dir,
+            config["prompt"]["instruction"],
+            config["prompt"]["response"],
+            max_len=MAX_LEN,
+            mode="reference",
+            completion_only=False,
+            overlong="reference",
+            validation_fraction=0.01,
+            test_fraction=0.0,
         )
-        tokenize(
-            Namespace(
-                **splits,
-                model_dir=str(tokenizer_dir),
-                dataset=str(tmp / "tok"),
-                stats=str(tmp / "t.json"),
-                max_len=MAX_LEN,
-                completion_only=False,
-                overlong="reference",
-                threads=2,
-            )
-        )
-        pack(
-            Namespace(
-                tokenized=str(tmp / "tok"),
-                tokenize_stats=str(tmp / "t.json"),
-                mode="reference",
-                dataset=str(tmp / "packed"),
-                stats=str(tmp / "p.json"),
-                max_len=MAX_LEN,
-            )
-        )
-        ids = datasets.load_from_disk(str(tmp / "packed"))["train"].with_format("torch")[:]["input_ids"]
+        ids = datasets.load_from_disk(str(packed))["train"].with_format("torch")[:]["input_ids"]
     ids = (ids % TINYLLAMA["vocab_size"]).to(torch.int16)  # < 32000 fits in int16; keeps the carried file small
     torch.save(ids, WORK / "blocks.pt")
     print(f"{len(ids)} blocks of {MAX_LEN} tokens -> {WORK / 'blocks.pt'}")

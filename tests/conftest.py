@@ -70,52 +70,12 @@ PROMPT = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))["pro
 @pytest.fixture(scope="session")
 def packed_dir(tiny_model_dir, tiny_catalog, tmp_path_factory) -> Path:
     """The tiny catalog through prepare -> tokenize -> pack (boundary mode, max_len 128)."""
-    from argparse import Namespace
-
-    from pack import pack
-    from prepare import prepare
-    from tokenize_data import tokenize
+    from ftpipe.inprocess import run_data_stages
 
     out = tmp_path_factory.mktemp("data")
-    splits = {s: str(out / f"{s}.jsonl") for s in ("train", "validation", "test")}
-    prepare(
-        Namespace(
-            raw=str(tiny_catalog),
-            **splits,
-            counts=str(out / "counts.json"),
-            rejects=str(out / "rejects.jsonl"),
-            duplicate_titles="first",
-            sample_size=None,
-            seed=42,
-            validation_fraction=0.1,
-            test_fraction=0.1,
-            instruction_template=PROMPT,
-            response_template="{content}<eos>",
-        )
+    return run_data_stages(
+        tiny_catalog, out, tiny_model_dir, PROMPT, "{content}<eos>", validation_fraction=0.1, test_fraction=0.1
     )
-    tokenize(
-        Namespace(
-            **splits,
-            model_dir=str(tiny_model_dir),
-            dataset=str(out / "tokenized"),
-            stats=str(out / "tokenize_stats.json"),
-            max_len=128,
-            completion_only=True,
-            overlong="truncate",
-            threads=2,
-        )
-    )
-    pack(
-        Namespace(
-            tokenized=str(out / "tokenized"),
-            tokenize_stats=str(out / "tokenize_stats.json"),
-            mode="boundary",
-            dataset=str(out / "packed"),
-            stats=str(out / "pack_stats.json"),
-            max_len=128,
-        )
-    )
-    return out / "packed"
 
 
 def write_tiny_config(workdir: Path, catalog: Path, model_dir: Path, resources: dict | None = None) -> None:

@@ -8,7 +8,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from prepare import InputError, assign_split, parse_line, prepare, title_key
+from prepare import InputError, assign_split, build_parser, parse_line, prepare, title_key
+
+from ftpipe.stage import namespace
 
 TEMPLATE = "<bos><start_of_turn>user\n{title}<end_of_turn>\n<start_of_turn>model\n"
 
@@ -18,22 +20,18 @@ def line(**fields) -> bytes:
 
 
 def args_for(raw: Path, out: Path, **overrides) -> Namespace:
+    """prepare's arguments (its defaults, checked as from a rule), writing into `out`."""
+    outputs = {name: str(out / f"{name}.jsonl") for name in ("train", "validation", "test", "rejects")}
     values = dict(
         raw=str(raw),
-        train=str(out / "train.jsonl"),
-        validation=str(out / "validation.jsonl"),
-        test=str(out / "test.jsonl"),
+        **outputs,
         counts=str(out / "counts.json"),
-        rejects=str(out / "rejects.jsonl"),
-        duplicate_titles="first",
-        sample_size=None,
-        seed=42,
         validation_fraction=0.2,
         test_fraction=0.2,
         instruction_template=TEMPLATE,
         response_template="{content}<eos>",
     )
-    return Namespace(**{**values, **overrides})
+    return namespace(build_parser(), **{**values, **overrides})
 
 
 def test_clean_line_is_kept_unchanged():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from argparse import Namespace
 
 import pytest
 import torch
@@ -100,65 +99,52 @@ def test_boundary_example_does_not_see_its_neighbour(tiny_model_dir):
 
 def test_tokenize_and_pack_stages(tmp_path, tokenizer_dir, tiny_catalog):
     import datasets
+    from pack import build_parser as pack_parser
     from pack import pack
     from prepare import prepare
+    from tokenize_data import build_parser as tokenize_parser
     from tokenize_data import tokenize
 
+    from ftpipe.stage import namespace
     from tests.test_prepare import args_for
 
     prepare(args_for(tiny_catalog, tmp_path, instruction_template=PROMPT))
     splits = {s: str(tmp_path / f"{s}.jsonl") for s in ("train", "validation", "test")}
-    stats = tokenize(
-        Namespace(
-            **splits,
-            model_dir=str(tokenizer_dir),
-            dataset=str(tmp_path / "tok"),
-            stats=str(tmp_path / "tok.json"),
-            max_len=128,
-            completion_only=True,
-            overlong="truncate",
-            threads=2,
+
+    def tokenize_into(name: str) -> dict:
+        return tokenize(
+            namespace(
+                tokenize_parser(),
+                **splits,
+                model_dir=str(tokenizer_dir),
+                dataset=str(tmp_path / name),
+                stats=str(tmp_path / f"{name}.json"),
+            )
         )
-    )
-    assert stats["train"]["truncated"] > 0
-    tokenize(
-        Namespace(
-            **splits,
-            model_dir=str(tokenizer_dir),
-            dataset=str(tmp_path / "tok2"),
-            stats=str(tmp_path / "tok2.json"),
-            max_len=128,
-            completion_only=True,
-            overlong="truncate",
-            threads=2,
-        )
-    )
-    assert folder_bytes(tmp_path / "tok2") == folder_bytes(tmp_path / "tok")  # byte-identical on rerun
-    assert stats["train"]["examples_out"] + stats["train"]["dropped"] == stats["train"]["examples_in"]
-    for mode in ("boundary", "reference"):
+
+    def pack_into(name: str, mode: str) -> None:
         pack(
-            Namespace(
+            namespace(
+                pack_parser(),
                 tokenized=str(tmp_path / "tok"),
                 tokenize_stats=str(tmp_path / "tok.json"),
                 mode=mode,
-                dataset=str(tmp_path / mode),
-                stats=str(tmp_path / f"{mode}.json"),
-                max_len=128,
+                dataset=str(tmp_path / name),
+                stats=str(tmp_path / f"{name}.json"),
             )
         )
+
+    stats = tokenize_into("tok")  # max_len 128, completion-only, truncate: the parser's defaults
+    assert stats["train"]["truncated"] > 0
+    assert stats["train"]["examples_out"] + stats["train"]["dropped"] == stats["train"]["examples_in"]
+    tokenize_into("tok2")
+    assert folder_bytes(tmp_path / "tok2") == folder_bytes(tmp_path / "tok")  # byte-identical on rerun
+    for mode in ("boundary", "reference"):
+        pack_into(mode, mode)
         packed = datasets.load_from_disk(str(tmp_path / mode))
         assert set(packed) == {"train", "validation"}
         assert all(len(row) == 128 for row in packed["train"]["input_ids"])
-    pack(
-        Namespace(
-            tokenized=str(tmp_path / "tok"),
-            tokenize_stats=str(tmp_path / "tok.json"),
-            mode="boundary",
-            dataset=str(tmp_path / "again"),
-            stats=str(tmp_path / "again.json"),
-            max_len=128,
-        )
-    )
+    pack_into("again", "boundary")
     assert folder_bytes(tmp_path / "again") == folder_bytes(tmp_path / "boundary")  # byte-identical on rerun
 
 

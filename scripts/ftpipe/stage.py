@@ -42,18 +42,23 @@ def run(main, parser: argparse.ArgumentParser, script_globals: dict) -> None:
 
 def args_from_snakemake(smk, parser: argparse.ArgumentParser) -> argparse.Namespace:
     """Map a rule's named input/output/params (and threads) onto the parser's options."""
-    values = {"threads": smk.threads}
+    values = {}
     for section in (smk.input, smk.output, smk.params):
         values.update(dict(section.items()))
     values.pop("shared_code", None)  # an input only so that Snakemake reruns stages when the package changes
+    return namespace(parser, threads=smk.threads, **values)
+
+
+def namespace(parser: argparse.ArgumentParser, **values) -> argparse.Namespace:
+    """The parser's defaults overridden by `values`, checked as the command line would be: how a rule, a
+    test or a benchmark calls a stage from Python."""
     known = {action.dest: action.default for action in parser._actions if action.dest != "help"}
     unknown = sorted(set(values) - set(known) - {"threads"})
     if unknown:
-        raise SystemExit(f"{parser.prog}: the rule passes names the script does not take: {unknown}")
-    required = {action.dest for action in parser._actions if action.required}
-    missing = sorted(required - set(values))
+        raise SystemExit(f"{parser.prog}: given names the script does not take: {unknown}")
+    missing = sorted({action.dest for action in parser._actions if action.required} - set(values))
     if missing:
-        raise SystemExit(f"{parser.prog}: the rule does not pass required values: {missing}")
+        raise SystemExit(f"{parser.prog}: missing required values: {missing}")
     return argparse.Namespace(**{**known, **values})
 
 
