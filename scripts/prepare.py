@@ -23,7 +23,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ftpipe import stage  # noqa: E402
-from ftpipe.io import atomic_path, sha256_file, write_json  # noqa: E402
+from ftpipe.io import atomic_path, write_json  # noqa: E402
 from ftpipe.prompts import instruction_text, training_text  # noqa: E402
 
 log = logging.getLogger("ftpipe.prepare")
@@ -52,8 +52,9 @@ class Outcome:
 # ---------------------------------------------------------------- reading lines
 
 
-def iter_lines(path: Path):
-    """Yield (line_number, raw_bytes) for every line of a JSON Lines file, or every element of a JSON array."""
+def iter_lines(path: Path, digest):
+    """Yield (line_number, raw_bytes) for every line of a JSON Lines file, or every element of a JSON array;
+    the file's bytes also go into `digest` (a hashlib object), so the input is read once."""
     if not path.exists():
         raise InputError(f"{path}: file not found")
     with open(path, "rb") as handle:
@@ -64,18 +65,21 @@ def iter_lines(path: Path):
     if not head:
         raise InputError(f"{path}: the file is empty (expected JSON Lines or a JSON array of objects)")
     if head.startswith(b"["):
-        yield from _iter_array(path)
+        yield from _iter_array(path, digest)
         return
     with open(path, "rb") as handle:
         for number, line in enumerate(handle, start=1):
+            digest.update(line)
             if number == 1:
                 line = line.removeprefix(b"\xef\xbb\xbf")
             yield number, line.rstrip(b"\r\n")
 
 
-def _iter_array(path: Path):
+def _iter_array(path: Path, digest):
+    data = path.read_bytes()
+    digest.update(data)
     try:
-        items = json.loads(path.read_bytes().decode("utf-8-sig", errors="replace"))
+        items = json.loads(data.decode("utf-8-sig", errors="replace"))
     except json.JSONDecodeError as err:
         raise InputError(f"{path}: line {err.lineno}: not valid JSON ({err.msg})") from None
     if not isinstance(items, list):
@@ -312,15 +316,16 @@ def prepare(args) -> dict:
     raw = Path(args.raw)
     counts, reasons, repairs = Counter(kept=0, repaired=0, rejected=0, repeated_uids=0), Counter(), Counter()
     deduplicator = Deduplicator(args.duplicate_titles)
+    source_digest = hashlib.sha256()
     with atomic_path(args.rejects) as rejects_tmp, open(rejects_tmp, "w", encoding="utf-8") as rejects:
-        accepted = accepted_records(iter_lines(raw), rejects, deduplicator, counts, reasons, repairs)
+        accepted = accepted_records(iter_lines(raw, source_digest), rejects, deduplicator, counts, reasons, repairs)
         sampled = bottom_k_sample(accepted, args.sample_size, args.seed)
     split_rows = write_splits(sampled, args)
     eligible = counts["kept"] + counts["repaired"]
     repeated_uids = counts.pop("repeated_uids")
     summary = {
         "source": str(raw),
-        "source_sha256": sha256_file(raw),
+        "source_sha256": source_digest.hexdigest(),
         "input_lines": sum(counts.values()),
         "outcomes": dict(counts),
         "repeated_uids": repeated_uids,

@@ -162,3 +162,10 @@ def test_unusable_files_stop_with_a_message(tmp_path, content, message):
         raw.write_bytes(content)
     with pytest.raises(InputError, match=message):
         prepare(args_for(raw, tmp_path))
+
+
+def test_counts_carry_the_input_hash(tmp_path, tiny_catalog):
+    import hashlib
+
+    counts = prepare(args_for(tiny_catalog, tmp_path))
+    assert counts["source_sha256"] == hashlib.sha256(tiny_catalog.read_bytes()).hexdigest()
