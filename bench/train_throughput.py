@@ -16,6 +16,7 @@ model has random weights, so only the shape matters) and saves them with the tok
 """
 
 import argparse
+import contextlib
 import gc
 import itertools
 import json
@@ -54,9 +55,25 @@ LEVERS = {
     "gradient_checkpointing": False,
     "upcast_frozen_fp32": True,
     "dequantize_base": False,
+    "mixed_precision": False,
     "compile": False,
     "data_on_device": False,
 }
+PLAIN = {**LEVERS, "upcast_frozen_fp32": False}  # the loss-parity baseline: big micro-batch, no other lever
+# Each (b) variant adds one lever to the one before it; b7 is the training stage's default on GPUs.
+VARIANTS = {
+    "b0_stage_recipe_levers_off": (OFF, {}),
+    "b1_micro_batch_64_no_checkpointing": (LEVERS, {}),
+    "b2_plus_no_fp32_upcast": (PLAIN, {}),
+    "b3_plus_dequantized_base": ({**PLAIN, "dequantize_base": True}, {}),
+    "b4_plus_data_on_device": ({**PLAIN, "dequantize_base": True, "data_on_device": True}, {}),
+    "b5_plus_bf16_autocast": ({**PLAIN, "dequantize_base": True, "data_on_device": True, "mixed_precision": True}, {}),
+    "b6_plus_compile_whole_model": ({"enabled": True, "compile_scope": "model"}, {}),
+    "b7_compile_per_layer_default_fast_path": ({"enabled": True}, {}),
+    "b8_fast_path_lora_dropout_0": ({"enabled": True}, {"dropout": 0.0}),
+    "low_memory_4bit_micro_16": ({"enabled": True, "micro_batch": 16, "dequantize_base": False}, {}),
+}
+DEFAULT_FAST = "b7_compile_per_layer_default_fast_path"
 
 
 # ---------------------------------------------------------------- prepare (CPU)
@@ -105,7 +122,11 @@ def make_model(out: Path) -> None:
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     tokenizer = AutoTokenizer.from_pretrained(WORK / "tokenizer")
-    config = LlamaConfig(**TINYLLAMA, bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    # No pad token: with one, its embedding row is initialized to zeros, and a block that starts with it (the
+    # EOS, id 2, starts 136 blocks) keeps an all-zero hidden state at position 0 through every layer, where
+    # each RMSNorm multiplies the gradient by 1/sqrt(eps) ~ 316: after 22 layers it overflows to inf and the
+    # gradients turn NaN. A trained model has no all-zero embedding rows.
+    config = LlamaConfig(**TINYLLAMA, bos_token_id=1, eos_token_id=2, pad_token_id=None)
     torch.manual_seed(0)
     with torch.device("cuda" if CUDA else "cpu"):
         model = LlamaForCausalLM(config).to(torch.bfloat16)
@@ -307,6 +328,22 @@ def loss_parity(model_dir: Path, blocks: dict, steps: int, plain_speed: dict) ->
     }
 
 
+@contextlib.contextmanager
+def kernel_profile(enabled: bool, out: Path, steps: int):
+    """GPU kernels of a whole variant run (warm-up included), largest total time first."""
+    if not (enabled and CUDA):
+        yield
+        return
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        yield
+    table = prof.key_averages().table(sort_by="self_device_time_total", row_limit=45, max_name_column_width=90)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(f"{steps} steps\n{table}\n")
+    print(table, flush=True)
+
+
 def run(args) -> None:
     if args.tiny:
         TINYLLAMA.update(
@@ -324,34 +361,19 @@ def run(args) -> None:
     model_dir = Path(tempfile.mkdtemp()) / "tinyllama-random"
     make_model(model_dir)
     blocks = block_tensors()
-    fast = {"enabled": True}
-    variants = {
-        "b0_stage_recipe_levers_off": (OFF, {}),
-        "b1_micro_batch_64_no_checkpointing": (LEVERS, {}),
-        "b2_plus_no_fp32_upcast": ({**LEVERS, "upcast_frozen_fp32": False}, {}),
-        "b3_plus_dequantized_base": ({**LEVERS, "upcast_frozen_fp32": False, "dequantize_base": True}, {}),
-        "b4_plus_data_on_device": (
-            {**LEVERS, "upcast_frozen_fp32": False, "dequantize_base": True, "data_on_device": True},
-            {},
-        ),
-        "b5_plus_compile_default_fast_path": (fast, {}),
-        "b6_fast_path_lora_dropout_0": (fast, {"dropout": 0.0}),
-        "low_memory_4bit_micro_16_compile": ({"enabled": True, "micro_batch": 16, "dequantize_base": False}, {}),
-    }
     if args.reference_steps:
         results["a_reference_trainer"] = reference_trainer(model_dir, blocks, args.reference_steps)
         save()
-    for name in variants if args.only is None else args.only:
-        speed, extra = variants[name]
+    for name in VARIANTS if args.only is None else args.only:
+        speed, extra = VARIANTS[name]
         steps = args.reference_steps if name.startswith("b0") else args.steps
-        results[name], _ = stage_variant(model_dir, blocks, steps, speed, **extra)
+        with kernel_profile(args.profile, Path(args.results_dir) / f"profile_{name}.txt", steps):
+            results[name], _ = stage_variant(model_dir, blocks, steps, speed, **extra)
         save()
     if args.parity_steps:
-        results["loss_parity"] = loss_parity(
-            model_dir, blocks, args.parity_steps, variants["b2_plus_no_fp32_upcast"][0]
-        )
+        results["loss_parity"] = loss_parity(model_dir, blocks, args.parity_steps, PLAIN)
     a = results.get("a_reference_trainer", {}).get("tokens_per_second")
-    b = results.get("b5_plus_compile_default_fast_path", {}).get("tokens_per_second")
+    b = results.get(DEFAULT_FAST, {}).get("tokens_per_second")
     results["ratio_b_over_a"] = round(b / a, 1) if a and b else None
     save()
     shutil.rmtree(model_dir.parent, ignore_errors=True)
@@ -369,6 +391,7 @@ def main() -> None:
     go.add_argument("--only", nargs="*", help="run only these (b) variants")
     go.add_argument("--out", default="train_throughput.json", help="file name of the results JSON")
     go.add_argument("--results-dir", default=str(ROOT / "bench" / "results"), help="where the JSON goes")
+    go.add_argument("--profile", action="store_true", help="write each variant's GPU kernel table")
     go.add_argument("--tiny", action="store_true", help="a 2-layer model instead of TinyLlama's shape (smoke test)")
     args = parser.parse_args()
     prepare(args.rows) if args.command == "prepare" else run(args)

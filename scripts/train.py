@@ -47,7 +47,9 @@ SPEED_DEFAULTS = {
     "gradient_checkpointing": False,
     "upcast_frozen_fp32": False,
     "dequantize_base": True,
+    "mixed_precision": True,  # autocast to bf16 with float32 LoRA weights, as the reference's bf16=True
     "compile": True,
+    "compile_scope": "layers",  # layers: each decoder layer compiled once and reused (short warm-up); model: all
     "data_on_device": True,
 }
 
@@ -81,11 +83,15 @@ def resolve_plan(args, device: torch.device, world: int = 1) -> dict:
         "gradient_checkpointing": args.gradient_checkpointing,
         "upcast_frozen_fp32": args.upcast_frozen_fp32,
         "dequantize_base": False,
+        "mixed_precision": False,
         "compile": False,
+        "compile_scope": None,
         "data_on_device": False,
     }
     if levers_on:
         plan.update({key: speed[key] for key in plan if key in speed and key not in ("micro_batch", "enabled")})
+    if not plan["compile"]:
+        plan["compile_scope"] = None
     return plan
 
 
@@ -136,6 +142,7 @@ def step_indices(step: int, steps_per_epoch: int, step_size: int, n_blocks: int,
 def build_model(args, plan: dict, device, dtype):
     """The base model (4-bit as configured, optionally dequantized once) with a fresh LoRA adapter."""
     from peft import get_peft_model, prepare_model_for_kbit_training
+    from peft.tuners.tuners_utils import BaseTunerLayer
 
     model = load_base_model(args.model_dir, args.quantization, device, dtype)
     model.config.use_cache = False
@@ -152,8 +159,31 @@ def build_model(args, plan: dict, device, dtype):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     model = get_peft_model(model, lora_config(args.lora))
+    if plan["mixed_precision"]:
+        # PEFT casts each LoRA input to the adapter's float32; under autocast that is a wasted round trip.
+        for module in model.modules():
+            if isinstance(module, BaseTunerLayer):
+                module.cast_input_dtype_enabled = False
     log.info("trainable parameters: %d", sum(p.numel() for p in model.parameters() if p.requires_grad))
     return model
+
+
+def compile_model(model, scope: str):
+    """torch.compile the whole model, or each decoder layer in place: the layers are alike, so one
+    compilation serves all of them and the warm-up is a fraction of the whole model's."""
+    layer_classes = set(getattr(model.get_base_model(), "_no_split_modules", None) or [])
+    layers = [module for module in model.modules() if type(module).__name__ in layer_classes]
+    if scope == "model" or not layers:
+        return torch.compile(model)
+    for layer in layers:
+        layer.compile()
+    return model
+
+
+def autocast(device, plan: dict):
+    """bf16 autocast (fp16 where bf16 is missing) when mixed precision is on; the LoRA weights stay float32."""
+    bf16 = device.type != "cuda" or torch.cuda.is_bf16_supported()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if bf16 else torch.float16, enabled=plan["mixed_precision"])
 
 
 def run_fingerprint(args, packed_dir: str) -> str:
@@ -180,6 +210,7 @@ def train_step(
     max_grad_norm: float,
     boundary: bool,
     device,
+    amp: torch.autocast,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward/backward over this process's micro-batches of one step, then one optimizer step.
 
@@ -191,7 +222,8 @@ def train_step(
     total = torch.zeros((), device=device)
     for start in range(0, len(step_blocks["input_ids"]), micro_batch):
         micro = {key: value[start : start + micro_batch] for key, value in step_blocks.items()}
-        loss = model(**model_inputs(micro, boundary, device), num_items_in_batch=n_items, use_cache=False).loss
+        with amp:
+            loss = model(**model_inputs(micro, boundary, device), num_items_in_batch=n_items, use_cache=False).loss
         loss.backward()
         total += loss.detach()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -204,7 +236,7 @@ def train_step(
 
 
 @torch.no_grad()
-def evaluate(model, blocks: dict, micro_batch: int, max_blocks: int, boundary: bool, device) -> float:
+def evaluate(model, blocks: dict, micro_batch: int, max_blocks: int, boundary: bool, device, amp) -> float:
     """Mean loss per labelled token over (the first `max_blocks` of) the validation blocks."""
     model.eval()
     n_blocks = len(blocks["input_ids"]) if max_blocks <= 0 else min(max_blocks, len(blocks["input_ids"]))
@@ -213,8 +245,9 @@ def evaluate(model, blocks: dict, micro_batch: int, max_blocks: int, boundary: b
         batch = {key: value[start : min(start + micro_batch, n_blocks)] for key, value in blocks.items()}
         n_items = int(labelled_tokens(batch["labels"]))
         if n_items:
-            inputs = model_inputs(batch, boundary, device)
-            loss_sum += float(model(**inputs, num_items_in_batch=n_items, use_cache=False).loss) * n_items
+            with amp:
+                loss = model(**model_inputs(batch, boundary, device), num_items_in_batch=n_items, use_cache=False).loss
+            loss_sum += float(loss) * n_items
             items += n_items
     model.train()
     return loss_sum / items if items else float("nan")
@@ -242,7 +275,8 @@ def run_training(args, blocks: dict) -> dict:
         train_blocks = {key: value.to(device) for key, value in train_blocks.items()}
     boundary = is_boundary_packed(train_blocks)
     model = build_model(args, plan, device, dtype)
-    forward = torch.compile(model) if plan["compile"] else model  # checkpoints and eval use the plain module
+    forward = compile_model(model, plan["compile_scope"]) if plan["compile"] else model
+    amp = autocast(device, plan)
 
     step_size = plan["micro_batch"] * plan["grad_accum"] * plan["world_size"]  # blocks per step, all ranks
     n_blocks = len(train_blocks["input_ids"])
@@ -290,6 +324,7 @@ def run_training(args, blocks: dict) -> dict:
             args.max_grad_norm,
             boundary,
             device,
+            amp,
         )
         window_loss += loss
         state["step"] += 1
@@ -297,6 +332,7 @@ def run_training(args, blocks: dict) -> dict:
         record = {}
         if state["step"] % args.logging_steps == 0 or state["step"] == total_steps:
             window = (state["window_loss"] + float(window_loss)) / state["window_steps"]  # syncs the device
+            ensure_finite(window, float(grad_norm), state["step"], scheduler.get_last_lr()[0])
             record.update(
                 loss=round(window, 6), learning_rate=scheduler.get_last_lr()[0], grad_norm=round(float(grad_norm), 6)
             )
@@ -306,7 +342,7 @@ def run_training(args, blocks: dict) -> dict:
         step_seconds.append(time.perf_counter() - t0)
         if args.eval_steps > 0 and (state["step"] % args.eval_steps == 0 or state["step"] == total_steps):
             record["eval_loss"] = round(
-                evaluate(model, val_blocks, plan["micro_batch"], args.eval_max_blocks, boundary, device), 6
+                evaluate(model, val_blocks, plan["micro_batch"], args.eval_max_blocks, boundary, device, amp), 6
             )
             track_best(state, record["eval_loss"], args, model)
         elapsed = state["elapsed_seconds"] + time.perf_counter() - run_started
@@ -321,6 +357,7 @@ def run_training(args, blocks: dict) -> dict:
             log.info("%s", record)
         if state["step"] % save_steps == 0 and state["step"] < total_steps and distributed.is_main():
             pending = {**state, "window_loss": state["window_loss"] + float(window_loss), "elapsed_seconds": elapsed}
+            ensure_finite(pending["window_loss"], float(grad_norm), state["step"], scheduler.get_last_lr()[0])
             save_checkpoint(model, optimizer, scheduler, pending, checkpoint_dir, args.keep_checkpoints)
     state["elapsed_seconds"] += time.perf_counter() - run_started
     distributed.barrier()
@@ -343,6 +380,16 @@ def run_training(args, blocks: dict) -> dict:
     log.info("timing: %s", timing)
     distributed.teardown()
     return timing
+
+
+def ensure_finite(loss: float, grad_norm: float, step: int, learning_rate: float) -> None:
+    """Stop before a diverged adapter or checkpoint is written (HF Trainer would train on with NaN)."""
+    if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+        raise SystemExit(
+            f"train: at step {step} the training loss is {loss} and the gradient norm {grad_norm} (learning rate "
+            f"{learning_rate:g}); training diverged, so no adapter or checkpoint is written. Lower the learning "
+            "rate, or check the base model's weights and the packed data."
+        )
 
 
 def fresh_state(fingerprint: str) -> dict:

@@ -169,13 +169,14 @@ def test_dequantized_base_computes_the_same_logits(tiny_model_dir):
 
 
 def test_speed_levers_keep_the_loss(packed_dir, tiny_model_dir, tmp_path):
-    """The fast path (one big micro-batch, dequantized base, torch.compile, data on the device) runs on the
-    CPU too, and its loss curve matches the plain path's."""
+    """The fast path (one big micro-batch, dequantized base, bf16 autocast, torch.compile of each layer, data
+    on the device) runs on the CPU too; its loss curve matches the plain float32 path's within 1% and it
+    trains the same adapter (LoRA dropout 0, so that no random masks differ; bf16 rounding is the rest)."""
     levers = '{"enabled": true, "micro_batch": 4, "compile": true}'
     plain, fast = tmp_path / "plain", tmp_path / "fast"
-    assert run_train(cli_args(packed_dir, tiny_model_dir, plain, "--save-steps", "100")).wait(timeout=600) == 0
-    fast_args = cli_args(packed_dir, tiny_model_dir, fast, "--save-steps", "100", "--speed", levers)
-    assert run_train(fast_args).wait(timeout=900) == 0
+    common = ["--save-steps", "100", "--learning-rate", "1e-2", "--lora", LORA.replace("0.05", "0.0")]
+    assert run_train(cli_args(packed_dir, tiny_model_dir, plain, *common)).wait(timeout=600) == 0
+    assert run_train(cli_args(packed_dir, tiny_model_dir, fast, *common, "--speed", levers)).wait(timeout=900) == 0
     plan = json.loads((fast / "timing.json").read_text())["plan"]
     assert plan == {
         "speed_levers": True,
@@ -185,14 +186,21 @@ def test_speed_levers_keep_the_loss(packed_dir, tiny_model_dir, tmp_path):
         "gradient_checkpointing": False,
         "upcast_frozen_fp32": False,
         "dequantize_base": True,
+        "mixed_precision": True,
         "compile": True,
+        "compile_scope": "layers",
         "data_on_device": True,
     }
     with open(plain / "train_log.csv") as a, open(fast / "train_log.csv") as b:
         plain_loss = [float(row["loss"]) for row in csv.DictReader(a)]
         fast_loss = [float(row["loss"]) for row in csv.DictReader(b)]
     assert len(plain_loss) == len(fast_loss) == 8
-    assert max(abs(x - y) / x for x, y in zip(plain_loss, fast_loss, strict=True)) < 1e-3
+    assert max(abs(x - y) / x for x, y in zip(plain_loss, fast_loss, strict=True)) < 1e-2
+    plain_adapter = load_file(str(plain / "adapter" / "adapter_model.safetensors"))
+    fast_adapter = load_file(str(fast / "adapter" / "adapter_model.safetensors"))
+    for name, trained in plain_adapter.items():
+        assert trained.norm() > 0
+        assert (fast_adapter[name] - trained).norm() / trained.norm() < 0.15, name
 
 
 def test_evaluation_does_not_change_training(packed_dir, tiny_model_dir, tmp_path):

@@ -120,9 +120,8 @@ def dequantize_base(model, dtype: torch.dtype) -> int:
             if not isinstance(child, bnb.nn.Linear4bit):
                 continue
             weight = bnb.functional.dequantize_4bit(child.weight.data, child.weight.quant_state).to(dtype)
-            linear = torch.nn.Linear(
-                child.in_features, child.out_features, bias=child.bias is not None, device=weight.device, dtype=dtype
-            )
+            # On the meta device: no random initialization (which would shift the seeded LoRA init) or memory.
+            linear = torch.nn.Linear(child.in_features, child.out_features, bias=False, device="meta", dtype=dtype)
             linear.weight = torch.nn.Parameter(weight, requires_grad=False)
             if child.bias is not None:
                 linear.bias = torch.nn.Parameter(child.bias.data.to(dtype), requires_grad=False)
