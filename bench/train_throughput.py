@@ -71,6 +71,7 @@ VARIANTS = {
     "b6_plus_compile_whole_model": ({"enabled": True, "compile_scope": "model"}, {}),
     "b7_compile_per_layer_default_fast_path": ({"enabled": True}, {}),
     "b8_fast_path_lora_dropout_0": ({"enabled": True}, {"dropout": 0.0}),
+    "fast_path_without_autocast": ({"enabled": True, "mixed_precision": False}, {}),
     "low_memory_4bit_micro_16": ({"enabled": True, "micro_batch": 16, "dequantize_base": False}, {}),
 }
 DEFAULT_FAST = "b7_compile_per_layer_default_fast_path"
@@ -330,18 +331,43 @@ def loss_parity(model_dir: Path, blocks: dict, steps: int, plain_speed: dict) ->
 
 @contextlib.contextmanager
 def kernel_profile(enabled: bool, out: Path, steps: int):
-    """GPU kernels of a whole variant run (warm-up included), largest total time first."""
+    """Operators and GPU kernels of two steady-state steps (after 5 steps), largest GPU time first, and the
+    Python stacks of the fills and copies among them."""
     if not (enabled and CUDA):
         yield
         return
-    from torch.profiler import ProfilerActivity, profile
+    import train
+    from torch.profiler import ProfilerActivity, profile, schedule
 
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        yield
-    table = prof.key_averages().table(sort_by="self_device_time_total", row_limit=45, max_name_column_width=90)
+    plain_step = train.train_step
+    activities = [ProfilerActivity.CPU, ProfilerActivity.CUDA]
+    with profile(
+        activities=activities, schedule=schedule(wait=5, warmup=1, active=2), record_shapes=True, with_stack=True
+    ) as prof:
+
+        def profiled_step(*args, **kwargs):
+            result = plain_step(*args, **kwargs)
+            prof.step()
+            return result
+
+        train.train_step = profiled_step
+        try:
+            yield
+        finally:
+            train.train_step = plain_step
+    by_shape = prof.key_averages(group_by_input_shape=True)
+    tables = [
+        by_shape.table(sort_by="self_device_time_total", row_limit=50, max_name_column_width=70),
+        "\n".join(
+            f"{event.key} x{event.count} {event.self_device_time_total / 1e3:.2f} ms\n  " + "\n  ".join(event.stack)
+            for event in prof.key_averages(group_by_stack_n=12)
+            if any(word in event.key for word in ("fill", "zero", "copy_", "full"))
+            and event.self_device_time_total > 1e3
+        ),
+    ]
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(f"{steps} steps\n{table}\n")
-    print(table, flush=True)
+    out.write_text(f"steps 7-8 of {steps}\n" + "\n\n".join(tables) + "\n")
+    print(tables[0], flush=True)
 
 
 def run(args) -> None:
