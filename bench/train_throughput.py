@@ -58,23 +58,26 @@ LEVERS = {
     "mixed_precision": False,
     "compile": False,
     "data_on_device": False,
+    "fused_optimizer": False,
 }
 PLAIN = {**LEVERS, "upcast_frozen_fp32": False}  # the loss-parity baseline: big micro-batch, no other lever
-# Each (b) variant adds one lever to the one before it; b7 is the training stage's default on GPUs.
+# Each (b) variant adds one lever to the one before it; b8 is the training stage's default on GPUs.
+B5 = {**PLAIN, "dequantize_base": True, "data_on_device": True, "mixed_precision": True}
 VARIANTS = {
     "b0_stage_recipe_levers_off": (OFF, {}),
     "b1_micro_batch_64_no_checkpointing": (LEVERS, {}),
     "b2_plus_no_fp32_upcast": (PLAIN, {}),
     "b3_plus_dequantized_base": ({**PLAIN, "dequantize_base": True}, {}),
     "b4_plus_data_on_device": ({**PLAIN, "dequantize_base": True, "data_on_device": True}, {}),
-    "b5_plus_bf16_autocast": ({**PLAIN, "dequantize_base": True, "data_on_device": True, "mixed_precision": True}, {}),
-    "b6_plus_compile_whole_model": ({"enabled": True, "compile_scope": "model"}, {}),
-    "b7_compile_per_layer_default_fast_path": ({"enabled": True}, {}),
-    "b8_fast_path_lora_dropout_0": ({"enabled": True}, {"dropout": 0.0}),
+    "b5_plus_bf16_autocast": (B5, {}),
+    "b6_plus_compile_whole_model": ({**B5, "compile": True, "compile_scope": "model"}, {}),
+    "b7_plus_compile_per_layer_instead": ({**B5, "compile": True, "compile_scope": "layers"}, {}),
+    "b8_plus_fused_adamw_default_fast_path": ({"enabled": True}, {}),
+    "b9_fast_path_lora_dropout_0": ({"enabled": True}, {"dropout": 0.0}),
     "fast_path_without_autocast": ({"enabled": True, "mixed_precision": False}, {}),
     "low_memory_4bit_micro_16": ({"enabled": True, "micro_batch": 16, "dequantize_base": False}, {}),
 }
-DEFAULT_FAST = "b7_compile_per_layer_default_fast_path"
+DEFAULT_FAST = "b8_plus_fused_adamw_default_fast_path"
 
 
 # ---------------------------------------------------------------- prepare (CPU)
@@ -158,6 +161,7 @@ def peak_bytes() -> int:
 
 
 def summary(step_seconds: list[float], peak: int, warmup: int = 3) -> dict:
+    warmup = min(warmup, len(step_seconds) - 1)
     median = statistics.median(step_seconds[warmup:])
     warm = sum(step_seconds[:warmup])
     return {

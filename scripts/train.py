@@ -51,6 +51,7 @@ SPEED_DEFAULTS = {
     "compile": True,
     "compile_scope": "layers",  # layers: each decoder layer compiled once and reused (short warm-up); model: all
     "data_on_device": True,
+    "fused_optimizer": True,  # AdamW in a few fused kernels instead of a few per LoRA tensor
 }
 
 
@@ -87,6 +88,7 @@ def resolve_plan(args, device: torch.device, world: int = 1) -> dict:
         "compile": False,
         "compile_scope": None,
         "data_on_device": False,
+        "fused_optimizer": False,
     }
     if levers_on:
         plan.update({key: speed[key] for key in plan if key in speed and key not in ("micro_batch", "enabled")})
@@ -286,7 +288,9 @@ def run_training(args, blocks: dict) -> dict:
     total_steps = args.max_steps if args.max_steps > 0 else steps_per_epoch * args.epochs
     save_steps = args.save_steps or max(100, steps_per_epoch // 20)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=args.learning_rate, weight_decay=args.weight_decay)
+    optimizer = torch.optim.AdamW(
+        params, lr=args.learning_rate, weight_decay=args.weight_decay, fused=plan["fused_optimizer"]
+    )
     scheduler = get_scheduler(
         args.lr_scheduler, optimizer, num_warmup_steps=args.warmup_steps, num_training_steps=total_steps
     )

@@ -190,6 +190,7 @@ def test_speed_levers_keep_the_loss(packed_dir, tiny_model_dir, tmp_path):
         "compile": True,
         "compile_scope": "layers",
         "data_on_device": True,
+        "fused_optimizer": True,
     }
     with open(plain / "train_log.csv") as a, open(fast / "train_log.csv") as b:
         plain_loss = [float(row["loss"]) for row in csv.DictReader(a)]
