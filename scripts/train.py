@@ -190,7 +190,8 @@ def autocast(device, plan: dict):
 
 def run_fingerprint(args, packed_dir: str) -> str:
     """Identifies what a checkpoint was trained with: configuration, data and code."""
-    ignored = {"adapter", "train_log", "history", "timing", "checkpoint_dir", "threads", "keep_checkpoints"}
+    # The process count is left out: a run resumed with another number of GPUs continues the same training.
+    ignored = {"adapter", "train_log", "history", "timing", "checkpoint_dir", "threads", "keep_checkpoints", "processes"}
     settings = {key: value for key, value in sorted(vars(args).items()) if key not in ignored}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     code = [Path(__file__), *sorted(Path(__file__).with_name("ftpipe").glob("*.py"))]
@@ -259,7 +260,11 @@ def evaluate(model, blocks: dict, micro_batch: int, max_blocks: int, boundary: b
 
 
 def train(args) -> dict:
-    """Load the packed blocks and run the training loop."""
+    """Load the packed blocks and run the training loop; with several processes asked for and not yet under
+    torchrun, start them with torchrun first (each one comes back here as a rank)."""
+    if args.processes > 1 and distributed.world_size() == 1:
+        distributed.launch(args.processes, __file__, stage.to_argv(build_parser(), args))
+        return {}
     return run_training(args, load_blocks(args.packed))
 
 
@@ -544,6 +549,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("--speed", type=stage.json_arg, default={}, help=f"JSON speed levers, defaults {json.dumps(SPEED_DEFAULTS)}")
     add("--seed", type=int, default=42)
+    add(
+        "--processes",
+        type=int,
+        default=1,
+        help="data-parallel processes, one per GPU (the rule passes train.resources.gpu); above 1 the stage "
+        "starts them with torchrun",
+    )
     return parser
 
 

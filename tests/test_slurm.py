@@ -9,11 +9,13 @@ task saw (recorded by a TaskProlog). Only the daemons this module started are st
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -41,6 +43,7 @@ GPU_RULES = {"train", "generate", "metrics"}
 LOCAL_RULES = {"plots", "report"}
 # The GPU rules' resources in the test's config.yaml: small enough for any CI machine, distinct enough to recognise.
 GPU_RESOURCES = {"gpu": 1, "mem_mb": 2000, "runtime": 30}
+TRAIN_GPUS = 2  # train gets two GPUs: its job runs two data-parallel processes (gloo on the CPU here)
 WORKFLOW_TIMEOUT = 1800
 
 
@@ -165,11 +168,14 @@ ReturnToService=2
 # Finished jobs stay visible to squeue/scontrol for an hour: the plugin's squeue status mode and this test read them.
 MinJobAge=3600
 GresTypes=gpu
-{node_line} NodeAddr=127.0.0.1 Gres=gpu:1 State=UNKNOWN
+{node_line} NodeAddr=127.0.0.1 Gres=gpu:{TRAIN_GPUS} State=UNKNOWN
 PartitionName={cpu_partition} Nodes={node} Default=YES MaxTime=INFINITE State=UP
 PartitionName={gpu_partition} Nodes={node} MaxTime=INFINITE State=UP
 """
-    gres_conf = f"{MARKER}\nAutoDetect=off\nNodeName={node} Name=gpu File=/dev/null\n"
+    # Each GPU GRES needs a device file: character devices like /dev/null (1, 3) stand in for the GPUs.
+    for index in range(TRAIN_GPUS):
+        os.mknod(tmp / f"fakegpu{index}", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    gres_conf = f"{MARKER}\nAutoDetect=off\nNodeName={node} Name=gpu File={tmp}/fakegpu[0-{TRAIN_GPUS - 1}]\n"
 
     daemons: dict[str, tuple[subprocess.Popen, Path]] = {}
     written: list[Path] = []
@@ -239,6 +245,9 @@ def slurm_run(slurm_cluster, tiny_catalog, tiny_model_dir, tmp_path_factory):
     """The tiny workflow run to results/report.html through the shipped SLURM profile, in a fresh folder."""
     workdir = tmp_path_factory.mktemp("slurm_workflow")
     write_tiny_config(workdir, tiny_catalog, tiny_model_dir, GPU_RESOURCES)
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config["train"]["resources"]["gpu"] = TRAIN_GPUS
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True))
     # The jobs inherit this environment (sbatch --export=ALL): no SLURM job context, no GPU unless SLURM gives one.
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_") and k != "CUDA_VISIBLE_DEVICES"}
     cmd = [
@@ -318,11 +327,19 @@ def test_the_gpu_rules_were_given_the_gpu(slurm_run):
         rule = job["Comment"].removeprefix("rule_")
         if rule in GPU_RULES:
             # config.yaml's <rule>.resources -> sbatch --gpus, --mem, -t
-            assert job["JOB_GRES"] == "gpu:1" and job["TresPerJob"] == "gres:gpu:1", (rule, job)
+            gpus = TRAIN_GPUS if rule == "train" else 1
+            assert job["JOB_GRES"] == f"gpu:{gpus}" and job["TresPerJob"] == f"gres:gpu:{gpus}", (rule, job)
             assert f"mem={GPU_RESOURCES['mem_mb']}M" in job["TRES"].split(","), (rule, job["TRES"])
             assert job["TimeLimit"] == f"00:{GPU_RESOURCES['runtime']}:00", rule
-            # The batch step and the srun step inside it both saw the GPU SLURM allocated.
-            assert task_env[job["JobId"]] == {"0"}, (rule, task_env.get(job["JobId"]))
+            # The batch step and the srun step inside it both saw the GPUs SLURM allocated.
+            visible = ",".join(str(index) for index in range(gpus))
+            assert task_env[job["JobId"]] == {visible}, (rule, task_env.get(job["JobId"]))
         else:
             assert job["JOB_GRES"] == "(null)", (rule, job["JOB_GRES"])
             assert task_env[job["JobId"]] == {"unset"}, (rule, task_env.get(job["JobId"]))
+
+
+def test_train_ran_one_process_per_gpu_of_its_job(slurm_run):
+    """train.resources.gpu: 2 -> sbatch --gpus=2 on one node -> the stage starts 2 processes with torchrun."""
+    timing = json.loads((slurm_run.workdir / "results" / "runs" / "tiny" / "timing.json").read_text())
+    assert timing["plan"]["world_size"] == TRAIN_GPUS

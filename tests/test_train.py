@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -225,18 +226,10 @@ def test_two_processes_train_the_same_adapter_as_one(packed_dir, tiny_model_dir,
     no_dropout = ["--lora", LORA.replace("0.05", "0.0"), "--max-steps", "4"]
     single, double = tmp_path / "single", tmp_path / "double"
     assert run_train(cli_args(packed_dir, tiny_model_dir, single, *no_dropout)).wait(timeout=600) == 0
+    # --processes 2: the stage starts itself again under torchrun (what the rule does with train.resources.gpu: 2).
+    command = [sys.executable, str(SCRIPTS / "train.py"), *cli_args(packed_dir, tiny_model_dir, double, *no_dropout)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node",
-        "2",
-        str(SCRIPTS / "train.py"),
-        *cli_args(packed_dir, tiny_model_dir, double, *no_dropout),
-    ]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    result = subprocess.run([*command, "--processes", "2"], env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((double / "timing.json").read_text())["plan"]["world_size"] == 2
     a = load_file(str(single / "adapter" / "adapter_model.safetensors"))
@@ -248,3 +241,42 @@ def test_two_processes_train_the_same_adapter_as_one(packed_dir, tiny_model_dir,
             (float(p["loss"]), float(q["loss"])) for p, q in zip(csv.DictReader(x), csv.DictReader(y), strict=True)
         ]
     assert max(abs(p - q) / p for p, q in losses) < 1e-5
+
+
+def test_a_stage_command_line_parses_back_to_its_arguments():
+    """stage.to_argv (how the stage restarts itself under torchrun) loses nothing: JSON, flags, numbers."""
+    sys.path.insert(0, str(SCRIPTS))
+    from train import build_parser
+
+    from ftpipe import stage
+
+    parser = build_parser()
+    args = stage.namespace(
+        parser,
+        packed="p",
+        model_dir="m",
+        adapter="a",
+        train_log="t.csv",
+        history="h.json",
+        timing="x.json",
+        checkpoint_dir="c",
+        lora={"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj"]},
+        speed={"enabled": True, "compile_scope": "model"},
+        gradient_checkpointing=False,
+        load_best=True,
+        learning_rate=3e-4,
+        processes=2,
+    )
+    assert parser.parse_args(stage.to_argv(parser, args)) == args
+
+
+def test_a_diverging_run_stops_without_writing_an_adapter(packed_dir, tiny_model_dir, tmp_path):
+    """A learning rate that blows the weights up makes the loss non-finite: the stage stops with a message that
+    names the step, and leaves no adapter (HF Trainer would train on and save it)."""
+    args = cli_args(packed_dir, tiny_model_dir, tmp_path, "--learning-rate", "1e30", "--save-steps", "100")
+    run = subprocess.run(
+        [sys.executable, str(SCRIPTS / "train.py"), *args], capture_output=True, text=True, timeout=600
+    )
+    assert run.returncode != 0
+    assert re.search(r"train: at step \d+ the training loss is (nan|inf)", run.stderr), run.stderr[-2000:]
+    assert not (tmp_path / "adapter").exists()

@@ -6,6 +6,8 @@ Without torchrun (WORLD_SIZE unset) every function here is a no-op.
 """
 
 import os
+import subprocess
+import sys
 
 import torch
 import torch.distributed as dist
@@ -21,6 +23,17 @@ def rank() -> int:
 
 def is_main() -> bool:
     return rank() == 0
+
+
+def launch(nproc: int, script: str, argv: list[str]) -> None:
+    """Run `script` again in `nproc` processes under torchrun on this node (what the train rule does when
+    its job has several GPUs); returns when all are done, raises SystemExit if one failed."""
+    if torch.cuda.is_available() and torch.cuda.device_count() < nproc:
+        raise SystemExit(f"train: {nproc} processes asked for, but this job sees {torch.cuda.device_count()} GPU(s)")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", script]
+    code = subprocess.run([*command, *argv]).returncode
+    if code:
+        raise SystemExit(f"train: torchrun with {nproc} processes failed (exit code {code}); see the log above")
 
 
 def setup(device: torch.device) -> torch.device:

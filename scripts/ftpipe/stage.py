@@ -46,6 +46,8 @@ def args_from_snakemake(smk, parser: argparse.ArgumentParser) -> argparse.Namesp
     for section in (smk.input, smk.output, smk.params):
         values.update(dict(section.items()))
     values.pop("shared_code", None)  # an input only so that Snakemake reruns stages when the package changes
+    if any(action.dest == "processes" for action in parser._actions):
+        values["processes"] = int(dict(smk.resources.items()).get("gpu") or 1)  # one data-parallel process per GPU
     return namespace(parser, threads=smk.threads, **values)
 
 
@@ -60,6 +62,23 @@ def namespace(parser: argparse.ArgumentParser, **values) -> argparse.Namespace:
     if missing:
         raise SystemExit(f"{parser.prog}: missing required values: {missing}")
     return argparse.Namespace(**{**known, **values})
+
+
+def to_argv(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
+    """The command line that parses back to `args` (to start a stage again, e.g. under torchrun)."""
+    argv = []
+    for action in parser._actions:
+        value = getattr(args, action.dest, None)
+        if not action.option_strings or action.dest == "help" or value is None:
+            continue
+        option = action.option_strings[0]
+        if isinstance(action, argparse.BooleanOptionalAction):
+            argv.append(option if value else option.replace("--", "--no-", 1))
+        elif action.type is json_arg:
+            argv += [option, json.dumps(value)]
+        else:
+            argv += [option, str(value)]
+    return argv
 
 
 @contextmanager
