@@ -255,63 +255,50 @@ def reference_trainer(model_dir: Path, blocks: dict, steps: int) -> dict:
     return result
 
 
-def stage_variant(
+def stage_args(
     model_dir: Path,
-    blocks: dict,
+    out: Path,
     steps: int,
     speed: dict,
     dropout: float = 0.05,
     micro_batch: int = 8,
     grad_accum: int = 8,
     logging_steps: int = 10,
+):
+    """The training stage's arguments for the reference recipe with the given speed levers, outputs in `out`."""
+    from train import build_parser
+
+    lora = {"r": 16, "alpha": 16, "dropout": dropout, "target_modules": TARGETS}
+    outputs = {"adapter": "adapter", "train-log": "log.csv", "history": "history.json", "timing": "timing.json"}
+    argv = ["--packed", str(out / "none"), "--model-dir", str(model_dir), "--checkpoint-dir", str(out / "ckpt")]
+    argv += [item for name, file in outputs.items() for item in (f"--{name}", str(out / file))]
+    argv += ["--lora", json.dumps(lora), "--speed", json.dumps(speed), "--save-steps", "100000"]
+    argv += ["--micro-batch", str(micro_batch), "--grad-accum", str(grad_accum)]
+    argv += ["--max-steps", str(steps), "--logging-steps", str(logging_steps)]
+    return build_parser().parse_args(argv)
+
+
+def stage_variant(
+    model_dir: Path, blocks: dict, steps: int, speed: dict, logging_steps: int = 10, **recipe
 ) -> tuple[dict, list[float]]:
     """(b) The project's training stage function with the reference recipe and the given speed levers."""
-    from train import build_parser, run_training
+    from train import run_training
 
     fresh_gpu()
-    lora = {"r": 16, "alpha": 16, "dropout": dropout, "target_modules": TARGETS}
     with tempfile.TemporaryDirectory() as out_name:
         out = Path(out_name)
-        args = build_parser().parse_args(
-            [
-                "--packed",
-                str(out / "none"),
-                "--model-dir",
-                str(model_dir),
-                "--adapter",
-                str(out / "adapter"),
-                "--train-log",
-                str(out / "log.csv"),
-                "--history",
-                str(out / "history.json"),
-                "--timing",
-                str(out / "timing.json"),
-                "--checkpoint-dir",
-                str(out / "ckpt"),
-                "--lora",
-                json.dumps(lora),
-                "--micro-batch",
-                str(micro_batch),
-                "--grad-accum",
-                str(grad_accum),
-                "--max-steps",
-                str(steps),
-                "--logging-steps",
-                str(logging_steps),
-                "--save-steps",
-                "100000",
-                "--speed",
-                json.dumps(speed),
-            ]
-        )
-        timing = run_training(args, blocks)
+        timing = run_training(stage_args(model_dir, out, steps, speed, logging_steps=logging_steps, **recipe), blocks)
         history = json.loads((out / "history.json").read_text())["history"]
+    return variant_summary(timing), [row for row in history if "loss" in row]
+
+
+def variant_summary(timing: dict) -> dict:
     result = {key: timing[key] for key in ("median_step_seconds", "tokens_per_second", "warmup_seconds", "mfu", "plan")}
     result["peak_gpu_memory_gib"] = round((timing["peak_gpu_memory_bytes"] or 0) / 2**30, 2)
     result["epoch_estimate_minutes"] = round(
         (timing["warmup_seconds"] + (EPOCH_STEPS - timing["warmup_steps"]) * timing["median_step_seconds"]) / 60, 1
     )
-    return result, [row for row in history if "loss" in row]
+    return result
 
 
 def loss_parity(model_dir: Path, blocks: dict, steps: int, plain_speed: dict) -> dict:
