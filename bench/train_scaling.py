@@ -46,7 +46,7 @@ def run(args) -> None:
             hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2
         )
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu (smoke test, gloo)"
-    results = {"gpu": gpu, "visible_gpus": torch.cuda.device_count(), "runs": {}}
+    results = {"gpu": gpu, "visible_gpus": torch.cuda.device_count(), "speed": args.speed, "runs": {}}
     out_path = Path(args.results_dir) / (
         "train_scaling.json" if torch.cuda.is_available() else "train_scaling_cpu.json"
     )
@@ -56,6 +56,7 @@ def run(args) -> None:
         for gpus in args.gpus:
             launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={gpus}"]
             worker_args = ["worker", "--model-dir", str(tmp / "model"), "--steps", str(args.steps)]
+            worker_args += ["--speed", json.dumps(args.speed)]
             subprocess.run([*launcher, __file__, *worker_args, "--out", str(tmp / f"{gpus}.json")], check=True)
             results["runs"][str(gpus)] = json.loads((tmp / f"{gpus}.json").read_text())
             print(gpus, results["runs"][str(gpus)], flush=True)
@@ -74,12 +75,15 @@ def main() -> None:
     go = sub.add_parser("run", help="measure on 1 and N GPUs")
     go.add_argument("--gpus", type=int, nargs="+", default=[1, 2])
     go.add_argument("--steps", type=int, default=30)
+    go.add_argument("--speed", type=json.loads, default={}, help="JSON speed levers on top of the defaults")
     go.add_argument("--results-dir", default=str(ROOT / "bench" / "results"))
+    go.add_argument("--out", default="train_scaling.json", help="file name of the results JSON")
     go.add_argument("--tiny", action="store_true", help="a 2-layer model (smoke test on CPUs)")
     one = sub.add_parser("worker", help="(internal) one torchrun rank")
     one.add_argument("--model-dir", required=True)
     one.add_argument("--steps", type=int, required=True)
     one.add_argument("--out", required=True)
+    one.add_argument("--speed", type=json.loads, default={})
     args = parser.parse_args()
     worker(args) if args.command == "worker" else run(args)
 

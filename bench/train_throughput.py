@@ -75,6 +75,8 @@ VARIANTS = {
     "b8_plus_fused_adamw_default_fast_path": ({"enabled": True}, {}),
     "b9_fast_path_lora_dropout_0": ({"enabled": True}, {"dropout": 0.0}),
     "fast_path_without_autocast": ({"enabled": True, "mixed_precision": False}, {}),
+    "fast_path_cuda_graphs": ({"enabled": True, "cuda_graphs": True}, {}),
+    "fast_path_cuda_graphs_whole_model": ({"enabled": True, "cuda_graphs": True, "compile_scope": "model"}, {}),
     "low_memory_4bit_micro_16": ({"enabled": True, "micro_batch": 16, "dequantize_base": False}, {}),
 }
 DEFAULT_FAST = "b8_plus_fused_adamw_default_fast_path"

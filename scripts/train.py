@@ -50,6 +50,7 @@ SPEED_DEFAULTS = {
     "mixed_precision": True,  # autocast to bf16 with float32 LoRA weights, as the reference's bf16=True
     "compile": True,
     "compile_scope": "layers",  # layers: each decoder layer compiled once and reused (short warm-up); model: all
+    "cuda_graphs": False,  # replay compiled graphs (GPU only)
     "data_on_device": True,
     "fused_optimizer": True,  # AdamW in a few fused kernels instead of a few per LoRA tensor
 }
@@ -87,6 +88,7 @@ def resolve_plan(args, device: torch.device, world: int = 1) -> dict:
         "mixed_precision": False,
         "compile": False,
         "compile_scope": None,
+        "cuda_graphs": False,
         "data_on_device": False,
         "fused_optimizer": False,
     }
@@ -94,6 +96,7 @@ def resolve_plan(args, device: torch.device, world: int = 1) -> dict:
         plan.update({key: speed[key] for key in plan if key in speed and key not in ("micro_batch", "enabled")})
     if not plan["compile"]:
         plan["compile_scope"] = None
+    plan["cuda_graphs"] = plan["cuda_graphs"] and plan["compile"] and device.type == "cuda"
     return plan
 
 
@@ -170,15 +173,20 @@ def build_model(args, plan: dict, device, dtype):
     return model
 
 
-def compile_model(model, scope: str):
+def compile_model(model, scope: str, cuda_graphs: bool):
     """torch.compile the whole model, or each decoder layer in place: the layers are alike, so one
-    compilation serves all of them and the warm-up is a fraction of the whole model's."""
+    compilation serves all of them and the warm-up is a fraction of the whole model's. With CUDA graphs,
+    each compiled graph is replayed instead of launching its kernels one by one from Python."""
+    mode = "reduce-overhead" if cuda_graphs else None
+    if cuda_graphs:
+        # Each forward starts a new "step" for the graphs' memory: no output of the last one is read again.
+        model.register_forward_pre_hook(lambda *_: torch.compiler.cudagraph_mark_step_begin())
     layer_classes = set(getattr(model.get_base_model(), "_no_split_modules", None) or [])
     layers = [module for module in model.modules() if type(module).__name__ in layer_classes]
     if scope == "model" or not layers:
-        return torch.compile(model)
+        return torch.compile(model, mode=mode)
     for layer in layers:
-        layer.compile()
+        layer.compile(mode=mode)
     return model
 
 
@@ -191,7 +199,8 @@ def autocast(device, plan: dict):
 def run_fingerprint(args, packed_dir: str) -> str:
     """Identifies what a checkpoint was trained with: configuration, data and code."""
     # The process count is left out: a run resumed with another number of GPUs continues the same training.
-    ignored = {"adapter", "train_log", "history", "timing", "checkpoint_dir", "threads", "keep_checkpoints", "processes"}
+    ignored = {"adapter", "train_log", "history", "timing", "checkpoint_dir", "threads", "keep_checkpoints"}
+    ignored.add("processes")
     settings = {key: value for key, value in sorted(vars(args).items()) if key not in ignored}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     code = [Path(__file__), *sorted(Path(__file__).with_name("ftpipe").glob("*.py"))]
@@ -282,7 +291,7 @@ def run_training(args, blocks: dict) -> dict:
         train_blocks = {key: value.to(device) for key, value in train_blocks.items()}
     boundary = is_boundary_packed(train_blocks)
     model = build_model(args, plan, device, dtype)
-    forward = compile_model(model, plan["compile_scope"]) if plan["compile"] else model
+    forward = compile_model(model, plan["compile_scope"], plan["cuda_graphs"]) if plan["compile"] else model
     amp = autocast(device, plan)
 
     step_size = plan["micro_batch"] * plan["grad_accum"] * plan["world_size"]  # blocks per step, all ranks

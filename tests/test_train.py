@@ -190,6 +190,7 @@ def test_speed_levers_keep_the_loss(packed_dir, tiny_model_dir, tmp_path):
         "mixed_precision": True,
         "compile": True,
         "compile_scope": "layers",
+        "cuda_graphs": False,
         "data_on_device": True,
         "fused_optimizer": True,
     }
