@@ -33,9 +33,8 @@ def worker(args) -> None:
     from ftpipe import distributed
 
     with tempfile.TemporaryDirectory() as out:
-        timing = run_training(
-            stage_args(Path(args.model_dir), Path(out), args.steps, {"enabled": True}), block_tensors()
-        )
+        stage = stage_args(Path(args.model_dir), Path(out), args.steps, {"enabled": True, **args.speed})
+        timing = run_training(stage, block_tensors())
     if distributed.is_main():
         Path(args.out).write_text(json.dumps(variant_summary(timing), indent=2))
 
@@ -47,9 +46,7 @@ def run(args) -> None:
         )
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu (smoke test, gloo)"
     results = {"gpu": gpu, "visible_gpus": torch.cuda.device_count(), "speed": args.speed, "runs": {}}
-    out_path = Path(args.results_dir) / (
-        "train_scaling.json" if torch.cuda.is_available() else "train_scaling_cpu.json"
-    )
+    out_path = Path(args.results_dir) / (args.out if torch.cuda.is_available() else "train_scaling_cpu_smoke.json")
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         make_model(tmp / "model")
