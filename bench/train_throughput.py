@@ -13,6 +13,8 @@ model has random weights, so only the shape matters) and saves them with the tok
   (b) the project's training stage (scripts/train.py, run_training) with the same effective batch, LoRA and
       quantization settings, lever by lever; then 200-step loss parity of the fast path against the plain
       path, and a low-memory setting. Writes bench/results/train_throughput.json.
+A full run takes longer than one 10-minute device call: `--only` picks (b) variants, `--reference-steps 0`
+and `--parity-steps 0` skip (a) and the parity runs, `--out` names the JSON (bench/README.md has the calls).
 """
 
 import argparse
