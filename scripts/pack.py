@@ -82,9 +82,11 @@ def pack_boundary(input_ids: list[list[int]], labels: list[list[int]], max_len: 
 
 
 def pack_split(split, mode: str, max_len: int, pad_id: int):
+    # Whole columns as Python lists at once: indexing a dataset column row by row reads Arrow per row.
+    columns = split.select_columns(["input_ids", "labels"]).to_dict()
     if mode == "reference":
-        return pack_reference(split["input_ids"], split["labels"], max_len)
-    return pack_boundary(split["input_ids"], split["labels"], max_len, pad_id)
+        return pack_reference(columns["input_ids"], columns["labels"], max_len)
+    return pack_boundary(columns["input_ids"], columns["labels"], max_len, pad_id)
 
 
 def block_stats(blocks: list[dict], examples: int, max_len: int) -> dict:

@@ -6,6 +6,8 @@ No padding: each example keeps its own length. Labels are -100 on the prompt tok
 """
 
 import argparse
+import bisect
+import copy
 import logging
 import os
 import sys
@@ -23,17 +25,29 @@ OVERLONG_POLICIES = ("truncate", "drop", "reference")
 SPLITS = ("train", "validation", "test")
 
 
-def tokenize_examples(tokenizer, prompts: list[str], texts: list[str], completion_only: bool):
+def truncating_encoder(tokenizer, max_len: int):
+    """The Rust tokenizer behind `tokenizer`, keeping the first max_len + 1 tokens of a text (truncation
+    happens after encoding, so they are the whole text's first tokens): enough for every overlong policy
+    to see that an example is too long. Used directly, since transformers' wrapper converts every field
+    of every encoding to Python."""
+    backend = copy.deepcopy(tokenizer.backend_tokenizer)  # the truncation setting stays on this copy
+    backend.enable_truncation(max_len + 1)
+    return backend
+
+
+def tokenize_examples(tokenizer, encoder, prompts: list[str], texts: list[str], completion_only: bool):
     """Token ids (the text's own special tokens plus a final EOS) and labels for each example."""
-    encoded = tokenizer(texts, return_offsets_mapping=True, add_special_tokens=True)
+    encodings = encoder.encode_batch(texts, add_special_tokens=True)
     eos = tokenizer.eos_token_id
     all_ids, all_labels = [], []
-    for prompt, ids, offsets in zip(prompts, encoded["input_ids"], encoded["offset_mapping"], strict=True):
+    for prompt, encoding in zip(prompts, encodings, strict=True):
+        ids, offsets = encoding.ids, encoding.offsets
         if completion_only:
-            # A token belongs to the prompt when it starts before the prompt ends; special tokens
-            # the tokenizer adds (BOS) have the empty offset (0, 0) and so count as prompt as well.
-            prompt_end = len(prompt)
-            labels = [IGNORE if start < prompt_end else tok for tok, (start, _) in zip(ids, offsets, strict=True)]
+            # A token belongs to the prompt when it starts before the prompt ends; special tokens the
+            # tokenizer adds (BOS) have the empty offset (0, 0) and so count as prompt as well. Starts only
+            # grow along the text, so the prompt is a prefix of the tokens.
+            prompt_tokens = bisect.bisect_left([start for start, _ in offsets], len(prompt))
+            labels = [IGNORE] * prompt_tokens + ids[prompt_tokens:]
         else:
             labels = list(ids)
         all_ids.append([*ids, eos])
@@ -62,11 +76,11 @@ def tokenize_split(
     columns = {"input_ids": [], "labels": [], "length": []}
     stats = {"examples_in": len(rows), "fits": 0, "truncated": 0, "dropped": 0}
     eos = tokenizer.eos_token_id
+    encoder = truncating_encoder(tokenizer, max_len)
     for start in range(0, len(rows), batch_size):
         batch = rows[start : start + batch_size]
-        ids_list, labels_list = tokenize_examples(
-            tokenizer, [row["prompt"] for row in batch], [row["text"] for row in batch], completion_only
-        )
+        prompts, texts = [row["prompt"] for row in batch], [row["text"] for row in batch]
+        ids_list, labels_list = tokenize_examples(tokenizer, encoder, prompts, texts, completion_only)
         for ids, labels in zip(ids_list, labels_list, strict=True):
             fitted = apply_overlong(ids, labels, max_len, overlong, eos)
             if fitted is None:

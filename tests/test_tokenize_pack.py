@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 from pack import IGNORE, assign_blocks, pack_boundary, pack_reference
-from tokenize_data import apply_overlong, tokenize_examples
+from tokenize_data import apply_overlong, tokenize_examples, truncating_encoder
 
 from ftpipe.modeling import load_tokenizer
 from tests.conftest import PROMPT
@@ -17,7 +17,9 @@ def test_completion_only_masks_exactly_the_prompt(tokenizer_dir):
     tokenizer = load_tokenizer(str(tokenizer_dir))
     prompt = PROMPT.format(title="Girls Ballet Tutu Neon Pink")
     text = prompt + "A bright pink tutu for dance class.<eos>"
-    (ids,), (labels,) = tokenize_examples(tokenizer, [prompt], [text], completion_only=True)
+    (ids,), (labels,) = tokenize_examples(
+        tokenizer, truncating_encoder(tokenizer, 128), [prompt], [text], completion_only=True
+    )
     n_prompt = sum(1 for label in labels if label == IGNORE)
     # The masked tokens decode to the prompt, the rest to the description plus the final EOS.
     assert tokenizer.decode(ids[:n_prompt]) == prompt
@@ -28,7 +30,9 @@ def test_completion_only_masks_exactly_the_prompt(tokenizer_dir):
 
 def test_reference_labels_everything(tokenizer_dir):
     tokenizer = load_tokenizer(str(tokenizer_dir))
-    (ids,), (labels,) = tokenize_examples(tokenizer, ["T: x\n"], ["T: x\nDesc<eos>"], completion_only=False)
+    (ids,), (labels,) = tokenize_examples(
+        tokenizer, truncating_encoder(tokenizer, 128), ["T: x\n"], ["T: x\nDesc<eos>"], completion_only=False
+    )
     assert labels == ids
 
 
