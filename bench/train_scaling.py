@@ -13,7 +13,6 @@ tokens/s(N) / (N x tokens/s(1)).
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -25,12 +24,12 @@ sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "bench"))
 from train_throughput import TINYLLAMA, block_tensors, make_model, stage_args, variant_summary  # noqa: E402
 
+from ftpipe import distributed  # noqa: E402
+
 
 def worker(args) -> None:
     """One rank of a torchrun job: the stage's training function; rank 0 writes the timing summary."""
     from train import run_training
-
-    from ftpipe import distributed
 
     with tempfile.TemporaryDirectory() as out:
         stage = stage_args(Path(args.model_dir), Path(out), args.steps, {"enabled": True, **args.speed})
@@ -51,10 +50,9 @@ def run(args) -> None:
         tmp = Path(tmp_name)
         make_model(tmp / "model")
         for gpus in args.gpus:
-            launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={gpus}"]
             worker_args = ["worker", "--model-dir", str(tmp / "model"), "--steps", str(args.steps)]
-            worker_args += ["--speed", json.dumps(args.speed)]
-            subprocess.run([*launcher, __file__, *worker_args, "--out", str(tmp / f"{gpus}.json")], check=True)
+            worker_args += ["--speed", json.dumps(args.speed), "--out", str(tmp / f"{gpus}.json")]
+            distributed.launch(gpus, __file__, worker_args)  # how the training stage starts its processes
             results["runs"][str(gpus)] = json.loads((tmp / f"{gpus}.json").read_text())
             print(gpus, results["runs"][str(gpus)], flush=True)
     one = results["runs"].get("1", {}).get("tokens_per_second")

@@ -35,10 +35,9 @@ def truncating_encoder(tokenizer, max_len: int):
     return backend
 
 
-def tokenize_examples(tokenizer, encoder, prompts: list[str], texts: list[str], completion_only: bool):
+def tokenize_examples(encoder, eos: int, prompts: list[str], texts: list[str], completion_only: bool):
     """Token ids (the text's own special tokens plus a final EOS) and labels for each example."""
     encodings = encoder.encode_batch(texts, add_special_tokens=True)
-    eos = tokenizer.eos_token_id
     all_ids, all_labels = [], []
     for prompt, encoding in zip(prompts, encodings, strict=True):
         ids, offsets = encoding.ids, encoding.offsets
@@ -80,7 +79,7 @@ def tokenize_split(
     for start in range(0, len(rows), batch_size):
         batch = rows[start : start + batch_size]
         prompts, texts = [row["prompt"] for row in batch], [row["text"] for row in batch]
-        ids_list, labels_list = tokenize_examples(tokenizer, encoder, prompts, texts, completion_only)
+        ids_list, labels_list = tokenize_examples(encoder, eos, prompts, texts, completion_only)
         for ids, labels in zip(ids_list, labels_list, strict=True):
             fitted = apply_overlong(ids, labels, max_len, overlong, eos)
             if fitted is None:

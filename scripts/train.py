@@ -350,10 +350,9 @@ def run_training(args, blocks: dict) -> dict:
         record = {}
         if state["step"] % args.logging_steps == 0 or state["step"] == total_steps:
             window = (state["window_loss"] + float(window_loss)) / state["window_steps"]  # syncs the device
-            ensure_finite(window, float(grad_norm), state["step"], scheduler.get_last_lr()[0])
-            record.update(
-                loss=round(window, 6), learning_rate=scheduler.get_last_lr()[0], grad_norm=round(float(grad_norm), 6)
-            )
+            norm, learning_rate = float(grad_norm), scheduler.get_last_lr()[0]
+            ensure_finite(window, norm, state["step"], learning_rate)
+            record.update(loss=round(window, 6), learning_rate=learning_rate, grad_norm=round(norm, 6))
             state["window_loss"], state["window_steps"], window_loss = 0.0, 0, torch.zeros((), device=device)
         if device.type == "cuda" and (record or state["step"] % save_steps == 0):
             torch.cuda.synchronize(device)

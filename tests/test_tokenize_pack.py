@@ -18,7 +18,7 @@ def test_completion_only_masks_exactly_the_prompt(tokenizer_dir):
     prompt = PROMPT.format(title="Girls Ballet Tutu Neon Pink")
     text = prompt + "A bright pink tutu for dance class.<eos>"
     (ids,), (labels,) = tokenize_examples(
-        tokenizer, truncating_encoder(tokenizer, 128), [prompt], [text], completion_only=True
+        truncating_encoder(tokenizer, 128), tokenizer.eos_token_id, [prompt], [text], completion_only=True
     )
     n_prompt = sum(1 for label in labels if label == IGNORE)
     # The masked tokens decode to the prompt, the rest to the description plus the final EOS.
@@ -31,7 +31,11 @@ def test_completion_only_masks_exactly_the_prompt(tokenizer_dir):
 def test_reference_labels_everything(tokenizer_dir):
     tokenizer = load_tokenizer(str(tokenizer_dir))
     (ids,), (labels,) = tokenize_examples(
-        tokenizer, truncating_encoder(tokenizer, 128), ["T: x\n"], ["T: x\nDesc<eos>"], completion_only=False
+        truncating_encoder(tokenizer, 128),
+        tokenizer.eos_token_id,
+        ["T: x\n"],
+        ["T: x\nDesc<eos>"],
+        completion_only=False,
     )
     assert labels == ids
 

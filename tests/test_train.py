@@ -175,7 +175,7 @@ def test_speed_levers_keep_the_loss(packed_dir, tiny_model_dir, tmp_path):
     """The fast path (one big micro-batch, dequantized base, bf16 autocast, torch.compile of each layer, data
     on the device) runs on the CPU too; its loss curve matches the plain float32 path's within 1% and it
     trains the same adapter (LoRA dropout 0, so that no random masks differ; bf16 rounding is the rest)."""
-    levers = '{"enabled": true, "micro_batch": 4, "compile": true}'
+    levers = '{"enabled": true, "micro_batch": 4, "compile": true, "cuda_graphs": true}'  # no CUDA: graphs off
     plain, fast = tmp_path / "plain", tmp_path / "fast"
     common = ["--save-steps", "100", "--learning-rate", "1e-2", "--lora", LORA.replace("0.05", "0.0")]
     assert run_train(cli_args(packed_dir, tiny_model_dir, plain, *common)).wait(timeout=600) == 0
