@@ -79,6 +79,9 @@ VARIANTS = {
     "fast_path_without_autocast": ({"enabled": True, "mixed_precision": False}, {}),
     "fast_path_cuda_graphs": ({"enabled": True, "cuda_graphs": True}, {}),
     "fast_path_cuda_graphs_whole_model": ({"enabled": True, "cuda_graphs": True, "compile_scope": "model"}, {}),
+    "fast_path_loss_not_compiled": ({"enabled": True, "compile_loss": False}, {}),
+    "fast_path_fused_lora_dropout_0": ({"enabled": True, "fused_lora": True}, {"dropout": 0.0}),
+    "fast_path_fused_lora_cuda_graphs": ({"enabled": True, "fused_lora": True, "cuda_graphs": True}, {"dropout": 0.0}),
     "low_memory_4bit_micro_16": ({"enabled": True, "micro_batch": 16, "dequantize_base": False}, {}),
 }
 DEFAULT_FAST = "b8_plus_fused_adamw_default_fast_path"
@@ -305,14 +308,16 @@ def variant_summary(timing: dict) -> dict:
     return result
 
 
-def loss_parity(model_dir: Path, blocks: dict, steps: int, plain_speed: dict) -> dict:
-    """The fast path's per-step loss against the plain path's, on the same data and seed, up to the first
-    non-finite loss of either (random weights can diverge; the comparison stops there and says so)."""
-    plain, plain_rows = stage_variant(model_dir, blocks, steps, plain_speed, logging_steps=1)
-    fast, fast_rows = stage_variant(model_dir, blocks, steps, {"enabled": True}, logging_steps=1)
+def loss_parity(model_dir: Path, blocks: dict, steps: int, fast_variant: str) -> dict:
+    """A fast variant's per-step loss against the plain path's (same LoRA dropout), on the same data and seed,
+    up to the first non-finite loss of either (random weights can diverge; the comparison stops there)."""
+    fast_speed, recipe = VARIANTS[fast_variant]
+    plain, plain_rows = stage_variant(model_dir, blocks, steps, PLAIN, logging_steps=1, **recipe)
+    fast, fast_rows = stage_variant(model_dir, blocks, steps, fast_speed, logging_steps=1, **recipe)
     pairs = [(p["loss"], f["loss"]) for p, f in zip(plain_rows, fast_rows, strict=True)]
     finite = [(p, f) for p, f in itertools.takewhile(lambda pair: all(map(math.isfinite, pair)), pairs)]
     return {
+        "fast_variant": fast_variant,
         "steps": steps,
         "finite_steps_compared": len(finite),
         "max_relative_difference": round(max(abs(f - p) / p for p, f in finite), 6) if finite else None,
@@ -320,7 +325,7 @@ def loss_parity(model_dir: Path, blocks: dict, steps: int, plain_speed: dict) ->
         "fast_loss": [f for _, f in pairs],
         "plain_grad_norm": [row["grad_norm"] for row in plain_rows],
         "plain_run": plain,
-        "fast_run_preset_recipe": fast,
+        "fast_run": fast,
     }
 
 
@@ -391,8 +396,10 @@ def run(args) -> None:
         with kernel_profile(args.profile, Path(args.results_dir) / f"profile_{name}.txt", steps):
             results[name], _ = stage_variant(model_dir, blocks, steps, speed, **extra)
         save()
-    if args.parity_steps:
-        results["loss_parity"] = loss_parity(model_dir, blocks, args.parity_steps, PLAIN)
+    for name in args.parity_of if args.parity_steps else []:
+        key = "loss_parity" if name == DEFAULT_FAST else f"loss_parity_{name}"
+        results[key] = loss_parity(model_dir, blocks, args.parity_steps, name)
+        save()
     a = results.get("a_reference_trainer", {}).get("tokens_per_second")
     b = results.get(DEFAULT_FAST, {}).get("tokens_per_second")
     results["ratio_b_over_a"] = round(b / a, 1) if a and b else None
@@ -410,6 +417,7 @@ def main() -> None:
     go.add_argument("--steps", type=int, default=30)
     go.add_argument("--parity-steps", type=int, default=200)
     go.add_argument("--only", nargs="*", help="run only these (b) variants")
+    go.add_argument("--parity-of", nargs="*", default=[DEFAULT_FAST], help="(b) variants to compare with plain")
     go.add_argument("--out", default="train_throughput.json", help="file name of the results JSON")
     go.add_argument("--results-dir", default=str(ROOT / "bench" / "results"), help="where the JSON goes")
     go.add_argument("--profile", action="store_true", help="write each variant's GPU kernel table")

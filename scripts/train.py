@@ -24,6 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ftpipe import distributed, stage  # noqa: E402
 from ftpipe.checkpoints import load_adapter_weights, load_checkpoint, save_checkpoint  # noqa: E402
+from ftpipe.fused_lora import fuse_lora_layers  # noqa: E402
 from ftpipe.io import atomic_path, write_json, write_text  # noqa: E402
 from ftpipe.modeling import (  # noqa: E402
     DEFAULT_QUANTIZATION,
@@ -50,9 +51,11 @@ SPEED_DEFAULTS = {
     "mixed_precision": True,  # autocast to bf16 with float32 LoRA weights, as the reference's bf16=True
     "compile": True,
     "compile_scope": "layers",  # layers: each decoder layer compiled once and reused (short warm-up); model: all
+    "compile_loss": True,  # with compile_scope layers: the cross-entropy too (no float32 copy of the logits)
     "cuda_graphs": False,  # replay compiled graphs (GPU only)
     "data_on_device": True,
     "fused_optimizer": True,  # AdamW in a few fused kernels instead of a few per LoRA tensor
+    "fused_lora": False,  # LoRA folded into the frozen weight per matmul; needs LoRA dropout 0 (the recipe's is 0.05)
 }
 
 
@@ -88,16 +91,35 @@ def resolve_plan(args, device: torch.device, world: int = 1) -> dict:
         "mixed_precision": False,
         "compile": False,
         "compile_scope": None,
+        "compile_loss": False,
         "cuda_graphs": False,
         "data_on_device": False,
         "fused_optimizer": False,
+        "fused_lora": False,
     }
     if levers_on:
         plan.update({key: speed[key] for key in plan if key in speed and key not in ("micro_batch", "enabled")})
     if not plan["compile"]:
         plan["compile_scope"] = None
+    plan["compile_loss"] = plan["compile_loss"] and plan["compile_scope"] == "layers"  # "model" includes it
     plan["cuda_graphs"] = plan["cuda_graphs"] and plan["compile"] and device.type == "cuda"
+    if plan["fused_lora"]:
+        check_fused_lora(args, plan)
     return plan
+
+
+def check_fused_lora(args, plan: dict) -> None:
+    """The merged LoRA path computes x (W + s B A)^T: no dropout on the LoRA input, and W in 16/32 bits."""
+    if args.lora["dropout"]:
+        raise SystemExit(
+            f"train: speed.fused_lora needs lora.dropout 0, not {args.lora['dropout']}: dropout applies to the "
+            "LoRA input only, which a merged weight cannot do. Set lora.dropout: 0 or speed.fused_lora: false."
+        )
+    if args.quantization.get("load_in_4bit") and not plan["dequantize_base"]:
+        raise SystemExit(
+            "train: speed.fused_lora needs the base weights in 16 bits: set speed.dequantize_base: true "
+            "(or speed.fused_lora: false for the 4-bit low-memory setting)."
+        )
 
 
 def load_blocks(packed_dir: str) -> dict[str, dict[str, torch.Tensor]]:
@@ -164,6 +186,8 @@ def build_model(args, plan: dict, device, dtype):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     model = get_peft_model(model, lora_config(args.lora))
+    if plan["fused_lora"]:
+        log.info("fused LoRA: %d layers compute x (W + s B A)^T in one matmul", fuse_lora_layers(model))
     if plan["mixed_precision"]:
         # PEFT casts each LoRA input to the adapter's float32; under autocast that is a wasted round trip.
         for module in model.modules():
@@ -173,11 +197,17 @@ def build_model(args, plan: dict, device, dtype):
     return model
 
 
-def compile_model(model, scope: str, cuda_graphs: bool):
+def compile_model(model, plan: dict):
     """torch.compile the whole model, or each decoder layer in place: the layers are alike, so one
     compilation serves all of them and the warm-up is a fraction of the whole model's. With CUDA graphs,
-    each compiled graph is replayed instead of launching its kernels one by one from Python."""
+    each compiled graph is replayed instead of launching its kernels one by one from Python. With
+    `compile_loss`, the cross-entropy is compiled too: transformers copies the logits to float32 first,
+    the compiled loss reads them once."""
+    scope, cuda_graphs = plan["compile_scope"], plan["cuda_graphs"]
     mode = "reduce-overhead" if cuda_graphs else None
+    if plan["compile_loss"]:
+        base = model.get_base_model()
+        base.loss_function = torch.compile(base.loss_function, mode=mode)
     if cuda_graphs:
         # Each forward starts a new "step" for the graphs' memory: no output of the last one is read again.
         model.register_forward_pre_hook(lambda *_: torch.compiler.cudagraph_mark_step_begin())
@@ -291,7 +321,7 @@ def run_training(args, blocks: dict) -> dict:
         train_blocks = {key: value.to(device) for key, value in train_blocks.items()}
     boundary = is_boundary_packed(train_blocks)
     model = build_model(args, plan, device, dtype)
-    forward = compile_model(model, plan["compile_scope"], plan["cuda_graphs"]) if plan["compile"] else model
+    forward = compile_model(model, plan) if plan["compile"] else model
     amp = autocast(device, plan)
 
     step_size = plan["micro_batch"] * plan["grad_accum"] * plan["world_size"]  # blocks per step, all ranks

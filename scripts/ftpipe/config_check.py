@@ -31,12 +31,21 @@ def config_problems(config: dict, schema: dict) -> list[str]:
     return problems
 
 
+def recipe_problems(config: dict) -> list[str]:
+    """Settings that are each valid but do not go together."""
+    train = config.get("train", {})
+    dropout = train.get("lora", {}).get("dropout", 0)
+    if train.get("speed", {}).get("fused_lora") and dropout:
+        return [f"train.speed.fused_lora: needs train.lora.dropout 0 (it is {dropout}); set one of them differently"]
+    return []
+
+
 def _join(where: str, key: str) -> str:
     return key if where == "(top level)" else f"{where}.{key}"
 
 
 def check_config(config: dict, schema_path: str | Path) -> None:
     schema = yaml.safe_load(Path(schema_path).read_text(encoding="utf-8"))
-    problems = config_problems(config, schema)
+    problems = config_problems(config, schema) or recipe_problems(config)
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))

@@ -1,0 +1,96 @@
+"""Fused LoRA (speed.fused_lora): the merged-weight path computes PEFT's loss and gradients, and refuses
+the settings it cannot compute (LoRA dropout, a 4-bit base) with a message instead of mixing paths."""
+
+import argparse
+import copy
+
+import pytest
+import torch
+
+from ftpipe.config_check import recipe_problems
+from ftpipe.fused_lora import fuse_lora_layers
+from ftpipe.modeling import load_base_model, lora_config
+
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def peft_model(base, dropout: float = 0.0):
+    from peft import get_peft_model
+
+    torch.manual_seed(1)
+    model = get_peft_model(
+        copy.deepcopy(base), lora_config({"r": 4, "alpha": 8, "dropout": dropout, "target_modules": TARGETS})
+    )
+    for name, param in model.named_parameters():
+        if "lora_B" in name:  # B starts at zero; a nonzero B makes the merged weight differ from W
+            torch.nn.init.normal_(param, std=0.05)
+    return model
+
+
+@pytest.fixture(scope="module")
+def base(tiny_model_dir):
+    return load_base_model(str(tiny_model_dir), {"load_in_4bit": False}, torch.device("cpu"), torch.float32)
+
+
+def loss_and_grads(model, ids):
+    model.zero_grad()
+    loss = model(input_ids=ids, labels=ids, use_cache=False).loss
+    loss.backward()
+    return loss.detach(), {name: p.grad for name, p in model.named_parameters() if p.requires_grad}
+
+
+def test_merged_path_gives_peft_loss_and_gradients(base):
+    plain, fused = peft_model(base), peft_model(base)
+    assert fuse_lora_layers(fused) == 14  # 7 projections x 2 layers
+    ids = torch.randint(0, 1000, (3, 24), generator=torch.Generator().manual_seed(0))
+    plain_loss, plain_grads = loss_and_grads(plain, ids)
+    fused_loss, fused_grads = loss_and_grads(fused, ids)
+    torch.testing.assert_close(fused_loss, plain_loss, rtol=1e-5, atol=0)
+    assert plain_grads.keys() == fused_grads.keys() and len(plain_grads) == 28
+    for name, grad in plain_grads.items():
+        assert grad.norm() > 0, name
+        torch.testing.assert_close(fused_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_disabled_adapter_falls_back_to_the_base_model(base):
+    fused = peft_model(base)
+    fuse_lora_layers(fused)
+    ids = torch.randint(0, 1000, (1, 8))
+    with torch.no_grad(), fused.disable_adapter():
+        without = fused(input_ids=ids).logits
+    with torch.no_grad():
+        expected, adapted = base(input_ids=ids).logits, fused(input_ids=ids).logits
+    torch.testing.assert_close(without, expected)
+    assert not torch.allclose(adapted, expected)
+
+
+def test_dropout_is_refused(base):
+    with pytest.raises(ValueError, match="q_proj: LoRA dropout is not 0"):
+        fuse_lora_layers(peft_model(base, dropout=0.05))
+
+
+def test_stage_and_config_refuse_fused_lora_with_dropout():
+    from train import SPEED_DEFAULTS, resolve_plan
+
+    args = argparse.Namespace(
+        speed={"enabled": True, "fused_lora": True},
+        lora={"dropout": 0.05},
+        quantization={"load_in_4bit": True},
+        micro_batch=8,
+        grad_accum=8,
+        gradient_checkpointing=False,
+        upcast_frozen_fp32=False,
+    )
+    assert SPEED_DEFAULTS["fused_lora"] is False  # the recipe's dropout is 0.05
+    with pytest.raises(SystemExit, match="speed.fused_lora needs lora.dropout 0, not 0.05"):
+        resolve_plan(args, torch.device("cpu"))
+    args.lora, args.speed["dequantize_base"] = {"dropout": 0.0}, False
+    with pytest.raises(SystemExit, match="needs the base weights in 16 bits"):
+        resolve_plan(args, torch.device("cpu"))
+    args.speed["dequantize_base"] = True
+    assert resolve_plan(args, torch.device("cpu"))["fused_lora"] is True
+    config = {"train": {"lora": {"dropout": 0.05}, "speed": {"fused_lora": True}}}
+    assert recipe_problems(config) == [
+        "train.speed.fused_lora: needs train.lora.dropout 0 (it is 0.05); set one of them differently"
+    ]
+    assert recipe_problems({"train": {"lora": {"dropout": 0}, "speed": {"fused_lora": True}}}) == []
