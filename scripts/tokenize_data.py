@@ -3,19 +3,27 @@
 No padding: each example keeps its own length. Labels are -100 on the prompt tokens when
 `completion_only` is on, so only the description is learned. Examples longer than `max_len` follow the
 `overlong` policy, and how many were affected goes to the stats JSON.
+
+A split is read, tokenized and written a chunk of rows at a time, as flat numpy arrays and Arrow list
+arrays, so memory does not grow with the number of rows.
 """
 
 import argparse
 import bisect
 import copy
+import itertools
+import json
 import logging
 import os
 import sys
 from pathlib import Path
 
+import numpy as np
+import orjson
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ftpipe import stage  # noqa: E402
-from ftpipe.io import read_jsonl, save_datasets, write_json  # noqa: E402
+from ftpipe.io import save_dataset_tables, write_json  # noqa: E402
 from ftpipe.modeling import load_tokenizer  # noqa: E402
 
 log = logging.getLogger("ftpipe.tokenize")
@@ -23,6 +31,7 @@ log = logging.getLogger("ftpipe.tokenize")
 IGNORE = -100
 OVERLONG_POLICIES = ("truncate", "drop", "reference")
 SPLITS = ("train", "validation", "test")
+CHUNK_ROWS = 2048  # rows per call of the Rust tokenizer
 
 
 def truncating_encoder(tokenizer, max_len: int):
@@ -35,27 +44,82 @@ def truncating_encoder(tokenizer, max_len: int):
     return backend
 
 
-def tokenize_examples(encoder, eos: int, prompts: list[str], texts: list[str], completion_only: bool):
-    """Token ids (the text's own special tokens plus a final EOS) and labels for each example."""
-    encodings = encoder.encode_batch(texts, add_special_tokens=True)
-    all_ids, all_labels = [], []
-    for prompt, encoding in zip(prompts, encodings, strict=True):
-        ids, offsets = encoding.ids, encoding.offsets
-        if completion_only:
-            # A token belongs to the prompt when it starts before the prompt ends; special tokens the
-            # tokenizer adds (BOS) have the empty offset (0, 0) and so count as prompt as well. Starts only
-            # grow along the text, so the prompt is a prefix of the tokens.
-            prompt_tokens = bisect.bisect_left([start for start, _ in offsets], len(prompt))
-            labels = [IGNORE] * prompt_tokens + ids[prompt_tokens:]
+def prompt_tokens(encoding, prompt_chars: int) -> int:
+    """How many of the encoding's tokens belong to the prompt (its first `prompt_chars` characters).
+
+    A token belongs to the prompt when it starts before the prompt ends; special tokens the tokenizer
+    adds (BOS) have the empty offset (0, 0) and so count as prompt as well. Starts only grow along the
+    text, so the prompt is a prefix of the tokens: a bisection over token starts, reading a handful of
+    offsets instead of converting all of them to Python.
+    """
+    lo, hi = 0, len(encoding)
+    while lo < hi:  # bisect.bisect_left over the starts, probe for probe
+        mid = (lo + hi) // 2
+        chars = encoding.token_to_chars(mid)
+        if chars is None:  # a token outside the text (added by the post-processor): read its offset
+            return bisect.bisect_left([start for start, _ in encoding.offsets], prompt_chars)
+        if chars[0] < prompt_chars:
+            lo = mid + 1
         else:
-            labels = list(ids)
-        all_ids.append([*ids, eos])
-        all_labels.append([*labels, eos])
-    return all_ids, all_labels
+            hi = mid
+    return lo
+
+
+def encode_chunk(encoder, prompts: list[str], texts: list[str], completion_only: bool):
+    """Encode texts: (all token ids one after another as int32, offsets of each text's ids (n + 1),
+    prompt tokens of each text (0 without completion_only))."""
+    encodings = encoder.encode_batch(texts, add_special_tokens=True)
+    ids = [encoding.ids for encoding in encodings]
+    offsets = np.zeros(len(ids) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, ids), dtype=np.int64, count=len(ids)), out=offsets[1:])
+    flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int32, count=int(offsets[-1]))
+    prompt = np.zeros(len(ids), dtype=np.int64)
+    if completion_only:
+        prompt[:] = [prompt_tokens(encoding, len(text)) for encoding, text in zip(encodings, prompts, strict=True)]
+    return flat, offsets, prompt
+
+
+def fit_examples(flat, offsets, prompt, max_len: int, policy: str, eos: int, completion_only: bool):
+    """Each encoded text + EOS as one example fitted to `max_len` by the overlong policy, for all texts at
+    once (the vectorized `apply_overlong`). Returns (input_ids, labels: kept examples one after another,
+    lengths of the kept examples, what happened to each text: 0 fits, 1 truncated, 2 dropped)."""
+    n = np.diff(offsets) + 1  # tokens with the EOS
+    labels_ignored_at = max_len - 2 if max_len >= 2 else n + max_len - 2  # apply_overlong's labels[max_len - 2]
+    fits = n <= max_len
+    if policy == "drop":
+        kept, keep = fits, n - 1
+    elif policy == "reference":
+        kept, keep = np.ones_like(fits), np.where(fits, n - 1, max_len)
+    else:  # truncate; the prompt alone filling the block drops the example
+        prompt_fills = completion_only & (labels_ignored_at < prompt)
+        kept, keep = fits | ~prompt_fills, np.where(fits, n - 1, max_len - 1)
+    what = np.where(fits, 0, np.where(kept, 1, 2)).astype(np.int8)
+    starts, keep, prompt = offsets[:-1][kept], keep[kept], prompt[kept]
+    lengths = keep + 1  # the kept tokens and an EOS (the text's own EOS when it fits)
+    total = int(lengths.sum())
+    row = np.repeat(np.arange(len(lengths)), lengths)
+    position = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    is_eos = position == keep[row]
+    source = np.where(is_eos, len(flat), starts[row] + position)  # index len(flat) is the EOS below
+    input_ids = np.append(flat, np.int32(eos))[source]
+    labels = input_ids.copy()
+    if completion_only:
+        labels[(position < prompt[row]) & ~is_eos] = IGNORE
+    return input_ids, labels, lengths.astype(np.int32), what
+
+
+def tokenize_examples(encoder, eos: int, prompts: list[str], texts: list[str], completion_only: bool):
+    """Token ids (the text's own special tokens plus a final EOS) and labels for each example, as lists."""
+    flat, offsets, prompt = encode_chunk(encoder, prompts, texts, completion_only)
+    # Without a length limit every example fits: the whole text plus EOS.
+    input_ids, labels, lengths, _ = fit_examples(flat, offsets, prompt, 1 << 62, "drop", eos, completion_only)
+    cuts = np.cumsum(lengths)[:-1]
+    return [a.tolist() for a in np.split(input_ids, cuts)], [a.tolist() for a in np.split(labels, cuts)]
 
 
 def apply_overlong(ids: list[int], labels: list[int], max_len: int, policy: str, eos: int):
-    """Fit one example to `max_len`; returns (ids, labels, what happened) or None when dropped."""
+    """Fit one example to `max_len`; returns (ids, labels, what happened) or None when dropped.
+    The definition that `fit_examples` vectorizes (tests compare the two)."""
     if len(ids) <= max_len:
         return ids, labels, "fits"
     if policy == "drop":
@@ -69,35 +133,46 @@ def apply_overlong(ids: list[int], labels: list[int], max_len: int, policy: str,
     return [*ids[: max_len - 1], eos], [*labels[: max_len - 1], eos], "truncated"
 
 
-def tokenize_split(
-    tokenizer, rows: list[dict], max_len: int, completion_only: bool, overlong: str, batch_size: int = 2048
-):
-    columns = {"input_ids": [], "labels": [], "length": []}
-    stats = {"examples_in": len(rows), "fits": 0, "truncated": 0, "dropped": 0}
-    eos = tokenizer.eos_token_id
-    encoder = truncating_encoder(tokenizer, max_len)
-    for start in range(0, len(rows), batch_size):
-        batch = rows[start : start + batch_size]
-        prompts, texts = [row["prompt"] for row in batch], [row["text"] for row in batch]
-        ids_list, labels_list = tokenize_examples(encoder, eos, prompts, texts, completion_only)
-        for ids, labels in zip(ids_list, labels_list, strict=True):
-            fitted = apply_overlong(ids, labels, max_len, overlong, eos)
-            if fitted is None:
-                stats["dropped"] += 1
-                continue
-            ids, labels, what = fitted
-            stats[what] += 1
-            columns["input_ids"].append(ids)
-            columns["labels"].append(labels)
-            columns["length"].append(len(ids))
-    lengths = columns["length"]
-    stats.update(
-        examples_out=len(lengths),
-        tokens=sum(lengths),
-        label_tokens=sum(sum(1 for t in labels if t != IGNORE) for labels in columns["labels"]),
-        max_length=max(lengths, default=0),
-    )
-    return columns, stats
+def read_chunks(path, rows: int = CHUNK_ROWS):
+    """(prompts, texts) of a prepared split, `rows` lines at a time."""
+    with open(path, "rb") as handle:
+        while lines := list(itertools.islice(handle, rows)):
+            records = [_loads(line) for line in lines]
+            yield [r["prompt"] for r in records], [r["text"] for r in records]
+
+
+def _loads(line: bytes) -> dict:
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:  # what only the standard parser takes (a lone surrogate escape)
+        return json.loads(line)
+
+
+def tokenize_split(encoder, eos: int, chunks, max_len: int, completion_only: bool, overlong: str, stats: dict):
+    """Arrow tables (input_ids, labels, length), one per chunk of (prompts, texts); `stats` is filled in as
+    the chunks go by (complete once the tables are consumed)."""
+    import pyarrow as pa
+
+    counts = np.zeros(3, dtype=np.int64)  # fits, truncated, dropped
+    stats.update(examples_in=0, examples_out=0, tokens=0, label_tokens=0, max_length=0)
+    for prompts, texts in chunks:
+        flat, offsets, prompt = encode_chunk(encoder, prompts, texts, completion_only)
+        input_ids, labels, lengths, what = fit_examples(flat, offsets, prompt, max_len, overlong, eos, completion_only)
+        counts += np.bincount(what, minlength=3)
+        stats["examples_in"] += len(texts)
+        stats["examples_out"] += len(lengths)
+        stats["tokens"] += int(lengths.sum())
+        stats["label_tokens"] += int(np.count_nonzero(labels != IGNORE))
+        stats["max_length"] = max(stats["max_length"], int(lengths.max(initial=0)))
+        list_offsets = pa.array(np.concatenate([[0], np.cumsum(lengths, dtype=np.int32)]), pa.int32())
+        yield pa.table(
+            {
+                "input_ids": pa.ListArray.from_arrays(list_offsets, pa.array(input_ids)),
+                "labels": pa.ListArray.from_arrays(list_offsets, pa.array(labels)),
+                "length": pa.array(lengths),
+            }
+        )
+    stats.update(fits=int(counts[0]), truncated=int(counts[1]), dropped=int(counts[2]))
 
 
 def tokenize(args) -> dict:
@@ -115,12 +190,17 @@ def tokenize(args) -> dict:
             "length": datasets.Value("int32"),
         }
     )
-    splits, stats = {}, {}
-    for name, path in split_paths.items():
-        columns, stats[name] = tokenize_split(
-            tokenizer, read_jsonl(path), args.max_len, args.completion_only, args.overlong
+    eos = tokenizer.eos_token_id
+    encoder = truncating_encoder(tokenizer, args.max_len)
+    stats = {name: {} for name in split_paths}
+    tables = {
+        name: tokenize_split(
+            encoder, eos, read_chunks(path), args.max_len, args.completion_only, args.overlong, stats[name]
         )
-        splits[name] = datasets.Dataset.from_dict(columns, features=features)
+        for name, path in split_paths.items()
+    }
+    save_dataset_tables(tables, features, args.dataset)  # consumes the tables: tokenizes as it writes
+    for name in split_paths:
         log.info("%s: %s", name, stats[name])
     stats["settings"] = {
         "max_len": args.max_len,
@@ -129,7 +209,6 @@ def tokenize(args) -> dict:
         "eos_token_id": tokenizer.eos_token_id,
         "pad_token_id": tokenizer.pad_token_id,
     }
-    save_datasets(splits, args.dataset)
     write_json(args.stats, stats)
     return stats
 

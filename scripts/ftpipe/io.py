@@ -97,3 +97,99 @@ def _content_fingerprint(split_dir: Path) -> None:
         digest.update(sha256_file(split_dir / entry["filename"]).encode())
     state["_fingerprint"] = digest.hexdigest()[:16]
     state_file.write_text(json.dumps(state, indent=2, sort_keys=True), encoding="utf-8")
+
+
+def save_dataset_tables(splits: dict, features, path: str | os.PathLike) -> dict[str, int]:
+    """`save_datasets` for splits given as iterables of Arrow tables (the columns of `features`), written as
+    they come, so that no split has to fit in memory; returns the rows of each split.
+
+    The folder is the one `save_datasets` writes for a Dataset of the concatenated tables, byte for byte: the
+    metadata files come from `save_to_disk` itself (of empty splits with the same features: they do not
+    depend on the rows), and the data goes through the same Arrow writer in the same record batches.
+    """
+    import datasets
+
+    with atomic_path(path) as tmp:
+        empty = {name: datasets.Dataset.from_dict({key: [] for key in features}, features=features) for name in splits}
+        datasets.DatasetDict(empty).save_to_disk(str(tmp), num_shards=dict.fromkeys(splits, 1))
+        rows = {}
+        for name, tables in splits.items():
+            split_dir = Path(tmp) / name
+            state = json.loads((split_dir / "state.json").read_text(encoding="utf-8"))
+            [data_file] = [split_dir / entry["filename"] for entry in state["_data_files"]]
+            rows[name] = _write_split(data_file, features, tables)
+            _content_fingerprint(split_dir)
+    return rows
+
+
+def _write_split(data_file: Path, features, tables) -> int:
+    """Write the tables as `save_to_disk` would write them as one table; returns the number of rows."""
+    from datasets import config
+    from datasets.arrow_writer import get_writer_batch_size_from_data_size
+
+    batch_rows = config.DEFAULT_MAX_BATCH_SIZE
+    num_rows, num_bytes = _write_batches(data_file, features, tables, batch_rows)
+    # save_to_disk uses smaller record batches when rows are large (on average over the whole split, so
+    # known only now): then the file is written again from the first one, one batch at a time.
+    if num_bytes > 0 and get_writer_batch_size_from_data_size(num_rows, num_bytes) < batch_rows:
+        batch_rows = get_writer_batch_size_from_data_size(num_rows, num_bytes)
+        first = data_file.with_name(data_file.name + ".first")
+        os.replace(data_file, first)
+        _write_batches(data_file, features, _read_tables(first), batch_rows)
+        first.unlink()
+    return num_rows
+
+
+def _write_batches(data_file: Path, features, tables, batch_rows: int) -> tuple[int, int]:
+    """Tables -> record batches of exactly `batch_rows` rows (the last one shorter), through datasets'
+    ArrowWriter as in `save_to_disk`; returns (rows, bytes) with bytes counted as `Table.nbytes` of the
+    concatenated tables (the size save_to_disk bases its batch size on).
+
+    save_to_disk writes slices of one table, and Arrow's IPC writer then rounds a sliced buffer up to 8
+    bytes with the bytes that follow it in memory (the next row's data). So a batch is written only once
+    the rows after it are in the same contiguous buffer, or at the end."""
+    import pyarrow as pa
+    from datasets.arrow_writer import ArrowWriter
+
+    writer = ArrowWriter(features=features, path=str(data_file), embed_local_files=True, writer_batch_size=batch_rows)
+    pending, num_rows, num_bytes = None, 0, 0
+    try:
+        for table in tables:
+            if table.num_rows == 0:
+                continue
+            num_rows += table.num_rows
+            num_bytes += table.nbytes
+            pending = (table if pending is None else pa.concat_tables([pending, table])).combine_chunks()
+            ready = _rows_ready(pending, batch_rows)
+            if ready:
+                writer.write_table(pending.slice(0, ready))
+                pending = pending.slice(ready)
+        if pending is not None and pending.num_rows:
+            writer.write_table(pending)
+        writer.finalize()
+    finally:
+        writer.close()
+    return num_rows, num_bytes
+
+
+def _rows_ready(table, batch_rows: int) -> int:
+    """The most whole batches of `table` that leave data behind them in every column (see _write_batches)."""
+    import pyarrow as pa
+
+    ready = (table.num_rows - 1) // batch_rows * batch_rows
+    for column in table.columns:
+        [chunk] = column.chunks
+        if isinstance(chunk, pa.ListArray):
+            while ready and chunk.offsets[ready].as_py() == chunk.offsets[-1].as_py():
+                ready -= batch_rows  # only empty lists after it: wait for values
+    return ready
+
+
+def _read_tables(data_file: Path):
+    """The record batches of an Arrow stream file, one table at a time, read (not memory-mapped) so that
+    memory holds one batch."""
+    import pyarrow as pa
+
+    with pa.OSFile(str(data_file)) as source:
+        for batch in pa.ipc.open_stream(source):
+            yield pa.Table.from_batches([batch])
