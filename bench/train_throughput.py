@@ -63,8 +63,10 @@ LEVERS = {
     "fused_optimizer": False,
 }
 PLAIN = {**LEVERS, "upcast_frozen_fp32": False}  # the loss-parity baseline: big micro-batch, no other lever
-# Each (b) variant adds one lever to the one before it; b8 is the training stage's default on GPUs.
+# Each (b) variant adds one lever to the one before it; b10 is the training stage's default on GPUs.
 B5 = {**PLAIN, "dequantize_base": True, "data_on_device": True, "mixed_precision": True}
+B8 = {"enabled": True, "compile_loss": False, "cuda_graphs": False}
+NO_DROPOUT = {"dropout": 0.0}
 VARIANTS = {
     "b0_stage_recipe_levers_off": (OFF, {}),
     "b1_micro_batch_64_no_checkpointing": (LEVERS, {}),
@@ -74,17 +76,19 @@ VARIANTS = {
     "b5_plus_bf16_autocast": (B5, {}),
     "b6_plus_compile_whole_model": ({**B5, "compile": True, "compile_scope": "model"}, {}),
     "b7_plus_compile_per_layer_instead": ({**B5, "compile": True, "compile_scope": "layers"}, {}),
-    "b8_plus_fused_adamw_default_fast_path": ({"enabled": True}, {}),
-    "b9_fast_path_lora_dropout_0": ({"enabled": True}, {"dropout": 0.0}),
+    "b8_plus_fused_adamw": (B8, {}),
+    "b9_plus_compiled_loss": ({**B8, "compile_loss": True}, {}),
+    "b10_plus_cuda_graphs_default_fast_path": ({"enabled": True}, {}),
+    "default_fast_path_evaluating_every_10_steps": ({"enabled": True}, {"eval_steps": 10}),
     "fast_path_without_autocast": ({"enabled": True, "mixed_precision": False}, {}),
-    "fast_path_cuda_graphs": ({"enabled": True, "cuda_graphs": True}, {}),
-    "fast_path_cuda_graphs_whole_model": ({"enabled": True, "cuda_graphs": True, "compile_scope": "model"}, {}),
-    "fast_path_loss_not_compiled": ({"enabled": True, "compile_loss": False}, {}),
-    "fast_path_fused_lora_dropout_0": ({"enabled": True, "fused_lora": True}, {"dropout": 0.0}),
-    "fast_path_fused_lora_cuda_graphs": ({"enabled": True, "fused_lora": True, "cuda_graphs": True}, {"dropout": 0.0}),
+    "fast_path_cuda_graphs_whole_model": ({"enabled": True, "compile_scope": "model"}, {}),
+    # LoRA dropout 0 (the recipe's is 0.05): the merged LoRA path becomes possible (fused_lora: auto takes it).
+    "lora_dropout_0_unfused": ({"enabled": True, "fused_lora": False}, NO_DROPOUT),
+    "lora_dropout_0_fused_lora_no_cuda_graphs": ({"enabled": True, "cuda_graphs": False}, NO_DROPOUT),
+    "lora_dropout_0_fused_lora_fastest": ({"enabled": True}, NO_DROPOUT),
     "low_memory_4bit_micro_16": ({"enabled": True, "micro_batch": 16, "dequantize_base": False}, {}),
 }
-DEFAULT_FAST = "b8_plus_fused_adamw_default_fast_path"
+DEFAULT_FAST = "b10_plus_cuda_graphs_default_fast_path"
 
 
 # ---------------------------------------------------------------- prepare (CPU)
@@ -271,6 +275,7 @@ def stage_args(
     micro_batch: int = 8,
     grad_accum: int = 8,
     logging_steps: int = 10,
+    eval_steps: int = 0,
 ):
     """The training stage's arguments for the reference recipe with the given speed levers, outputs in `out`."""
     from train import build_parser
@@ -281,7 +286,7 @@ def stage_args(
     argv += [item for name, file in outputs.items() for item in (f"--{name}", str(out / file))]
     argv += ["--lora", json.dumps(lora), "--speed", json.dumps(speed), "--save-steps", "100000"]
     argv += ["--micro-batch", str(micro_batch), "--grad-accum", str(grad_accum)]
-    argv += ["--max-steps", str(steps), "--logging-steps", str(logging_steps)]
+    argv += ["--max-steps", str(steps), "--logging-steps", str(logging_steps), "--eval-steps", str(eval_steps)]
     return build_parser().parse_args(argv)
 
 
@@ -296,7 +301,8 @@ def stage_variant(
         out = Path(out_name)
         timing = run_training(stage_args(model_dir, out, steps, speed, logging_steps=logging_steps, **recipe), blocks)
         history = json.loads((out / "history.json").read_text())["history"]
-    return variant_summary(timing), [row for row in history if "loss" in row]
+    logged = [row for row in history if "loss" in row]
+    return {**variant_summary(timing), "loss": [row["loss"] for row in logged]}, logged
 
 
 def variant_summary(timing: dict) -> dict:

@@ -52,10 +52,12 @@ SPEED_DEFAULTS = {
     "compile": True,
     "compile_scope": "layers",  # layers: each decoder layer compiled once and reused (short warm-up); model: all
     "compile_loss": True,  # with compile_scope layers: the cross-entropy too (no float32 copy of the logits)
-    "cuda_graphs": False,  # replay compiled graphs (GPU only)
+    "cuda_graphs": True,  # replay compiled graphs instead of launching each kernel from Python (GPU only)
     "data_on_device": True,
     "fused_optimizer": True,  # AdamW in a few fused kernels instead of a few per LoRA tensor
-    "fused_lora": False,  # LoRA folded into the frozen weight per matmul; needs LoRA dropout 0 (the recipe's is 0.05)
+    # LoRA folded into the frozen weight, one matmul per projection. auto: where possible, i.e. with LoRA dropout 0
+    # (the recipe's is 0.05) and 16-bit base weights; true: required (an error where impossible).
+    "fused_lora": "auto",
 }
 
 
@@ -103,23 +105,27 @@ def resolve_plan(args, device: torch.device, world: int = 1) -> dict:
         plan["compile_scope"] = None
     plan["compile_loss"] = plan["compile_loss"] and plan["compile_scope"] == "layers"  # "model" includes it
     plan["cuda_graphs"] = plan["cuda_graphs"] and plan["compile"] and device.type == "cuda"
-    if plan["fused_lora"]:
-        check_fused_lora(args, plan)
+    plan["fused_lora"] = fused_lora_plan(plan["fused_lora"], args, plan)
     return plan
 
 
-def check_fused_lora(args, plan: dict) -> None:
-    """The merged LoRA path computes x (W + s B A)^T: no dropout on the LoRA input, and W in 16/32 bits."""
+def fused_lora_plan(wanted, args, plan: dict) -> bool:
+    """The merged LoRA path computes x (W + s B A)^T: no dropout on the LoRA input, and W in 16/32 bits.
+    `auto` takes it where possible; `true` stops with the reason where it is not."""
+    four_bit = args.quantization.get("load_in_4bit") and not plan["dequantize_base"]
+    if wanted == "auto" or not wanted:
+        return wanted == "auto" and not args.lora["dropout"] and not four_bit
     if args.lora["dropout"]:
         raise SystemExit(
             f"train: speed.fused_lora needs lora.dropout 0, not {args.lora['dropout']}: dropout applies to the "
-            "LoRA input only, which a merged weight cannot do. Set lora.dropout: 0 or speed.fused_lora: false."
+            "LoRA input only, which a merged weight cannot do. Set lora.dropout: 0 or speed.fused_lora: auto."
         )
-    if args.quantization.get("load_in_4bit") and not plan["dequantize_base"]:
+    if four_bit:
         raise SystemExit(
             "train: speed.fused_lora needs the base weights in 16 bits: set speed.dequantize_base: true "
-            "(or speed.fused_lora: false for the 4-bit low-memory setting)."
+            "(or speed.fused_lora: auto for the 4-bit low-memory setting)."
         )
+    return True
 
 
 def load_blocks(packed_dir: str) -> dict[str, dict[str, torch.Tensor]]:

@@ -69,28 +69,37 @@ def test_dropout_is_refused(base):
         fuse_lora_layers(peft_model(base, dropout=0.05))
 
 
-def test_stage_and_config_refuse_fused_lora_with_dropout():
+def test_auto_takes_the_merged_path_where_possible_and_true_insists():
     from train import SPEED_DEFAULTS, resolve_plan
 
-    args = argparse.Namespace(
-        speed={"enabled": True, "fused_lora": True},
-        lora={"dropout": 0.05},
-        quantization={"load_in_4bit": True},
-        micro_batch=8,
-        grad_accum=8,
-        gradient_checkpointing=False,
-        upcast_frozen_fp32=False,
-    )
-    assert SPEED_DEFAULTS["fused_lora"] is False  # the recipe's dropout is 0.05
+    def plan(fused_lora, dropout: float, dequantize_base: bool = True):
+        args = argparse.Namespace(
+            speed={"enabled": True, "fused_lora": fused_lora, "dequantize_base": dequantize_base},
+            lora={"dropout": dropout},
+            quantization={"load_in_4bit": True},
+            micro_batch=8,
+            grad_accum=8,
+            gradient_checkpointing=False,
+            upcast_frozen_fp32=False,
+        )
+        return resolve_plan(args, torch.device("cpu"))["fused_lora"]
+
+    assert SPEED_DEFAULTS["fused_lora"] == "auto"
+    assert plan("auto", 0.0) is True
+    assert plan("auto", 0.05) is False  # the recipe's dropout
+    assert plan("auto", 0.0, dequantize_base=False) is False  # the 4-bit low-memory setting
+    assert plan(False, 0.0) is False
+    assert plan(True, 0.0) is True
     with pytest.raises(SystemExit, match="speed.fused_lora needs lora.dropout 0, not 0.05"):
-        resolve_plan(args, torch.device("cpu"))
-    args.lora, args.speed["dequantize_base"] = {"dropout": 0.0}, False
+        plan(True, 0.05)
     with pytest.raises(SystemExit, match="needs the base weights in 16 bits"):
-        resolve_plan(args, torch.device("cpu"))
-    args.speed["dequantize_base"] = True
-    assert resolve_plan(args, torch.device("cpu"))["fused_lora"] is True
+        plan(True, 0.0, dequantize_base=False)
+
+
+def test_config_check_refuses_fused_lora_true_with_dropout():
     config = {"train": {"lora": {"dropout": 0.05}, "speed": {"fused_lora": True}}}
     assert recipe_problems(config) == [
-        "train.speed.fused_lora: needs train.lora.dropout 0 (it is 0.05); set one of them differently"
+        "train.speed.fused_lora: needs train.lora.dropout 0 (it is 0.05); or use fused_lora: auto"
     ]
     assert recipe_problems({"train": {"lora": {"dropout": 0}, "speed": {"fused_lora": True}}}) == []
+    assert recipe_problems({"train": {"lora": {"dropout": 0.05}, "speed": {"fused_lora": "auto"}}}) == []

@@ -35,8 +35,8 @@ def recipe_problems(config: dict) -> list[str]:
     """Settings that are each valid but do not go together."""
     train = config.get("train", {})
     dropout = train.get("lora", {}).get("dropout", 0)
-    if train.get("speed", {}).get("fused_lora") and dropout:
-        return [f"train.speed.fused_lora: needs train.lora.dropout 0 (it is {dropout}); set one of them differently"]
+    if train.get("speed", {}).get("fused_lora") is True and dropout:
+        return [f"train.speed.fused_lora: needs train.lora.dropout 0 (it is {dropout}); or use fused_lora: auto"]
     return []
 
 
