@@ -9,9 +9,18 @@ The reference method (shared FACTS §1, §7): read every line, silently drop wha
 does not parse or has an empty field, sample, tokenize with padding to max_len via `datasets.map`, then
 pack in a Python loop (valid tokens + EOS appended to a buffer, cut every max_len). The project: the stage
 functions that Snakemake runs. Writes bench/results/dataprep.json.
+
+    python bench/dataprep.py stages --rows 50000 --out dataprep_stages_50k.json
+
+times each project stage (prepare, tokenize, pack) on every usable row, for three settings of the packing
+mode, completion-only labels and overlong policy, each setting in its own process (its peak RSS), and
+records the sha256 of every output file but the prepared JSONL, the tokenized and packed Arrow folders and
+their stats: two runs on the same code must give the same hashes, and a change that must not change the
+output is checked by comparing them with `stages --compare before.json`.
 """
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -79,6 +88,86 @@ def project_method(raw: Path, tokenizer_dir: Path, sample_size: int, template: d
         return read_json(Path(tmp) / "pack_stats.json")["train"]["blocks"]
 
 
+STAGE_SETTINGS = {  # name: (pack mode, completion_only, overlong)
+    "boundary_completion_truncate": ("boundary", True, "truncate"),
+    "boundary_completion_drop": ("boundary", True, "drop"),
+    "reference_all_reference": ("reference", False, "reference"),
+}
+
+
+def stages_one(raw: Path, out: Path, setting: str, template: dict) -> dict:
+    """The three data stages in this process, each timed; outputs under `out`."""
+    import resource
+
+    import pack
+    import prepare
+    import tokenize_data
+
+    from ftpipe.inprocess import run_data_stages
+
+    seconds = {}
+
+    def timed(name: str, stage):
+        def run(*args, **kwargs):
+            start = time.perf_counter()
+            result = stage(*args, **kwargs)
+            seconds[name] = round(time.perf_counter() - start, 2)
+            return result
+
+        return run
+
+    for module, name in ((prepare, "prepare"), (tokenize_data, "tokenize"), (pack, "pack")):
+        setattr(module, name, timed(name, getattr(module, name)))  # run_data_stages calls module.<name>
+    mode, completion_only, overlong = STAGE_SETTINGS[setting]
+    run_data_stages(
+        raw,
+        out,
+        ROOT / "bench" / "work" / "tokenizer",
+        template["instruction"],
+        template["response"],
+        max_len=MAX_LEN,
+        mode=mode,
+        completion_only=completion_only,
+        overlong=overlong,
+    )
+    return {"seconds": seconds, "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)}
+
+
+def output_hashes(out: Path) -> dict:
+    """sha256 of the stages' outputs after prepare: the tokenized and packed folders and the stats."""
+    return {
+        str(path.relative_to(out)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(out.rglob("*"))
+        if path.is_file()
+        and path.parts[len(out.parts)] in ("tokenized", "packed", "tokenize_stats.json", "pack_stats.json")
+    }
+
+
+def stages(rows: int, compare: Path | None) -> dict:
+    from make_catalog import generate_records, write_jsonl
+
+    result = {"rows": rows, "cpu_cores": os.cpu_count(), "max_len": MAX_LEN, "settings": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "trn.json"
+        write_jsonl(raw, generate_records(rows, seed=11, quirk_rate=0.05))
+        for setting in STAGE_SETTINGS:
+            out = Path(tmp) / setting
+            command = [sys.executable, __file__, "stages-one", str(raw), str(out), setting]
+            child = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
+            result["settings"][setting] = {
+                **json.loads(child.stdout.strip().splitlines()[-1]),
+                "hashes": output_hashes(out),
+            }
+            print(setting, result["settings"][setting]["seconds"], flush=True)
+    if compare is not None:
+        before = json.loads(compare.read_text())["settings"]
+        result["identical_to"] = {
+            "file": compare.name,
+            "identical": all(before[name]["hashes"] == result["settings"][name]["hashes"] for name in STAGE_SETTINGS),
+        }
+    return result
+
+
 def measure(method: str, raw: Path, tokenizer_dir: Path, sample_size: int) -> dict:
     """Run one method in a child process; its wall time and peak RSS (ru_maxrss of that child alone)."""
     command = [sys.executable, __file__, "one", method, str(raw), str(tokenizer_dir), str(sample_size)]
@@ -106,6 +195,13 @@ def main() -> None:
     one = sub.add_parser("one", help="(internal) run one method")
     for name in ("method", "raw", "tokenizer_dir", "sample_size"):
         one.add_argument(name)
+    per_stage = sub.add_parser("stages", help="time each stage, three settings; hashes of the outputs")
+    per_stage.add_argument("--rows", type=int, default=50_000)
+    per_stage.add_argument("--out", default="dataprep_stages.json", help="file name of the results JSON")
+    per_stage.add_argument("--compare", type=Path, help="an earlier results JSON: are the outputs identical?")
+    stage_one = sub.add_parser("stages-one", help="(internal) one setting of `stages`")
+    for name in ("raw", "out", "setting"):
+        stage_one.add_argument(name)
     args = parser.parse_args()
     import yaml
 
@@ -114,9 +210,18 @@ def main() -> None:
         method = {"reference": reference_method, "project": project_method}[args.method]
         print(method(Path(args.raw), Path(args.tokenizer_dir), int(args.sample_size), template))
         return
+    if args.command == "stages-one":
+        print(json.dumps(stages_one(Path(args.raw), Path(args.out), args.setting, template)))
+        return
     tokenizer_dir = ROOT / "bench" / "work" / "tokenizer"
     if not tokenizer_dir.exists():
         raise SystemExit("run `python bench/train_throughput.py prepare` first (it saves the tokenizer)")
+    if args.command == "stages":
+        result = stages(args.rows, args.compare)
+        out = ROOT / "bench" / "results" / args.out
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps({k: v for k, v in result.items() if k != "settings"}, indent=2))
+        return
     from make_catalog import generate_records, write_jsonl
 
     sample_size = args.rows if args.every_row else max(1, round(args.rows * REFERENCE_SHARE))

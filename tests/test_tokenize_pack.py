@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import bisect
+import copy
 import itertools
+import random
 
+import numpy as np
 import pytest
 import torch
 from pack import IGNORE, assign_blocks, pack_boundary, pack_reference
-from tokenize_data import apply_overlong, tokenize_examples, truncating_encoder
+from tokenize_data import apply_overlong, fit_examples, prompt_tokens, tokenize_examples, truncating_encoder
 
 from ftpipe.modeling import load_tokenizer
 from tests.conftest import PROMPT
@@ -57,10 +61,147 @@ def test_truncate_drops_when_the_prompt_fills_the_block():
     assert apply_overlong([1, 2, 3, 4, 5, 9], [-100, -100, -100, -100, 5, 9], 4, "truncate", eos=9) is None
 
 
+@pytest.mark.parametrize("completion_only", [True, False])
+@pytest.mark.parametrize("policy", ["truncate", "drop", "reference"])
+def test_vectorized_overlong_equals_apply_overlong(policy, completion_only):
+    """fit_examples (all examples at once, on flat arrays) gives what apply_overlong gives one by one."""
+    rng, eos, max_len = random.Random(3), 9, 8
+    encoded = [[rng.randrange(10, 99) for _ in range(rng.randrange(0, max_len + 2))] for _ in range(400)]
+    prompts = [rng.randrange(0, len(ids) + 1) for ids in encoded]  # includes prompts that fill the block
+    offsets = np.concatenate([[0], np.cumsum([len(ids) for ids in encoded])])
+    flat = np.array([t for ids in encoded for t in ids], dtype=np.int32)
+    got_ids, got_labels, got_lengths, what = fit_examples(
+        flat,
+        offsets,
+        np.array(prompts if completion_only else [0] * len(prompts)),
+        max_len,
+        policy,
+        eos,
+        completion_only,
+    )
+    expected_ids, expected_labels, expected_what = [], [], []
+    for ids, prompt in zip(encoded, prompts, strict=True):
+        labels = [IGNORE] * prompt + ids[prompt:] if completion_only else list(ids)
+        fitted = apply_overlong([*ids, eos], [*labels, eos], max_len, policy, eos)
+        expected_what.append("dropped" if fitted is None else fitted[2])
+        if fitted is not None:
+            expected_ids.append(fitted[0])
+            expected_labels.append(fitted[1])
+    assert got_lengths.tolist() == [len(ids) for ids in expected_ids]
+    assert got_ids.tolist() == [t for ids in expected_ids for t in ids]
+    assert got_labels.tolist() == [t for labels in expected_labels for t in labels]
+    assert [("fits", "truncated", "dropped")[w] for w in what] == expected_what
+    assert "fits" in expected_what and set(expected_what) - {"fits"}  # both kinds of example were there
+    if policy == "truncate" and completion_only:
+        assert {"truncated", "dropped"} <= set(expected_what)
+
+
+def _offsets_rule(encoding, prompt_chars: int) -> int:
+    return bisect.bisect_left([start for start, _ in encoding.offsets], prompt_chars)
+
+
+@pytest.mark.parametrize("add_bos", [False, True])
+def test_prompt_tokens_by_bisection_equals_the_offsets_rule(tokenizer_dir, tiny_catalog, add_bos):
+    """prompt_tokens reads a few offsets; the count is the one of all offsets, also with a tokenizer that
+    adds a special token (whose offset (0, 0) is outside the text)."""
+    from make_catalog import generate_records
+    from tokenizers.processors import TemplateProcessing
+
+    tokenizer = load_tokenizer(str(tokenizer_dir))
+    encoder = truncating_encoder(tokenizer, 128)
+    if add_bos:
+        encoder = copy.deepcopy(encoder)
+        bos = (tokenizer.eos_token, tokenizer.eos_token_id)
+        encoder.post_processor = TemplateProcessing(single=f"{bos[0]} $A", special_tokens=[bos])
+    records = list(generate_records(300, seed=5))
+    prompts = [PROMPT.format(title=r["title"]) for r in records]
+    texts = [p + r["content"] + "<eos>" for p, r in zip(prompts, records, strict=True)]
+    texts += [p[:cut] for p in prompts[:20] for cut in (0, 1, len(p) // 2)]  # texts shorter than the prompt
+    prompts += [p for p in prompts[:20] for _ in range(3)]
+    for prompt, encoding in zip(prompts, encoder.encode_batch(texts, add_special_tokens=True), strict=True):
+        assert prompt_tokens(encoding, len(prompt)) == _offsets_rule(encoding, len(prompt))
+
+
 def test_reference_packing_cuts_a_stream():
     blocks = pack_reference([[1, 2, 3], [4, 5, 6, 7], [8, 9]], [[1, 2, 3], [4, 5, 6, 7], [8, 9]], 4)
     assert [b["input_ids"] for b in blocks] == [[1, 2, 3, 4], [5, 6, 7, 8]]
     assert all(b["position_ids"] == [0, 1, 2, 3] for b in blocks)
+
+
+def old_assign_blocks(lengths: list[int], max_len: int) -> list[list[int]]:
+    """The first best-fit decreasing implementation (a scan over rooms), kept as the definition."""
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    blocks: list[list[int]] = []
+    by_room: list[list[int]] = [[] for _ in range(max_len + 1)]
+    for index in order:
+        length = lengths[index]
+        room = next((r for r in range(length, max_len + 1) if by_room[r]), None)
+        if room is None:
+            blocks.append([])
+            block, room = len(blocks) - 1, max_len
+        else:
+            block = by_room[room].pop()
+        blocks[block].append(index)
+        by_room[room - length].append(block)
+    return blocks
+
+
+def old_pack_boundary(input_ids, labels, max_len: int, pad_id: int) -> list[dict]:
+    """The first list-of-lists implementation of boundary packing, kept as the definition."""
+    packed = []
+    for members in old_assign_blocks([len(ids) for ids in input_ids], max_len):
+        block_ids, block_labels, positions = [], [], []
+        for index in sorted(members):
+            block_ids.extend(input_ids[index])
+            block_labels.extend([IGNORE, *labels[index][1:]])
+            positions.extend(range(len(input_ids[index])))
+        padding = max_len - len(block_ids)
+        block_ids.extend([pad_id] * padding)
+        block_labels.extend([IGNORE] * padding)
+        positions.extend(range(padding))
+        packed.append({"input_ids": block_ids, "labels": block_labels, "position_ids": positions})
+    return packed
+
+
+def old_pack_reference(input_ids, labels, max_len: int) -> list[dict]:
+    stream_ids = [t for ids in input_ids for t in ids]
+    stream_labels = [t for example in labels for t in example]
+    usable = len(stream_ids) // max_len * max_len
+    return [
+        {
+            "input_ids": stream_ids[i : i + max_len],
+            "labels": stream_labels[i : i + max_len],
+            "position_ids": list(range(max_len)),
+        }
+        for i in range(0, usable, max_len)
+    ]
+
+
+def random_examples(seed: int, count: int, max_len: int):
+    rng = random.Random(seed)
+    ids = [
+        [rng.randrange(3, 999) for _ in range(rng.choice([1, 2, max_len, max_len - 1, rng.randrange(1, max_len + 1)]))]
+        for _ in range(count)
+    ]
+    labels = [[IGNORE if rng.random() < 0.3 else t for t in example] for example in ids]
+    return ids, labels
+
+
+@pytest.mark.parametrize("seed, count, max_len", [(1, 3000, 16), (2, 500, 128), (3, 0, 8), (4, 1, 8)])
+def test_packing_equals_the_list_implementation(seed, count, max_len):
+    """Best fit places examples as the room scan did, and the vectorized blocks equal the list-built ones
+    (several chunks of blocks, every room size)."""
+    import pack
+
+    ids, labels = random_examples(seed, count, max_len)
+    lengths = [len(example) for example in ids]
+    assert assign_blocks(lengths, max_len) == old_assign_blocks(lengths, max_len)
+    expected = old_pack_boundary(ids, labels, max_len, pad_id=2)
+    chunks = pack.boundary_blocks(pack.Examples.from_lists(ids, labels), max_len, 2, chunk=7)
+    assert pack.as_block_dicts(chunks) == expected
+    assert pack_boundary(ids, labels, max_len, pad_id=2) == expected
+    parts = [pack.Examples.from_lists(ids[i : i + 37], labels[i : i + 37]) for i in range(0, count, 37)]
+    assert pack.as_block_dicts(pack.reference_blocks(parts, max_len)) == old_pack_reference(ids, labels, max_len)
 
 
 def test_best_fit_places_every_example_once():
@@ -158,3 +299,41 @@ def test_tokenize_and_pack_stages(tmp_path, tokenizer_dir, tiny_catalog):
 
 def folder_bytes(folder) -> dict:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("row_group_size", [None, "20KB"])
+def test_streamed_save_equals_save_datasets(tmp_path, monkeypatch, row_group_size):
+    """save_dataset_tables (tables written as they come) gives the folder save_datasets gives for the whole
+    data, byte for byte: uneven tables, odd lengths, empty lists at batch edges and at the end, an empty
+    split, and (with a small row-group size) the smaller record batches save_to_disk then uses."""
+    import datasets
+    import pyarrow as pa
+
+    from ftpipe.io import save_dataset_tables, save_datasets
+
+    if row_group_size:
+        monkeypatch.setattr(datasets.config, "MAX_ROW_GROUP_SIZE", row_group_size)
+    features = datasets.Features(
+        {"input_ids": datasets.Sequence(datasets.Value("int32")), "length": datasets.Value("int32")}
+    )
+    rng = random.Random(0)
+    rows = [[rng.randrange(50_000) for _ in range(rng.randrange(1, 40))] for _ in range(2600)]
+    for index in [*range(995, 1010), *range(2590, 2600)]:
+        rows[index] = []
+    splits = {"train": rows, "validation": [], "test": rows[:5]}
+
+    def columns(part):
+        return {"input_ids": part, "length": [len(ids) for ids in part]}
+
+    def tables(part):
+        start = 0
+        while start < len(part):
+            size = rng.choice([1, 7, 400, 999, 1001, 1500])
+            yield pa.table(columns(part[start : start + size])).cast(features.arrow_schema)
+            start += size
+
+    whole = {name: datasets.Dataset.from_dict(columns(part), features=features) for name, part in splits.items()}
+    save_datasets(whole, tmp_path / "whole")
+    streamed = save_dataset_tables({name: tables(part) for name, part in splits.items()}, features, tmp_path / "parts")
+    assert streamed == {name: len(part) for name, part in splits.items()}
+    assert folder_bytes(tmp_path / "parts") == folder_bytes(tmp_path / "whole")

@@ -157,6 +157,12 @@ def _write_batches(data_file: Path, features, tables, batch_rows: int) -> tuple[
         for table in tables:
             if table.num_rows == 0:
                 continue
+            table = pa.table(
+                {
+                    name: _no_empty_validity(column.chunk(0) if column.num_chunks == 1 else column.combine_chunks())
+                    for name, column in zip(table.column_names, table.columns, strict=True)
+                }
+            )
             num_rows += table.num_rows
             num_bytes += table.nbytes
             pending = (table if pending is None else pa.concat_tables([pending, table])).combine_chunks()
@@ -172,6 +178,21 @@ def _write_batches(data_file: Path, features, tables, batch_rows: int) -> tuple[
     return num_rows, num_bytes
 
 
+def _no_empty_validity(array):
+    """The array without validity bitmaps where there are no nulls (an array built from Python lists may
+    have one, datasets' from_dict has none), so that `nbytes` is the size save_to_disk sees."""
+    import pyarrow as pa
+
+    if array.null_count or array.buffers()[0] is None and not pa.types.is_list(array.type):
+        return array
+    if pa.types.is_list(array.type):
+        values = _no_empty_validity(array.values)
+        return pa.Array.from_buffers(array.type, len(array), [None, array.buffers()[1]], 0, array.offset, [values])
+    if pa.types.is_integer(array.type) or pa.types.is_floating(array.type):
+        return pa.Array.from_buffers(array.type, len(array), [None, array.buffers()[1]], 0, array.offset)
+    return array
+
+
 def _rows_ready(table, batch_rows: int) -> int:
     """The most whole batches of `table` that leave data behind them in every column (see _write_batches)."""
     import pyarrow as pa
@@ -179,7 +200,7 @@ def _rows_ready(table, batch_rows: int) -> int:
     ready = (table.num_rows - 1) // batch_rows * batch_rows
     for column in table.columns:
         [chunk] = column.chunks
-        if isinstance(chunk, pa.ListArray):
+        if isinstance(chunk, pa.ListArray | pa.LargeListArray):
             while ready and chunk.offsets[ready].as_py() == chunk.offsets[-1].as_py():
                 ready -= batch_rows  # only empty lists after it: wait for values
     return ready
