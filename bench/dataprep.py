@@ -13,7 +13,7 @@ functions that Snakemake runs. Writes bench/results/dataprep.json.
     python bench/dataprep.py stages --rows 50000 --out dataprep_stages_50k.json
 
 times each project stage (prepare, tokenize, pack) on every usable row, for three settings of the packing
-mode, completion-only labels and overlong policy, each setting in its own process (its peak RSS), and
+mode, completion-only labels and overlong policy, each stage in its own process (its own peak RSS), and
 records the sha256 of every output file but the prepared JSONL, the tokenized and packed Arrow folders and
 their stats: two runs on the same code must give the same hashes, and a change that must not change the
 output is checked by comparing them with `stages --compare before.json`.
@@ -95,41 +95,60 @@ STAGE_SETTINGS = {  # name: (pack mode, completion_only, overlong)
 }
 
 
-def stages_one(raw: Path, out: Path, setting: str, template: dict) -> dict:
-    """The three data stages in this process, each timed; outputs under `out`."""
+def stage_one(raw: Path, out: Path, setting: str, stage: str, template: dict) -> dict:
+    """One data stage in this process (the earlier ones have written their outputs under `out`), called
+    as ftpipe.inprocess.run_data_stages calls it: its seconds and this process's peak RSS."""
     import resource
 
     import pack
     import prepare
     import tokenize_data
 
-    from ftpipe.inprocess import run_data_stages
+    from ftpipe.stage import namespace
 
-    seconds = {}
-
-    def timed(name: str, stage):
-        def run(*args, **kwargs):
-            start = time.perf_counter()
-            result = stage(*args, **kwargs)
-            seconds[name] = round(time.perf_counter() - start, 2)
-            return result
-
-        return run
-
-    for module, name in ((prepare, "prepare"), (tokenize_data, "tokenize"), (pack, "pack")):
-        setattr(module, name, timed(name, getattr(module, name)))  # run_data_stages calls module.<name>
     mode, completion_only, overlong = STAGE_SETTINGS[setting]
-    run_data_stages(
-        raw,
-        out,
-        ROOT / "bench" / "work" / "tokenizer",
-        template["instruction"],
-        template["response"],
-        max_len=MAX_LEN,
-        mode=mode,
-        completion_only=completion_only,
-        overlong=overlong,
-    )
+    splits = {name: str(out / f"{name}.jsonl") for name in ("train", "validation", "test")}
+    module, args = {
+        "prepare": (
+            prepare,
+            dict(
+                raw=str(raw),
+                **splits,
+                counts=str(out / "counts.json"),
+                rejects=str(out / "rejects.jsonl"),
+                instruction_template=template["instruction"],
+                response_template=template["response"],
+            ),
+        ),
+        "tokenize": (
+            tokenize_data,
+            dict(
+                **splits,
+                model_dir=str(ROOT / "bench" / "work" / "tokenizer"),
+                dataset=str(out / "tokenized"),
+                stats=str(out / "tokenize_stats.json"),
+                max_len=MAX_LEN,
+                completion_only=completion_only,
+                overlong=overlong,
+            ),
+        ),
+        "pack": (
+            pack,
+            dict(
+                tokenized=str(out / "tokenized"),
+                tokenize_stats=str(out / "tokenize_stats.json"),
+                dataset=str(out / "packed"),
+                stats=str(out / "pack_stats.json"),
+                mode=mode,
+                max_len=MAX_LEN,
+            ),
+        ),
+    }[stage]
+    function = {"prepare": prepare.prepare, "tokenize": tokenize_data.tokenize, "pack": pack.pack}[stage]
+    parsed = namespace(module.build_parser(), **args)
+    start = time.perf_counter()
+    function(parsed)
+    seconds = round(time.perf_counter() - start, 2)
     return {"seconds": seconds, "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)}
 
 
@@ -143,27 +162,31 @@ def output_hashes(out: Path) -> dict:
     }
 
 
-def stages(rows: int, compare: Path | None) -> dict:
+def stages(rows: int, compare: Path | None, settings) -> dict:
     from make_catalog import generate_records, write_jsonl
 
     result = {"rows": rows, "cpu_cores": os.cpu_count(), "max_len": MAX_LEN, "settings": {}}
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "trn.json"
         write_jsonl(raw, generate_records(rows, seed=11, quirk_rate=0.05))
-        for setting in STAGE_SETTINGS:
+        for setting in settings:
             out = Path(tmp) / setting
-            command = [sys.executable, __file__, "stages-one", str(raw), str(out), setting]
-            child = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
+            measured = {}
+            for stage in ("prepare", "tokenize", "pack"):
+                command = [sys.executable, __file__, "stage-one", str(raw), str(out), setting, stage]
+                child = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
+                measured[stage] = json.loads(child.stdout.strip().splitlines()[-1])
             result["settings"][setting] = {
-                **json.loads(child.stdout.strip().splitlines()[-1]),
+                "seconds": {stage: m["seconds"] for stage, m in measured.items()},
+                "peak_rss_gib": {stage: m["peak_rss_gib"] for stage, m in measured.items()},
                 "hashes": output_hashes(out),
             }
-            print(setting, result["settings"][setting]["seconds"], flush=True)
+            print(setting, {k: v for k, v in result["settings"][setting].items() if k != "hashes"}, flush=True)
     if compare is not None:
         before = json.loads(compare.read_text())["settings"]
         result["identical_to"] = {
             "file": compare.name,
-            "identical": all(before[name]["hashes"] == result["settings"][name]["hashes"] for name in STAGE_SETTINGS),
+            "identical": all(before[name]["hashes"] == result["settings"][name]["hashes"] for name in settings),
         }
     return result
 
@@ -192,6 +215,13 @@ def main() -> None:
         help="both methods tokenize and pack every usable row (FACTS §7's basis) instead of the reference's share",
     )
     bench.add_argument("--out", default="dataprep.json", help="file name of the results JSON")
+    bench.add_argument(
+        "--methods",
+        nargs="+",
+        choices=("reference", "project"),
+        default=("reference", "project"),
+        help="run only some (e.g. the project's alone on sizes whose reference run would not fit in memory)",
+    )
     one = sub.add_parser("one", help="(internal) run one method")
     for name in ("method", "raw", "tokenizer_dir", "sample_size"):
         one.add_argument(name)
@@ -199,9 +229,10 @@ def main() -> None:
     per_stage.add_argument("--rows", type=int, default=50_000)
     per_stage.add_argument("--out", default="dataprep_stages.json", help="file name of the results JSON")
     per_stage.add_argument("--compare", type=Path, help="an earlier results JSON: are the outputs identical?")
-    stage_one = sub.add_parser("stages-one", help="(internal) one setting of `stages`")
-    for name in ("raw", "out", "setting"):
-        stage_one.add_argument(name)
+    per_stage.add_argument("--settings", nargs="+", choices=tuple(STAGE_SETTINGS), default=tuple(STAGE_SETTINGS))
+    one_stage = sub.add_parser("stage-one", help="(internal) one stage of one setting of `stages`")
+    for name in ("raw", "out", "setting", "stage"):
+        one_stage.add_argument(name)
     args = parser.parse_args()
     import yaml
 
@@ -210,14 +241,14 @@ def main() -> None:
         method = {"reference": reference_method, "project": project_method}[args.method]
         print(method(Path(args.raw), Path(args.tokenizer_dir), int(args.sample_size), template))
         return
-    if args.command == "stages-one":
-        print(json.dumps(stages_one(Path(args.raw), Path(args.out), args.setting, template)))
+    if args.command == "stage-one":
+        print(json.dumps(stage_one(Path(args.raw), Path(args.out), args.setting, args.stage, template)))
         return
     tokenizer_dir = ROOT / "bench" / "work" / "tokenizer"
     if not tokenizer_dir.exists():
         raise SystemExit("run `python bench/train_throughput.py prepare` first (it saves the tokenizer)")
     if args.command == "stages":
-        result = stages(args.rows, args.compare)
+        result = stages(args.rows, args.compare, args.settings)
         out = ROOT / "bench" / "results" / args.out
         out.write_text(json.dumps(result, indent=2) + "\n")
         print(json.dumps({k: v for k, v in result.items() if k != "settings"}, indent=2))
@@ -236,12 +267,13 @@ def main() -> None:
             "cpu_cores": os.cpu_count(),
             "max_len": MAX_LEN,
         }
-        for method in ("reference", "project"):
+        for method in args.methods:
             result[method] = measure(method, raw, tokenizer_dir, sample_size)
             result[method]["rows_per_second"] = round(args.rows / result[method]["seconds"], 1)
-    result["ratio_rows_per_second"] = round(
-        result["project"]["rows_per_second"] / result["reference"]["rows_per_second"], 2
-    )
+    if len(args.methods) == 2:
+        result["ratio_rows_per_second"] = round(
+            result["project"]["rows_per_second"] / result["reference"]["rows_per_second"], 2
+        )
     out = ROOT / "bench" / "results" / args.out
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

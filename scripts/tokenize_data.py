@@ -114,6 +114,8 @@ def tokenize_examples(encoder, eos: int, prompts: list[str], texts: list[str], c
     # Without a length limit every example fits: the whole text plus EOS.
     input_ids, labels, lengths, _ = fit_examples(flat, offsets, prompt, 1 << 62, "drop", eos, completion_only)
     cuts = np.cumsum(lengths)[:-1]
+    if not len(lengths):
+        return [], []
     return [a.tolist() for a in np.split(input_ids, cuts)], [a.tolist() for a in np.split(labels, cuts)]
 
 
