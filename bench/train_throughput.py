@@ -80,6 +80,7 @@ VARIANTS = {
     "b9_plus_compiled_loss": ({**B8, "compile_loss": True}, {}),
     "b10_plus_cuda_graphs_default_fast_path": ({"enabled": True}, {}),
     "default_fast_path_evaluating_every_10_steps": ({"enabled": True}, {"eval_steps": 10}),
+    "default_fast_path_micro_16_x_4": ({"enabled": True, "micro_batch": 16}, {}),
     "fast_path_without_autocast": ({"enabled": True, "mixed_precision": False}, {}),
     "fast_path_cuda_graphs_whole_model": ({"enabled": True, "compile_scope": "model"}, {}),
     # LoRA dropout 0 (the recipe's is 0.05): the merged LoRA path becomes possible (fused_lora: auto takes it).

@@ -104,7 +104,11 @@ def resolve_plan(args, device: torch.device, world: int = 1) -> dict:
     if not plan["compile"]:
         plan["compile_scope"] = None
     plan["compile_loss"] = plan["compile_loss"] and plan["compile_scope"] == "layers"  # "model" includes it
-    plan["cuda_graphs"] = plan["cuda_graphs"] and plan["compile"] and device.type == "cuda"
+    # CUDA graphs need a GPU, compiled code and one micro-batch per step: with accumulation, the replay of the
+    # second micro-batch overwrites the first one's gradients, which live in the graphs' memory (measured: an
+    # "accessing tensor output of CUDAGraphs that has been overwritten" error in the second backward pass).
+    one_micro_batch = plan["grad_accum"] == 1
+    plan["cuda_graphs"] = plan["cuda_graphs"] and plan["compile"] and device.type == "cuda" and one_micro_batch
     plan["fused_lora"] = fused_lora_plan(plan["fused_lora"], args, plan)
     return plan
 

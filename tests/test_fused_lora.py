@@ -69,20 +69,27 @@ def test_dropout_is_refused(base):
         fuse_lora_layers(peft_model(base, dropout=0.05))
 
 
+def resolved(speed: dict, dropout: float = 0.0, device: str = "cpu") -> dict:
+    """The training stage's plan for the recipe with these speed levers and LoRA dropout (a 4-bit base)."""
+    from train import resolve_plan
+
+    args = argparse.Namespace(
+        speed={"enabled": True, **speed},
+        lora={"dropout": dropout},
+        quantization={"load_in_4bit": True},
+        micro_batch=8,
+        grad_accum=8,
+        gradient_checkpointing=False,
+        upcast_frozen_fp32=False,
+    )
+    return resolve_plan(args, torch.device(device))  # only the device's type is read: no GPU needed
+
+
 def test_auto_takes_the_merged_path_where_possible_and_true_insists():
-    from train import SPEED_DEFAULTS, resolve_plan
+    from train import SPEED_DEFAULTS
 
     def plan(fused_lora, dropout: float, dequantize_base: bool = True):
-        args = argparse.Namespace(
-            speed={"enabled": True, "fused_lora": fused_lora, "dequantize_base": dequantize_base},
-            lora={"dropout": dropout},
-            quantization={"load_in_4bit": True},
-            micro_batch=8,
-            grad_accum=8,
-            gradient_checkpointing=False,
-            upcast_frozen_fp32=False,
-        )
-        return resolve_plan(args, torch.device("cpu"))["fused_lora"]
+        return resolved({"fused_lora": fused_lora, "dequantize_base": dequantize_base}, dropout)["fused_lora"]
 
     assert SPEED_DEFAULTS["fused_lora"] == "auto"
     assert plan("auto", 0.0) is True
@@ -103,3 +110,10 @@ def test_config_check_refuses_fused_lora_true_with_dropout():
     ]
     assert recipe_problems({"train": {"lora": {"dropout": 0}, "speed": {"fused_lora": True}}}) == []
     assert recipe_problems({"train": {"lora": {"dropout": 0.05}, "speed": {"fused_lora": "auto"}}}) == []
+
+
+def test_cuda_graphs_only_on_a_gpu_with_one_micro_batch_per_step():
+    assert resolved({}, device="cuda")["cuda_graphs"] is True  # the default on GPUs: micro-batch 64 = the step
+    assert resolved({}, device="cpu")["cuda_graphs"] is False
+    assert resolved({"micro_batch": 16}, device="cuda")["cuda_graphs"] is False  # 4 micro-batches per step
+    assert resolved({"compile": False}, device="cuda")["cuda_graphs"] is False
