@@ -10,7 +10,8 @@ Two modes:
 
 Each block has `input_ids`, `labels` and `position_ids`, all of length `max_len`. Tokens are flat numpy
 arrays, and blocks are built and written a chunk at a time: `reference` streams through a split;
-`boundary` holds a split's token ids and labels (8 bytes a token), since best fit needs every length first.
+`boundary` holds a split's token ids and labels (3 bytes a token for a vocabulary of up to 65,536 ids and
+labels that are the ids or -100), since best fit needs every length first.
 """
 
 import argparse
@@ -38,11 +39,21 @@ CHUNK_BLOCKS = 8000  # boundary blocks built at a time
 
 @dataclass
 class Examples:
-    """Examples one after another: example i is input_ids[offsets[i]:offsets[i + 1]], and so its labels."""
+    """Examples one after another: example i is input_ids[offsets[i]:offsets[i + 1]], and so its labels.
 
-    input_ids: np.ndarray  # int32
-    labels: np.ndarray  # int32
+    A split held whole (boundary mode) is kept compact when it can be: token ids as uint16 when they all
+    fit, and labels as a flag per token (IGNORE, or else the token id) when that is what they are.
+    """
+
+    input_ids: np.ndarray  # int32, or uint16 when compact
+    labels: np.ndarray | None  # int32, or None when `ignored` gives them
     offsets: np.ndarray  # int64, starts at 0, one more entry than examples
+    ignored: np.ndarray | None = None  # bool per token: label IGNORE (else the label is the token id)
+
+    def labels_at(self, index) -> np.ndarray:
+        if self.labels is not None:
+            return self.labels[index]
+        return np.where(self.ignored[index], np.int32(IGNORE), self.input_ids[index].astype(np.int32))
 
     @classmethod
     def from_lists(cls, input_ids: list[list[int]], labels: list[list[int]]) -> "Examples":
@@ -78,20 +89,38 @@ def read_examples(files: list[str]) -> Iterator[Examples]:
 
 
 def load_examples(files: list[str], examples: int, tokens: int) -> Examples:
-    """All examples of a split in one set of arrays, filled a record batch at a time."""
-    whole = Examples(np.empty(tokens, np.int32), np.empty(tokens, np.int32), np.zeros(examples + 1, np.int64))
+    """All examples of a split, compact where they can be (see `Examples`), read a record batch at a time."""
+    return gather_examples(read_examples(files), examples, tokens)
+
+
+def gather_examples(parts: Iterable[Examples], examples: int, tokens: int) -> Examples:
+    """`examples` examples of `tokens` tokens in all, given in parts, as one compact Examples: 3 bytes a
+    token where ids fit 16 bits and labels are IGNORE or the token id, up to 8 otherwise."""
+    input_ids, ignored, labels = np.empty(tokens, np.uint16), np.empty(tokens, np.bool_), None
+    offsets = np.zeros(examples + 1, np.int64)
     done_examples = done_tokens = 0
-    for part in read_examples(files):
+    for part in parts:
         count, size = len(part.offsets) - 1, int(part.offsets[-1])
         if done_examples + count > examples or done_tokens + size > tokens:
             raise ValueError("the split holds more than its table says")
-        whole.input_ids[done_tokens : done_tokens + size] = part.input_ids
-        whole.labels[done_tokens : done_tokens + size] = part.labels
-        whole.offsets[done_examples + 1 : done_examples + count + 1] = part.offsets[1:] + done_tokens
+        span = slice(done_tokens, done_tokens + size)
+        if input_ids.dtype == np.uint16 and size and not 0 <= part.input_ids.min() <= part.input_ids.max() <= 65535:
+            input_ids = input_ids.astype(np.int32)  # ids over 16 bits: 4 bytes a token from here on
+        input_ids[span] = part.input_ids
+        part_ignored = part.labels == IGNORE
+        if labels is None and not np.array_equal(part.labels[~part_ignored], part.input_ids[~part_ignored]):
+            labels = np.empty(tokens, np.int32)  # labels that are not the ids: kept as they are from here on
+            labels[:done_tokens] = np.where(ignored[:done_tokens], IGNORE, input_ids[:done_tokens].astype(np.int32))
+            ignored = None
+        if labels is None:
+            ignored[span] = part_ignored
+        else:
+            labels[span] = part.labels
+        offsets[done_examples + 1 : done_examples + count + 1] = part.offsets[1:] + done_tokens
         done_examples, done_tokens = done_examples + count, done_tokens + size
     if (done_examples, done_tokens) != (examples, tokens):
         raise ValueError("the split holds less than its table says")
-    return whole
+    return Examples(input_ids, labels, offsets, ignored)
 
 
 def reference_blocks(parts: Iterable[Examples], max_len: int) -> Iterator[dict]:
@@ -184,7 +213,7 @@ def boundary_blocks(examples: Examples, max_len: int, pad_id: int, chunk: int = 
         input_ids = np.full((b1 - b0) * max_len, pad_id, dtype=np.int32)
         input_ids[token_target] = examples.input_ids[token_source]
         labels = np.full((b1 - b0) * max_len, IGNORE, dtype=np.int32)
-        labels[token_target] = examples.labels[token_source]
+        labels[token_target] = examples.labels_at(token_source)
         labels[target[size > 0]] = IGNORE  # no label across the boundary
         used = block_used[b0:b1, None]
         # Padding is a segment of its own, so nothing attends to it: its positions restart at 0 too.

@@ -177,23 +177,37 @@ def old_pack_reference(input_ids, labels, max_len: int) -> list[dict]:
     ]
 
 
-def random_examples(seed: int, count: int, max_len: int):
+def random_examples(seed: int, count: int, max_len: int, labels_are_ids: bool = True, id_range: int = 999):
     rng = random.Random(seed)
+    sizes = [rng.choice([1, 2, max_len, max_len - 1, rng.randrange(1, max_len + 1)]) for _ in range(count)]
+    # ids up to id_range in the second half only: a compact split switches to full width half-way
     ids = [
-        [rng.randrange(3, 999) for _ in range(rng.choice([1, 2, max_len, max_len - 1, rng.randrange(1, max_len + 1)]))]
-        for _ in range(count)
+        [rng.randrange(3, id_range if i >= count // 2 else min(id_range, 999)) for _ in range(size)]
+        for i, size in enumerate(sizes)
     ]
     labels = [[IGNORE if rng.random() < 0.3 else t for t in example] for example in ids]
+    if not labels_are_ids:  # one example's labels are not its ids: the whole split keeps full labels
+        labels[count // 2] = [t + 1 for t in ids[count // 2]]
     return ids, labels
 
 
-@pytest.mark.parametrize("seed, count, max_len", [(1, 3000, 16), (2, 500, 128), (3, 0, 8), (4, 1, 8)])
-def test_packing_equals_the_list_implementation(seed, count, max_len):
+@pytest.mark.parametrize(
+    "seed, count, max_len, labels_are_ids, id_range",
+    [
+        (1, 3000, 16, True, 999),
+        (2, 500, 128, True, 70_000),
+        (5, 900, 16, False, 999),
+        (3, 0, 8, True, 9),
+        (4, 1, 8, True, 9),
+    ],
+)
+def test_packing_equals_the_list_implementation(seed, count, max_len, labels_are_ids, id_range):
     """Best fit places examples as the room scan did, and the vectorized blocks equal the list-built ones
-    (several chunks of blocks, every room size)."""
+    (several chunks of blocks, every room size), also from a split held compact (16-bit ids and label
+    flags where they fit, and the switch to full width half-way)."""
     import pack
 
-    ids, labels = random_examples(seed, count, max_len)
+    ids, labels = random_examples(seed, count, max_len, labels_are_ids, id_range)
     lengths = [len(example) for example in ids]
     assert assign_blocks(lengths, max_len) == old_assign_blocks(lengths, max_len)
     expected = old_pack_boundary(ids, labels, max_len, pad_id=2)
@@ -201,6 +215,10 @@ def test_packing_equals_the_list_implementation(seed, count, max_len):
     assert pack.as_block_dicts(chunks) == expected
     assert pack_boundary(ids, labels, max_len, pad_id=2) == expected
     parts = [pack.Examples.from_lists(ids[i : i + 37], labels[i : i + 37]) for i in range(0, count, 37)]
+    held = pack.gather_examples(parts, count, sum(lengths))
+    assert (held.input_ids.dtype == np.uint16) == (id_range <= 65_536)
+    assert (held.labels is None) == labels_are_ids
+    assert pack.as_block_dicts(pack.boundary_blocks(held, max_len, 2, chunk=7)) == expected
     assert pack.as_block_dicts(pack.reference_blocks(parts, max_len)) == old_pack_reference(ids, labels, max_len)
 
 
