@@ -2,7 +2,9 @@
 
 Every input line ends in exactly one outcome: `kept`, `repaired` (kept after a repair) or `rejected`
 (written to the rejects file with its line number, reason and raw text). JSON Lines input is streamed,
-so memory stays bounded whatever the file size; a JSON array file is read whole.
+so memory stays bounded whatever the file size; a JSON array file is read whole. Without a sample size the
+kept rows are written as they come; a sample of more than IN_MEMORY_SAMPLE rows is spilled to a temporary
+file next to the outputs (only its priorities and line numbers stay in memory) and written back in order.
 """
 
 import argparse
@@ -12,8 +14,10 @@ import html
 import json
 import logging
 import math
+import pickle
 import re
 import sys
+import tempfile
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
@@ -31,6 +35,11 @@ log = logging.getLogger("ftpipe.prepare")
 SPLITS = ("train", "validation", "test")
 MAX_LINE_BYTES = 1 << 20  # a product record is a few KB; a megabyte line is a broken export
 REJECT_RAW_CHARS = 4096
+IN_MEMORY_SAMPLE = 10_000  # a larger sample is spilled to disk: a kept row costs about 2 KB in memory, and
+# the heap of dicts is slower than the spill file (the garbage collector walks it)
+READ_BYTES = 8 << 20
+_BOM = b"\xef\xbb\xbf"
+_encode = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(x, ensure_ascii=False), one encoder
 _TAG = re.compile(r"</?[A-Za-z][^<>]*>")
 _NON_WORD = re.compile(r"[\W_]+")
 _CONTROL_CATEGORIES = {"Cc", "Cf", "Cs", "Co"}
@@ -67,12 +76,37 @@ def iter_lines(path: Path, digest):
     if head.startswith(b"["):
         yield from _iter_array(path, digest)
         return
+    yield from _iter_jsonl(path, digest)
+
+
+def _iter_jsonl(path: Path, digest):
+    """The lines of a JSON Lines file, read in blocks of READ_BYTES (what iterating the file would give)."""
+    number = 0
+    pending: list[bytes] = []  # the start of a line that runs past the block read so far
     with open(path, "rb") as handle:
-        for number, line in enumerate(handle, start=1):
-            digest.update(line)
-            if number == 1:
-                line = line.removeprefix(b"\xef\xbb\xbf")
-            yield number, line.rstrip(b"\r\n")
+        while block := handle.read(READ_BYTES):
+            digest.update(block)
+            if b"\n" not in block:
+                pending.append(block)
+                continue
+            if pending:
+                pending.append(block)
+                block = b"".join(pending)
+                pending = []
+            lines = block.split(b"\n")
+            last = lines.pop()
+            if last:
+                pending.append(last)
+            if number == 0:
+                lines[0] = lines[0].removeprefix(_BOM)
+            for line in lines:
+                number += 1
+                yield number, line.rstrip(b"\r") if line.endswith(b"\r") else line
+    if pending:
+        line = b"".join(pending)
+        if number == 0:
+            line = line.removeprefix(_BOM)
+        yield number + 1, line.rstrip(b"\r\n")
 
 
 def _iter_array(path: Path, digest):
@@ -85,7 +119,7 @@ def _iter_array(path: Path, digest):
     if not isinstance(items, list):
         raise InputError(f"{path}: expected a JSON array of objects or JSON Lines")
     for number, item in enumerate(items, start=1):
-        yield number, json.dumps(item, ensure_ascii=False).encode("utf-8")
+        yield number, _encode(item).encode("utf-8")
 
 
 # ---------------------------------------------------------------- parsing and repairing one line
@@ -93,16 +127,22 @@ def _iter_array(path: Path, digest):
 
 def parse_line(raw: bytes) -> Outcome:
     """Decode, parse and clean one raw line into an Outcome (record with repairs, or a reject reason)."""
+    record, repairs, reason = _parse(raw)
+    return Outcome(record=record, repairs=repairs, reason=reason)
+
+
+def _parse(raw: bytes) -> tuple[dict | None, list[str], str | None]:
+    """parse_line's work as (record, repairs, reason), without building an Outcome for every line."""
     try:
         obj = orjson.loads(raw)  # fast path: valid UTF-8, strict JSON
     except orjson.JSONDecodeError:
         return _parse_slowly(raw)
-    if not isinstance(obj, dict):
-        return Outcome(reason="not_an_object")
-    return clean_record(obj, [])
+    if obj.__class__ is not dict and not isinstance(obj, dict):
+        return None, [], "not_an_object"
+    return _clean(obj, [])
 
 
-def _parse_slowly(raw: bytes) -> Outcome:
+def _parse_slowly(raw: bytes) -> tuple[dict | None, list[str], str | None]:
     """Lines the strict parser refused: invalid UTF-8, NaN, doubled quotes, or really broken."""
     repairs: list[str] = []
     try:
@@ -111,13 +151,13 @@ def _parse_slowly(raw: bytes) -> Outcome:
         text = raw.decode("utf-8", errors="replace").replace("\ufffd", "")
         repairs.append("invalid_utf8")
     if not text.strip():
-        return Outcome(reason="blank_line")
+        return None, repairs, "blank_line"
     obj = _loads(text, repairs)
     if obj is None:
-        return Outcome(reason="invalid_json")
+        return None, repairs, "invalid_json"
     if not isinstance(obj, dict):
-        return Outcome(reason="not_an_object")
-    return clean_record(obj, repairs)
+        return None, repairs, "not_an_object"
+    return _clean(obj, repairs)
 
 
 def _loads(text: str, repairs: list[str]):
@@ -148,22 +188,33 @@ def _field(obj: dict, name: str, repairs: list[str]):
 
 
 def clean_text(value: str, repairs: list[str]) -> str:
-    """Unescape HTML entities, drop tags and control characters, collapse whitespace; note each repair."""
+    """Unescape HTML entities, drop tags and control characters, collapse whitespace; note each repair.
+
+    Each step is skipped where it cannot change the text (no `&`, no `<`, all printable and no doubled,
+    leading or trailing space), which is most lines."""
     text = value
-    for _ in range(3):  # entities are sometimes escaped twice (&amp;#8217;)
-        unescaped = html.unescape(text)
-        if unescaped == text:
-            break
-        text = unescaped
-    _note(repairs, "html_entities", text != value)
-    untagged = _TAG.sub(" ", text) if "<" in text else text
-    _note(repairs, "html_tags", untagged != text)
+    if "&" in text:
+        for _ in range(3):  # entities are sometimes escaped twice (&amp;#8217;)
+            unescaped = html.unescape(text)
+            if unescaped == text:
+                break
+            text = unescaped
+        _note(repairs, "html_entities", text != value)
+    untagged = text
+    if "<" in text:
+        untagged = _TAG.sub(" ", text)
+        _note(repairs, "html_tags", untagged != text)
     printable = untagged
-    if not untagged.isprintable():
+    if untagged.isprintable():
+        # A printable text holds no whitespace but " " (str.isprintable excludes every other space character),
+        # so str.split() would change it only at a doubled, leading or trailing space.
+        if "  " not in untagged and not untagged.startswith(" ") and not untagged.endswith(" "):
+            return untagged
+    else:
         printable = "".join(
             " " if not ch.isspace() and unicodedata.category(ch) in _CONTROL_CATEGORIES else ch for ch in untagged
         )
-    _note(repairs, "control_characters", printable != untagged)
+        _note(repairs, "control_characters", printable != untagged)
     collapsed = " ".join(printable.split())
     _note(repairs, "whitespace", collapsed != printable)
     return collapsed
@@ -188,22 +239,42 @@ def _as_list(value, repairs: list[str]):
 
 
 def clean_record(obj: dict, repairs: list[str]) -> Outcome:
-    fields = {}
-    for name in ("title", "content"):
-        value = _field(obj, name, repairs)
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return Outcome(reason=f"missing_{name}" if name not in obj else f"null_{name}")
-        if not isinstance(value, str):
-            return Outcome(reason=f"{name}_not_text")
-        fields[name] = clean_text(value, repairs)
-        if not fields[name]:
-            return Outcome(reason=f"empty_{name}")
+    record, repairs, reason = _clean(obj, repairs)
+    return Outcome(record=record, repairs=repairs, reason=reason)
+
+
+def _clean(obj: dict, repairs: list[str]) -> tuple[dict | None, list[str], str | None]:
+    title = _field(obj, "title", repairs)
+    reason = _text_problem("title", title, obj)
+    if reason is not None:
+        return None, repairs, reason
+    title = clean_text(title, repairs)
+    if not title:
+        return None, repairs, "empty_title"
+    content = _field(obj, "content", repairs)
+    reason = _text_problem("content", content, obj)
+    if reason is not None:
+        return None, repairs, reason
+    content = clean_text(content, repairs)
+    if not content:
+        return None, repairs, "empty_content"
     uid = obj.get("uid")
-    record = {"uid": str(uid) if uid is not None else "", **fields}
-    for name in ("target_ind", "target_rel"):
-        if name in obj:
-            record[name] = _as_list(obj[name], repairs)
-    return Outcome(record=record, repairs=repairs)
+    record = {"uid": str(uid) if uid is not None else "", "title": title, "content": content}
+    if "target_ind" in obj:
+        record["target_ind"] = _as_list(obj["target_ind"], repairs)
+    if "target_rel" in obj:
+        record["target_rel"] = _as_list(obj["target_rel"], repairs)
+    return record, repairs, None
+
+
+def _text_problem(name: str, value, obj: dict) -> str | None:
+    if value.__class__ is str:
+        return None
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return f"missing_{name}" if name not in obj else f"null_{name}"
+    if not isinstance(value, str):
+        return f"{name}_not_text"
+    return None
 
 
 # ---------------------------------------------------------------- deduplication, sampling, splitting
@@ -237,9 +308,9 @@ class Deduplicator:
         if duplicate_titles not in ("first", "keep_all"):
             raise ValueError(f"duplicate_titles must be 'first' or 'keep_all', not {duplicate_titles!r}")
         self.policy = duplicate_titles
-        self.rows: set[int] = set()  # 8-byte hashes keep memory bounded on millions of rows
-        self.titles: set[int] = set()
-        self.uids: set[int] = set()
+        self.rows: set[bytes] = set()  # 8-byte hashes keep memory bounded on millions of rows
+        self.titles: set[bytes] = set()
+        self.uids: set[bytes] = set()
 
     def repeated_uid(self, uid: str) -> bool:
         """Counted, not rejected: a uid is not an identity here (rows are judged by title and content)."""
@@ -252,36 +323,47 @@ class Deduplicator:
 
     def reason(self, key: str, content: str) -> str | None:
         row = _digest(f"{key}\x00{content}")
-        title = _digest(key)
         if row in self.rows:
             return "duplicate"
         self.rows.add(row)
+        title = _digest(key)
         if title in self.titles and self.policy == "first":
             return "duplicate_title"
         self.titles.add(title)
         return None
 
 
-def _digest(text: str) -> int:
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+def _digest(text: str, _blake2b=hashlib.blake2b) -> bytes:
+    return _blake2b(text.encode(), digest_size=8).digest()
 
 
 def accepted_records(lines, rejects, deduplicator: Deduplicator, counts: Counter, reasons: Counter, repairs: Counter):
-    """Yield (line_number, record) for accepted lines; write every rejected line to `rejects`."""
-    for number, raw in lines:
-        outcome = Outcome(reason="line_too_long") if len(raw) > MAX_LINE_BYTES else parse_line(raw)
-        if outcome.reason is None:
-            outcome.reason = deduplicator.reason(title_key(outcome.record["title"]), outcome.record["content"])
-        if outcome.reason is not None:
-            counts["rejected"] += 1
-            reasons[outcome.reason] += 1
-            write_reject(rejects, number, outcome.reason, raw)
-            continue
-        counts["repaired" if outcome.repairs else "kept"] += 1
-        repairs.update(outcome.repairs)
-        if deduplicator.repeated_uid(outcome.record["uid"]):
-            counts["repeated_uids"] += 1
-        yield number, outcome.record
+    """Yield (line_number, normalized title, record) for accepted lines; write every rejected line to `rejects`."""
+    kept = repaired = rejected = repeated_uids = 0
+    try:
+        for number, raw in lines:
+            if len(raw) > MAX_LINE_BYTES:
+                record, line_repairs, reason = None, [], "line_too_long"
+            else:
+                record, line_repairs, reason = _parse(raw)
+            if reason is None:
+                key = title_key(record["title"])
+                reason = deduplicator.reason(key, record["content"])
+            if reason is not None:
+                rejected += 1
+                reasons[reason] += 1
+                write_reject(rejects, number, reason, raw)
+                continue
+            if line_repairs:
+                repaired += 1
+                repairs.update(line_repairs)
+            else:
+                kept += 1
+            if deduplicator.repeated_uid(record["uid"]):
+                repeated_uids += 1
+            yield number, key, record
+    finally:
+        counts.update(kept=kept, repaired=repaired, rejected=rejected, repeated_uids=repeated_uids)
 
 
 def write_reject(rejects, number: int, reason: str, raw: bytes) -> None:
@@ -290,22 +372,96 @@ def write_reject(rejects, number: int, reason: str, raw: bytes) -> None:
     row = {"line": number, "reason": reason, "raw": text[:REJECT_RAW_CHARS]}
     if len(text) > REJECT_RAW_CHARS:
         row["raw_truncated_from_chars"] = len(text)
-    rejects.write(json.dumps(row, ensure_ascii=False) + "\n")
+    rejects.write(_encode(row) + "\n")
+
+
+def sample_priority(record: dict, seed: int) -> float:
+    """The bottom-k key of a record: the sample keeps the `sample_size` records with the highest priority."""
+    return -hash_unit(f"{record['title']}\x00{record['content']}", f"sample-{seed}")
 
 
 def bottom_k_sample(records, sample_size: int | None, seed: int):
-    """A seeded sample of `sample_size` records that does not depend on the input order; None keeps all."""
+    """A seeded sample of `sample_size` (number, key, record) items that does not depend on the input order,
+    in input order; None keeps all. Holds the sample in memory: prepare spills a large one (SpilledSample)."""
     if sample_size is None:
         return list(records)
-    heap: list[tuple[float, int, dict]] = []
-    for number, record in records:
-        priority = -hash_unit(f"{record['title']}\x00{record['content']}", f"sample-{seed}")
-        item = (priority, number, record)
+    heap: list[tuple[float, int, tuple]] = []
+    for number, key, record in records:
+        priority = sample_priority(record, seed)
+        item = (priority, number, (key, record))
         if len(heap) < sample_size:
             heapq.heappush(heap, item)
         elif priority > heap[0][0]:
             heapq.heapreplace(heap, item)
-    return sorted(((number, record) for _, number, record in heap), key=lambda pair: pair[0])
+    return sorted(((number, key, record) for _, number, (key, record) in heap), key=lambda item: item[0])
+
+
+def bottom_k_mask(priorities, sample_size: int):
+    """Which items (in input order, `priorities` an array of doubles) bottom_k_sample's heap would keep: the
+    `sample_size` highest priorities; a tie across the cut is settled by replaying the heap."""
+    import numpy as np
+
+    priority = np.frombuffer(priorities, dtype=np.float64)
+    if sample_size >= len(priority):
+        return np.ones(len(priority), dtype=bool)
+    if sample_size <= 0:
+        return np.zeros(len(priority), dtype=bool)
+    cut = np.partition(priority, len(priority) - sample_size)[len(priority) - sample_size]
+    above = priority > cut
+    at_cut = priority == cut
+    if int(above.sum()) + int(at_cut.sum()) == sample_size:
+        return above | at_cut
+    heap: list[tuple[float, int]] = []  # equal priorities at the cut: the heap's own order decides
+    for index, value in enumerate(priority.tolist()):
+        item = (value, index)
+        if len(heap) < sample_size:
+            heapq.heappush(heap, item)
+        elif value > heap[0][0]:
+            heapq.heapreplace(heap, item)
+    mask = np.zeros(len(priority), dtype=bool)
+    mask[[index for _, index in heap]] = True
+    return mask
+
+
+class SpilledSample:
+    """bottom_k_sample with the records pickled to a temporary file: memory holds 20 bytes per record."""
+
+    def __init__(self, folder: Path, seed: int):
+        from array import array
+
+        self.seed = seed
+        self.priorities = array("d")
+        self.numbers = array("q")
+        self.sizes = array("I")  # a line is at most MAX_LINE_BYTES
+        self.handle = tempfile.TemporaryFile(dir=folder, prefix=".prepare-sample-", buffering=1 << 20)
+
+    def add(self, records) -> None:
+        priorities, numbers, sizes, write, dumps = (
+            self.priorities,
+            self.numbers,
+            self.sizes,
+            self.handle.write,
+            pickle.dumps,
+        )
+        for number, key, record in records:
+            priorities.append(sample_priority(record, self.seed))
+            numbers.append(number)
+            sizes.append(write(dumps((key, record), pickle.HIGHEST_PROTOCOL)))
+
+    def select(self, sample_size: int):
+        """Yield the sampled (number, key, record) items in input order; their count is in self.sampled."""
+        mask = bottom_k_mask(self.priorities, sample_size).tolist()
+        self.sampled = mask.count(True)
+        self.handle.seek(0)
+        loads, read, seek = pickle.loads, self.handle.read, self.handle.seek
+        for chosen, number, size in zip(mask, self.numbers, self.sizes, strict=True):
+            if chosen:
+                yield number, *loads(read(size))
+            else:
+                seek(size, 1)
+
+    def close(self) -> None:
+        self.handle.close()
 
 
 # ---------------------------------------------------------------- the stage
@@ -318,9 +474,26 @@ def prepare(args) -> dict:
     deduplicator = Deduplicator(args.duplicate_titles)
     source_digest = hashlib.sha256()
     with atomic_path(args.rejects) as rejects_tmp, open(rejects_tmp, "w", encoding="utf-8") as rejects:
-        accepted = accepted_records(iter_lines(raw, source_digest), rejects, deduplicator, counts, reasons, repairs)
-        sampled = bottom_k_sample(accepted, args.sample_size, args.seed)
-    split_rows = write_splits(sampled, args)
+        with SplitWriter(args) as writer:
+            accepted = accepted_records(iter_lines(raw, source_digest), rejects, deduplicator, counts, reasons, repairs)
+            sample_size = args.sample_size
+            if sample_size is not None and sample_size > IN_MEMORY_SAMPLE and sample_size >= _most_rows(raw):
+                sample_size = None  # no fewer than the file's lines: every usable row, written as it comes
+            if sample_size is None:
+                writer.write(accepted)
+                sampled = writer.total
+            elif sample_size <= IN_MEMORY_SAMPLE:
+                writer.write(bottom_k_sample(accepted, sample_size, args.seed))
+                sampled = writer.total
+            else:
+                spill = SpilledSample(Path(args.train).parent, args.seed)
+                try:
+                    spill.add(accepted)
+                    writer.write(spill.select(sample_size))
+                    sampled = spill.sampled
+                finally:
+                    spill.close()
+    split_rows = writer.rows
     eligible = counts["kept"] + counts["repaired"]
     repeated_uids = counts.pop("repeated_uids")
     summary = {
@@ -333,8 +506,8 @@ def prepare(args) -> dict:
         "repairs": dict(sorted(repairs.items())),
         "sampling": {
             "eligible": eligible,
-            "sampled": len(sampled),
-            "not_sampled": eligible - len(sampled),
+            "sampled": sampled,
+            "not_sampled": eligible - sampled,
             "sample_size": args.sample_size,
             "seed": args.seed,
         },
@@ -347,37 +520,64 @@ def prepare(args) -> dict:
     return summary
 
 
-def write_splits(sampled, args) -> dict[str, int]:
-    paths = {"train": args.train, "validation": args.validation, "test": args.test}
-    rows = dict.fromkeys(SPLITS, 0)
-    with (
-        atomic_path(paths["train"]) as train_tmp,
-        atomic_path(paths["validation"]) as val_tmp,
-        atomic_path(paths["test"]) as test_tmp,
-    ):
-        handles = {
-            name: open(tmp, "w", encoding="utf-8")
-            for name, tmp in (("train", train_tmp), ("validation", val_tmp), ("test", test_tmp))
-        }
+def _most_rows(path: Path) -> float:
+    """An upper bound on the records in a JSON Lines file (its line count); infinite for a JSON array."""
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(4096).removeprefix(_BOM).lstrip().startswith(b"["):
+                return math.inf
+            handle.seek(0)
+            lines, last = 0, b"\n"
+            while block := handle.read(READ_BYTES):
+                lines += block.count(b"\n")
+                last = block[-1:]
+    except OSError:
+        return math.inf
+    return lines + (last != b"\n")
+
+
+class SplitWriter:
+    """The three split files, written atomically: one row per (number, key, record), in the order given."""
+
+    def __init__(self, args):
+        self.args = args
+        self.rows = dict.fromkeys(SPLITS, 0)
+        self.total = 0
+
+    def __enter__(self):
+        from contextlib import ExitStack
+
+        self.stack = ExitStack()
+        self.stack.__enter__()
+        paths = {"train": self.args.train, "validation": self.args.validation, "test": self.args.test}
         try:
-            for number, record in sampled:
-                split = assign_split(
-                    title_key(record["title"]), args.validation_fraction, args.test_fraction, args.seed
-                )
-                row = {
-                    "line": number,
-                    **record,
-                    "prompt": instruction_text(args.instruction_template, record["title"]),
-                    "text": training_text(
-                        args.instruction_template, args.response_template, record["title"], record["content"]
-                    ),
-                }
-                handles[split].write(json.dumps(row, ensure_ascii=False) + "\n")
-                rows[split] += 1
-        finally:
-            for handle in handles.values():
-                handle.close()
-    return rows
+            tmps = {name: self.stack.enter_context(atomic_path(paths[name])) for name in SPLITS}
+            self.handles = {name: self.stack.enter_context(open(tmps[name], "w", encoding="utf-8")) for name in SPLITS}
+        except BaseException:
+            self.stack.__exit__(*sys.exc_info())
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        return self.stack.__exit__(*exc)
+
+    def write(self, items) -> None:
+        args, rows = self.args, self.rows
+        writes = {name: handle.write for name, handle in self.handles.items()}
+        instruction, response = args.instruction_template, args.response_template
+        validation_fraction, test_fraction, seed = args.validation_fraction, args.test_fraction, args.seed
+        for number, key, record in items:
+            split = assign_split(key, validation_fraction, test_fraction, seed)
+            title = record["title"]
+            row = {
+                "line": number,
+                **record,
+                "prompt": instruction_text(instruction, title),
+                "text": training_text(instruction, response, title, record["content"]),
+            }
+            writes[split](_encode(row) + "\n")
+            rows[split] += 1
+        self.total = sum(rows.values())
 
 
 def build_parser() -> argparse.ArgumentParser:

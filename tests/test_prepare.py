@@ -169,3 +169,76 @@ def test_counts_carry_the_input_hash(tmp_path, tiny_catalog):
 
     counts = prepare(args_for(tiny_catalog, tmp_path))
     assert counts["source_sha256"] == hashlib.sha256(tiny_catalog.read_bytes()).hexdigest()
+
+
+def test_printable_text_has_no_whitespace_but_space():
+    """clean_text skips str.split() on printable text without a doubled, leading or trailing space: exact
+    only while str.isprintable() excludes every whitespace character but " "."""
+    assert not [c for c in map(chr, range(0x110000)) if c.isspace() and c != " " and c.isprintable()]
+
+
+@pytest.mark.parametrize("value", ["a b", " a b", "a b ", "a  b", "a\u00a0b", "a\tb", "", " ", "a\u2028b"])
+def test_clean_text_whitespace_matches_split(value):
+    from prepare import clean_text
+
+    repairs = []
+    cleaned = clean_text(value, repairs)
+    assert cleaned == " ".join(value.split())
+    assert repairs == (["whitespace"] if cleaned != value else [])
+
+
+def test_lines_across_read_blocks(tmp_path, monkeypatch):
+    """Lines read in blocks are the lines of iterating the file: BOM, CRLF, a last line without newline."""
+    import hashlib
+
+    import prepare as stage
+
+    data = b"\xef\xbb\xbf" + b"".join(
+        [b'{"a": 1}\r\n', b"\n", b"x" * 50 + b"\n", b"y\r\r\n", b"  \n", b"z" * 23 + b"\n", b"tail\r"]
+    )
+    raw = tmp_path / "trn.json"
+    raw.write_bytes(data)
+    expected = [line for part in data.removeprefix(b"\xef\xbb\xbf").split(b"\n")[:-1] for line in [part.rstrip(b"\r")]]
+    expected.append(b"tail")
+    for block in (1, 2, 7, 64, 1 << 20):
+        monkeypatch.setattr(stage, "READ_BYTES", block)
+        digest = hashlib.sha256()
+        assert list(stage.iter_lines(raw, digest)) == list(enumerate(expected, start=1))
+        assert digest.hexdigest() == hashlib.sha256(data).hexdigest()
+    assert stage._most_rows(raw) == len(expected)
+
+
+def test_bottom_k_mask_is_the_heap_even_with_ties(monkeypatch):
+    import random
+    from array import array
+
+    import prepare as stage
+
+    rng = random.Random(5)
+    for n, k, values in [(50, 10, 4), (200, 37, 1000), (30, 30, 3), (30, 31, 3), (40, 1, 2), (60, 20, 10**9)]:
+        priorities = [float(rng.randrange(values)) for _ in range(n)]
+        items = [(i, "key", {"i": i}) for i in range(n)]
+        lookup = dict(enumerate(priorities))
+        monkeypatch.setattr(stage, "sample_priority", lambda record, seed: lookup[record["i"]])  # noqa: B023
+        expected = [number for number, _, _ in stage.bottom_k_sample(items, k, 0)]
+        mask = stage.bottom_k_mask(array("d", priorities), k)
+        assert [i for i in range(n) if mask[i]] == expected
+
+
+@pytest.mark.parametrize("sample_size", [40, 150, 10_000])
+def test_spilled_sample_equals_the_heap(tmp_path, monkeypatch, sample_size):
+    """A sample larger than IN_MEMORY_SAMPLE goes through a spill file; the outputs are the same bytes."""
+    import prepare as stage
+    from make_catalog import generate_records, write_jsonl
+
+    raw = tmp_path / "trn.json"
+    write_jsonl(raw, generate_records(400, seed=3, quirk_rate=0.3))
+    outputs = {}
+    for name, limit in (("heap", 10**9), ("spill", 0)):
+        monkeypatch.setattr(stage, "IN_MEMORY_SAMPLE", limit)
+        counts = prepare(args_for(raw, tmp_path / name, sample_size=sample_size))
+        files = ("train.jsonl", "validation.jsonl", "test.jsonl", "rejects.jsonl", "counts.json")
+        outputs[name] = [(tmp_path / name / f).read_bytes() for f in files]
+        assert not list((tmp_path / name).glob(".*")), "no temporary file is left behind"
+    assert outputs["heap"] == outputs["spill"]
+    assert counts["sampling"]["sampled"] == min(sample_size, counts["sampling"]["eligible"])
