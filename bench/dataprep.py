@@ -183,6 +183,8 @@ def stages(rows: int, compare: Path | None, settings) -> dict:
             }
             print(setting, {k: v for k, v in result["settings"][setting].items() if k != "hashes"}, flush=True)
     if compare is not None:
+        if not compare.exists():  # a bare file name: one of bench/results
+            compare = ROOT / "bench" / "results" / compare
         before = json.loads(compare.read_text())["settings"]
         result["identical_to"] = {
             "file": compare.name,
