@@ -11,8 +11,9 @@ model has random weights, so only the shape matters) and saves them with the tok
   (a) the reference recipe exactly: HF Trainer, micro-batch 8 x accumulation 8, gradient checkpointing,
       prepare_model_for_kbit_training, NF4 double quant, LoRA r16/alpha16/dropout 0.05 on seven projections;
   (b) the project's training stage (scripts/train.py, run_training) with the same effective batch, LoRA and
-      quantization settings, lever by lever; then 200-step loss parity of the fast path against the plain
-      path, and a low-memory setting. Writes bench/results/train_throughput.json.
+      quantization settings, lever by lever, and variants with LoRA dropout 0 (fused LoRA); then 200-step
+      loss parity of fast variants (`--parity-of`) against the plain path with the same dropout, and a
+      low-memory setting. Writes bench/results/train_throughput.json.
 A full run takes longer than one 10-minute device call: `--only` picks (b) variants, `--reference-steps 0`
 and `--parity-steps 0` skip (a) and the parity runs, `--out` names the JSON (bench/README.md has the calls).
 """

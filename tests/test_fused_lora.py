@@ -1,5 +1,6 @@
 """Fused LoRA (speed.fused_lora): the merged-weight path computes PEFT's loss and gradients, and refuses
-the settings it cannot compute (LoRA dropout, a 4-bit base) with a message instead of mixing paths."""
+the settings it cannot compute (LoRA dropout, a 4-bit base) with a message instead of mixing paths; and
+the plan's rules for the levers that depend on others (fused LoRA, CUDA graphs)."""
 
 import argparse
 import copy
