@@ -104,11 +104,7 @@ def resolve_plan(args, device: torch.device, world: int = 1) -> dict:
     if not plan["compile"]:
         plan["compile_scope"] = None
     plan["compile_loss"] = plan["compile_loss"] and plan["compile_scope"] == "layers"  # "model" includes it
-    # CUDA graphs need a GPU, compiled code and one micro-batch per step: with accumulation, the replay of the
-    # second micro-batch overwrites the first one's gradients, which live in the graphs' memory (measured: an
-    # "accessing tensor output of CUDAGraphs that has been overwritten" error in the second backward pass).
-    one_micro_batch = plan["grad_accum"] == 1
-    plan["cuda_graphs"] = plan["cuda_graphs"] and plan["compile"] and device.type == "cuda" and one_micro_batch
+    plan["cuda_graphs"] = plan["cuda_graphs"] and plan["compile"] and device.type == "cuda"
     plan["fused_lora"] = fused_lora_plan(plan["fused_lora"], args, plan)
     return plan
 
@@ -272,19 +268,41 @@ def train_step(
     """
     n_items = n_items.to(device).clamp(min=1)
     total = torch.zeros((), device=device)
-    for start in range(0, len(step_blocks["input_ids"]), micro_batch):
+    params = [p for p in model.parameters() if p.requires_grad]
+    starts = range(0, len(step_blocks["input_ids"]), micro_batch)
+    sums = None  # with several micro-batches: the step's gradients, summed apart from `.grad`
+    for start in starts:
         micro = {key: value[start : start + micro_batch] for key, value in step_blocks.items()}
         with amp:
             loss = model(**model_inputs(micro, boundary, device), num_items_in_batch=n_items, use_cache=False).loss
         loss.backward()
         total += loss.detach()
-    params = [p for p in model.parameters() if p.requires_grad]
+        if len(starts) > 1:
+            sums = take_gradients(params, sums)
+    if sums is not None:
+        for param, grad in zip(params, sums, strict=True):
+            param.grad = grad
     distributed.sum_across_ranks([p.grad for p in params if p.grad is not None] + [total])
     grad_norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm if max_grad_norm > 0 else math.inf)
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     return total, grad_norm
+
+
+@torch.no_grad()
+def take_gradients(params: list, sums: list | None) -> list:
+    """Move this micro-batch's gradients into `sums` (a copy at the first one) and clear them. Under CUDA
+    graphs the gradients live in the graphs' memory, which the next micro-batch's replay reuses: summed in
+    place in `.grad`, the first micro-batch's would be overwritten."""
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    if sums is None:
+        sums = [grad.clone() for grad in grads]
+    else:
+        torch._foreach_add_(sums, grads)
+    for param in params:
+        param.grad = None
+    return sums
 
 
 @torch.no_grad()

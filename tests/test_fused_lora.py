@@ -113,8 +113,8 @@ def test_config_check_refuses_fused_lora_true_with_dropout():
     assert recipe_problems({"train": {"lora": {"dropout": 0.05}, "speed": {"fused_lora": "auto"}}}) == []
 
 
-def test_cuda_graphs_only_on_a_gpu_with_one_micro_batch_per_step():
-    assert resolved({}, device="cuda")["cuda_graphs"] is True  # the default on GPUs: micro-batch 64 = the step
+def test_cuda_graphs_on_a_gpu_with_compiled_code():
+    assert resolved({}, device="cuda")["cuda_graphs"] is True  # the default on GPUs
+    assert resolved({"micro_batch": 16}, device="cuda")["cuda_graphs"] is True  # accumulation: grads summed apart
     assert resolved({}, device="cpu")["cuda_graphs"] is False
-    assert resolved({"micro_batch": 16}, device="cuda")["cuda_graphs"] is False  # 4 micro-batches per step
     assert resolved({"compile": False}, device="cuda")["cuda_graphs"] is False
