@@ -35,7 +35,7 @@ REFERENCE_SHARE = 105_000 / 2_248_619
 MAX_LEN = 128
 
 
-def reference_method(raw: Path, tokenizer_dir: Path, sample_size: int, template: dict) -> int:
+def reference_method(raw: Path, tokenizer_dir: Path, sample_size: int | None, template: dict) -> int:
     import datasets
     import pandas as pd
     from transformers import AutoTokenizer
@@ -49,7 +49,7 @@ def reference_method(raw: Path, tokenizer_dir: Path, sample_size: int, template:
                 continue  # the reference loses such rows silently
     frame = pd.DataFrame([r for r in rows if isinstance(r, dict)])
     frame = frame[(frame["title"].astype(str).str.strip() != "") & (frame["content"].astype(str).str.strip() != "")]
-    frame = frame.sample(n=min(sample_size, len(frame)), random_state=42)
+    frame = frame.sample(n=len(frame) if sample_size is None else min(sample_size, len(frame)), random_state=42)
     texts = [
         template["instruction"].format(title=t) + template["response"].format(content=c)
         for t, c in zip(frame["title"], frame["content"], strict=True)
@@ -71,7 +71,7 @@ def reference_method(raw: Path, tokenizer_dir: Path, sample_size: int, template:
     return len(blocks)
 
 
-def project_method(raw: Path, tokenizer_dir: Path, sample_size: int, template: dict) -> int:
+def project_method(raw: Path, tokenizer_dir: Path, sample_size: int | None, template: dict) -> int:
     from ftpipe.inprocess import run_data_stages
     from ftpipe.io import read_json
 
@@ -100,54 +100,23 @@ def stage_one(raw: Path, out: Path, setting: str, stage: str, template: dict) ->
     as ftpipe.inprocess.run_data_stages calls it: its seconds and this process's peak RSS."""
     import resource
 
-    import pack
-    import prepare
-    import tokenize_data
-
-    from ftpipe.stage import namespace
+    from ftpipe.inprocess import data_stage_calls
 
     mode, completion_only, overlong = STAGE_SETTINGS[setting]
-    splits = {name: str(out / f"{name}.jsonl") for name in ("train", "validation", "test")}
-    module, args = {
-        "prepare": (
-            prepare,
-            dict(
-                raw=str(raw),
-                **splits,
-                counts=str(out / "counts.json"),
-                rejects=str(out / "rejects.jsonl"),
-                instruction_template=template["instruction"],
-                response_template=template["response"],
-            ),
-        ),
-        "tokenize": (
-            tokenize_data,
-            dict(
-                **splits,
-                model_dir=str(ROOT / "bench" / "work" / "tokenizer"),
-                dataset=str(out / "tokenized"),
-                stats=str(out / "tokenize_stats.json"),
-                max_len=MAX_LEN,
-                completion_only=completion_only,
-                overlong=overlong,
-            ),
-        ),
-        "pack": (
-            pack,
-            dict(
-                tokenized=str(out / "tokenized"),
-                tokenize_stats=str(out / "tokenize_stats.json"),
-                dataset=str(out / "packed"),
-                stats=str(out / "pack_stats.json"),
-                mode=mode,
-                max_len=MAX_LEN,
-            ),
-        ),
-    }[stage]
-    function = {"prepare": prepare.prepare, "tokenize": tokenize_data.tokenize, "pack": pack.pack}[stage]
-    parsed = namespace(module.build_parser(), **args)
+    tokenizer_dir = ROOT / "bench" / "work" / "tokenizer"
+    calls = data_stage_calls(
+        raw,
+        out,
+        tokenizer_dir,
+        template["instruction"],
+        template["response"],
+        max_len=MAX_LEN,
+        mode=mode,
+        completion_only=completion_only,
+        overlong=overlong,
+    )
     start = time.perf_counter()
-    function(parsed)
+    calls[stage]()
     seconds = round(time.perf_counter() - start, 2)
     return {"seconds": seconds, "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)}
 
@@ -193,7 +162,7 @@ def stages(rows: int, compare: Path | None, settings) -> dict:
     return result
 
 
-def measure(method: str, raw: Path, tokenizer_dir: Path, sample_size: int) -> dict:
+def measure(method: str, raw: Path, tokenizer_dir: Path, sample_size: int | None) -> dict:
     """Run one method in a child process; its wall time and peak RSS (ru_maxrss of that child alone)."""
     command = [sys.executable, __file__, "one", method, str(raw), str(tokenizer_dir), str(sample_size)]
     start = time.perf_counter()
@@ -241,7 +210,8 @@ def main() -> None:
     template = yaml.safe_load((ROOT / "config.yaml").read_text())["prompt"]
     if args.command == "one":
         method = {"reference": reference_method, "project": project_method}[args.method]
-        print(method(Path(args.raw), Path(args.tokenizer_dir), int(args.sample_size), template))
+        sample_size = None if args.sample_size == "None" else int(args.sample_size)  # None: every usable row
+        print(method(Path(args.raw), Path(args.tokenizer_dir), sample_size, template))
         return
     if args.command == "stage-one":
         print(json.dumps(stage_one(Path(args.raw), Path(args.out), args.setting, args.stage, template)))
@@ -257,7 +227,7 @@ def main() -> None:
         return
     from make_catalog import generate_records, write_jsonl
 
-    sample_size = args.rows if args.every_row else max(1, round(args.rows * REFERENCE_SHARE))
+    sample_size = None if args.every_row else max(1, round(args.rows * REFERENCE_SHARE))
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "trn.json"
         write_jsonl(raw, generate_records(args.rows, seed=11, quirk_rate=0.05))

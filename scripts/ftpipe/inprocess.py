@@ -1,5 +1,7 @@
 """The data stages called in-process, with the same argument checks as from a rule: for tests and benchmarks."""
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from .stage import namespace
@@ -7,7 +9,7 @@ from .stage import namespace
 SPLITS = ("train", "validation", "test")
 
 
-def run_data_stages(
+def data_stage_calls(
     raw,
     out,
     model_dir,
@@ -19,17 +21,17 @@ def run_data_stages(
     completion_only: bool = True,
     overlong: str = "truncate",
     **prepare_values,
-) -> Path:
-    """prepare -> tokenize -> pack into `out` (splits, tokenized/, packed/ and their stats); returns packed/."""
+) -> dict[str, Callable[[], dict]]:
+    """prepare, tokenize and pack as calls without arguments, in order, writing into `out` (splits,
+    tokenized/, packed/ and their stats); each one reads what the one before it wrote."""
     import pack as pack_stage
     import prepare as prepare_stage
     import tokenize_data as tokenize_stage
 
     out = Path(out)
     splits = {name: str(out / f"{name}.jsonl") for name in SPLITS}
-    prepare_stage.prepare(
-        namespace(
-            prepare_stage.build_parser(),
+    arguments = {
+        prepare_stage: dict(
             raw=str(raw),
             **splits,
             counts=str(out / "counts.json"),
@@ -37,11 +39,8 @@ def run_data_stages(
             instruction_template=instruction,
             response_template=response,
             **prepare_values,
-        )
-    )
-    tokenize_stage.tokenize(
-        namespace(
-            tokenize_stage.build_parser(),
+        ),
+        tokenize_stage: dict(
             **splits,
             model_dir=str(model_dir),
             dataset=str(out / "tokenized"),
@@ -49,17 +48,26 @@ def run_data_stages(
             max_len=max_len,
             completion_only=completion_only,
             overlong=overlong,
-        )
-    )
-    pack_stage.pack(
-        namespace(
-            pack_stage.build_parser(),
+        ),
+        pack_stage: dict(
             tokenized=str(out / "tokenized"),
             tokenize_stats=str(out / "tokenize_stats.json"),
             dataset=str(out / "packed"),
             stats=str(out / "pack_stats.json"),
             mode=mode,
             max_len=max_len,
-        )
-    )
-    return out / "packed"
+        ),
+    }
+    functions = {"prepare": prepare_stage.prepare, "tokenize": tokenize_stage.tokenize, "pack": pack_stage.pack}
+    modules = (prepare_stage, tokenize_stage, pack_stage)
+    return {
+        name: partial(function, namespace(module.build_parser(), **arguments[module]))
+        for (name, function), module in zip(functions.items(), modules, strict=True)
+    }
+
+
+def run_data_stages(raw, out, model_dir, instruction: str, response: str, **values) -> Path:
+    """prepare -> tokenize -> pack into `out` (see data_stage_calls); returns packed/."""
+    for call in data_stage_calls(raw, out, model_dir, instruction, response, **values).values():
+        call()
+    return Path(out) / "packed"
