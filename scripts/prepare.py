@@ -244,20 +244,12 @@ def clean_record(obj: dict, repairs: list[str]) -> Outcome:
 
 
 def _clean(obj: dict, repairs: list[str]) -> tuple[dict | None, list[str], str | None]:
-    title = _field(obj, "title", repairs)
-    reason = _text_problem("title", title, obj)
+    title, reason = _cleaned_field(obj, "title", repairs)
     if reason is not None:
         return None, repairs, reason
-    title = clean_text(title, repairs)
-    if not title:
-        return None, repairs, "empty_title"
-    content = _field(obj, "content", repairs)
-    reason = _text_problem("content", content, obj)
+    content, reason = _cleaned_field(obj, "content", repairs)
     if reason is not None:
         return None, repairs, reason
-    content = clean_text(content, repairs)
-    if not content:
-        return None, repairs, "empty_content"
     uid = obj.get("uid")
     record = {"uid": str(uid) if uid is not None else "", "title": title, "content": content}
     if "target_ind" in obj:
@@ -265,6 +257,16 @@ def _clean(obj: dict, repairs: list[str]) -> tuple[dict | None, list[str], str |
     if "target_rel" in obj:
         record["target_rel"] = _as_list(obj["target_rel"], repairs)
     return record, repairs, None
+
+
+def _cleaned_field(obj: dict, name: str, repairs: list[str]) -> tuple[str | None, str | None]:
+    """(the cleaned text of field `name`, None), or (None, why the record is rejected)."""
+    value = _field(obj, name, repairs)
+    reason = _text_problem(name, value, obj)
+    if reason is not None:
+        return None, reason
+    text = clean_text(value, repairs)
+    return (text, None) if text else (None, f"empty_{name}")
 
 
 def _text_problem(name: str, value, obj: dict) -> str | None:
@@ -385,15 +387,21 @@ def bottom_k_sample(records, sample_size: int | None, seed: int):
     in input order; None keeps all. Holds the sample in memory: prepare spills a large one (SpilledSample)."""
     if sample_size is None:
         return list(records)
-    heap: list[tuple[float, int, tuple]] = []
-    for number, key, record in records:
-        priority = sample_priority(record, seed)
-        item = (priority, number, (key, record))
+    items = ((sample_priority(record, seed), number, (key, record)) for number, key, record in records)
+    heap = highest_priorities(items, sample_size)
+    return sorted(((number, key, record) for _, number, (key, record) in heap), key=lambda item: item[0])
+
+
+def highest_priorities(items, sample_size: int) -> list[tuple]:
+    """The `sample_size` (priority, number, ...) items of highest priority (a min-heap of them); equal
+    priorities are settled by the heap's order, which both samplers share."""
+    heap: list[tuple] = []
+    for item in items:
         if len(heap) < sample_size:
             heapq.heappush(heap, item)
-        elif priority > heap[0][0]:
+        elif item[0] > heap[0][0]:
             heapq.heapreplace(heap, item)
-    return sorted(((number, key, record) for _, number, (key, record) in heap), key=lambda item: item[0])
+    return heap
 
 
 def bottom_k_mask(priorities, sample_size: int):
@@ -411,13 +419,8 @@ def bottom_k_mask(priorities, sample_size: int):
     at_cut = priority == cut
     if int(above.sum()) + int(at_cut.sum()) == sample_size:
         return above | at_cut
-    heap: list[tuple[float, int]] = []  # equal priorities at the cut: the heap's own order decides
-    for index, value in enumerate(priority.tolist()):
-        item = (value, index)
-        if len(heap) < sample_size:
-            heapq.heappush(heap, item)
-        elif value > heap[0][0]:
-            heapq.heapreplace(heap, item)
+    # Equal priorities at the cut: the heap's own order decides.
+    heap = highest_priorities(((value, index) for index, value in enumerate(priority.tolist())), sample_size)
     mask = np.zeros(len(priority), dtype=bool)
     mask[[index for _, index in heap]] = True
     return mask
@@ -477,8 +480,6 @@ def prepare(args) -> dict:
         with SplitWriter(args) as writer:
             accepted = accepted_records(iter_lines(raw, source_digest), rejects, deduplicator, counts, reasons, repairs)
             sample_size = args.sample_size
-            if sample_size is not None and sample_size > IN_MEMORY_SAMPLE and sample_size >= _most_rows(raw):
-                sample_size = None  # no fewer than the file's lines: every usable row, written as it comes
             if sample_size is None:
                 writer.write(accepted)
                 sampled = writer.total
@@ -518,22 +519,6 @@ def prepare(args) -> dict:
     if not sampled:
         raise InputError(f"{raw}: no usable rows (rejected: {dict(reasons)}); see {args.rejects}")
     return summary
-
-
-def _most_rows(path: Path) -> float:
-    """An upper bound on the records in a JSON Lines file (its line count); infinite for a JSON array."""
-    try:
-        with open(path, "rb") as handle:
-            if handle.read(4096).removeprefix(_BOM).lstrip().startswith(b"["):
-                return math.inf
-            handle.seek(0)
-            lines, last = 0, b"\n"
-            while block := handle.read(READ_BYTES):
-                lines += block.count(b"\n")
-                last = block[-1:]
-    except OSError:
-        return math.inf
-    return lines + (last != b"\n")
 
 
 class SplitWriter:

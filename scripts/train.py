@@ -113,8 +113,10 @@ def fused_lora_plan(wanted, args, plan: dict) -> bool:
     """The merged LoRA path computes x (W + s B A)^T: no dropout on the LoRA input, and W in 16/32 bits.
     `auto` takes it where possible; `true` stops with the reason where it is not."""
     four_bit = args.quantization.get("load_in_4bit") and not plan["dequantize_base"]
-    if wanted == "auto" or not wanted:
-        return wanted == "auto" and not args.lora["dropout"] and not four_bit
+    if wanted == "auto":
+        return not args.lora["dropout"] and not four_bit
+    if not wanted:
+        return False
     if args.lora["dropout"]:
         raise SystemExit(
             f"train: speed.fused_lora needs lora.dropout 0, not {args.lora['dropout']}: dropout applies to the "
@@ -235,8 +237,8 @@ def autocast(device, plan: dict):
 def run_fingerprint(args, packed_dir: str) -> str:
     """Identifies what a checkpoint was trained with: configuration, data and code."""
     # The process count is left out: a run resumed with another number of GPUs continues the same training.
-    ignored = {"adapter", "train_log", "history", "timing", "checkpoint_dir", "threads", "keep_checkpoints"}
-    ignored.add("processes")
+    outputs = {"adapter", "train_log", "history", "timing", "checkpoint_dir"}
+    ignored = outputs | {"threads", "keep_checkpoints", "processes"}
     settings = {key: value for key, value in sorted(vars(args).items()) if key not in ignored}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     code = [Path(__file__), *sorted(Path(__file__).with_name("ftpipe").glob("*.py"))]
