@@ -38,6 +38,7 @@ def run(main, parser: argparse.ArgumentParser, script_globals: dict) -> None:
     with redirect_output(smk.log[0] if smk.log else None):
         _setup_logging()
         main(args)
+        write_stage_record(smk)
 
 
 def args_from_snakemake(smk, parser: argparse.ArgumentParser) -> argparse.Namespace:
@@ -46,9 +47,20 @@ def args_from_snakemake(smk, parser: argparse.ArgumentParser) -> argparse.Namesp
     for section in (smk.input, smk.output, smk.params):
         values.update(dict(section.items()))
     values.pop("shared_code", None)  # an input only so that Snakemake reruns stages when the package changes
+    values.pop("params_json", None)  # written by write_stage_record, not by the stage
+    values.pop("stage_record", None)
     if any(action.dest == "processes" for action in parser._actions):
         values["processes"] = int(dict(smk.resources.items()).get("gpu") or 1)  # one data-parallel process per GPU
     return namespace(parser, threads=smk.threads, **values)
+
+
+def write_stage_record(smk) -> None:
+    """A keyed stage's params.json: what its output folder's key stands for (params, upstream keys, source)."""
+    outputs = dict(smk.output.items())
+    if "params_json" in outputs:
+        from .io import write_json
+
+        write_json(outputs["params_json"], dict(smk.params.items())["stage_record"])
 
 
 def namespace(parser: argparse.ArgumentParser, **values) -> argparse.Namespace:
