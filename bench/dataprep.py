@@ -73,6 +73,7 @@ def reference_method(raw: Path, tokenizer_dir: Path, sample_size: int | None, te
 
 def project_method(raw: Path, tokenizer_dir: Path, sample_size: int | None, template: dict) -> int:
     from inprocess import run_data_stages
+
     from ftpipe.io import read_json
 
     with tempfile.TemporaryDirectory() as tmp:

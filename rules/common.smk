@@ -32,6 +32,9 @@ TOKENIZED = "results/data/tokenized/{key}"
 PACKED = "results/data/packed/{key}"
 TRAINED = "results/train/{key}"
 RUN_DIR = "results/runs/{run}"
+# The torch and tokenizer jobs take every core Snakemake is given, so on one machine they run one at a time
+# instead of slowing each other down; on SLURM the profile sets their threads (set-threads).
+TORCH_THREADS = workflow.cores
 
 
 wildcard_constraints:

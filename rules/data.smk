@@ -41,7 +41,7 @@ rule tokenize:
         "benchmarks/tokenize/{key}.tsv"
     conda:
         "../envs/data.yaml"
-    threads: lambda wildcards: PLAN.config_of_key("tokenize", wildcards.key)["tokenize"]["threads"]
+    threads: TORCH_THREADS
     params:
         **keyed_params("tokenize"),
         stage_record=stage_record("tokenize"),

@@ -12,7 +12,7 @@ rule generate:
         "benchmarks/runs/{run}/generate.tsv"
     conda:
         "../envs/train.yaml"
-    threads: 2
+    threads: TORCH_THREADS
     resources:
         **resources_of(run_value("generate")),
     params:
@@ -45,7 +45,7 @@ rule metrics:
         "benchmarks/runs/{run}/metrics.tsv"
     conda:
         "../envs/train.yaml"
-    threads: 2
+    threads: TORCH_THREADS
     resources:
         **resources_of(run_value("metrics")),
     params:

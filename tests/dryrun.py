@@ -15,10 +15,11 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 
 def planned_jobs(workdir: Path, target: str, overrides: dict) -> dict[str, list[str]]:
-    from ftpipe.experiments import ExperimentPlan
     from snakemake.api import SnakemakeApi
     from snakemake.settings.enums import Quietness
     from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, ResourceSettings
+
+    from ftpipe.experiments import ExperimentPlan
 
     with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
         workflow = api.workflow(

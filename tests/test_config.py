@@ -5,7 +5,7 @@ import copy
 import pytest
 import yaml
 
-from ftpipe.config_check import ConfigError, check_config, config_problems
+from ftpipe.config_check import ConfigError, check_config, config_problems, experiment_problems
 from tests.conftest import ROOT, run_snakemake
 
 SCHEMA_PATH = ROOT / "schemas" / "config.schema.yaml"
@@ -52,3 +52,76 @@ def test_config_error_stops_before_any_job(tmp_path):
 def test_check_config_raises():
     with pytest.raises(ConfigError, match="invalid configuration"):
         check_config(merged(SHIPPED, {"data": {"seed": "x"}}), SCHEMA_PATH)
+
+
+def test_shipped_ablation_is_valid():
+    check_config(merged(SHIPPED, yaml.safe_load((ROOT / "presets" / "ablation.yaml").read_text())), SCHEMA_PATH)
+
+
+@pytest.mark.parametrize(
+    "experiment, message",
+    [
+        (
+            {"runs": {"b": {"train": {"lerning_rate": 1e-4}}}},
+            "experiment.runs.b.train.lerning_rate: unknown key; did you mean 'learning_rate'?",
+        ),
+        (
+            {"runs": {"b": {"train": {"lora": {"r": 0}}}}},
+            "experiment.runs.b.train.lora.r: 0 is less than the minimum of 1",
+        ),
+        ({"runs": {"b": {"run_name": "x"}}}, "experiment.runs.b.run_name: a run cannot override run_name"),
+        ({"runs": {"a": {}}, "baseline": "z"}, "experiment.baseline: 'z' is not a run (runs: a)"),
+        (
+            {"grid": {"axes": {"train.learning_rate": [1e-4, "fast"]}}},
+            "experiment.grid (run learning_rate~fast).train.learning_rate: 'fast' is not of type 'number'",
+        ),
+        (
+            {"runs": {"b": {"train": {"lora": {"dropout": 0.1}, "speed": {"fused_lora": True}}}}},
+            "experiment.runs.b.train.speed.fused_lora: needs train.lora.dropout 0",
+        ),
+    ],
+)
+def test_each_run_is_checked_and_named(experiment, message):
+    problems = experiment_problems(merged(SHIPPED, {"experiment": experiment}), SCHEMA)
+    assert any(problem.startswith(message) for problem in problems), problems
+
+
+def test_a_run_overrides_only_keys_the_base_sets():
+    base = merged(SHIPPED, {"experiment": {"runs": {"b": {"train": {"speed": {"cuda_graphs": False}}}}}})
+    del base["train"]["speed"]
+    problems = experiment_problems(base, SCHEMA)
+    assert problems == [
+        "experiment.runs.b.train.speed: not set in the base configuration (every run needs every key: set it there)"
+    ]
+
+
+def test_grid_runs_are_named_in_a_fixed_order():
+    from ftpipe.experiments import run_configs
+
+    config = merged(
+        SHIPPED,
+        {
+            "experiment": {
+                "grid": {
+                    "overrides": {"train": {"max_steps": 7}},
+                    "axes": {"train.lora.r": [8, 16], "train.learning_rate": [1e-4, 2e-4]},
+                }
+            }
+        },
+    )
+    runs = run_configs(config)
+    assert list(runs) == [
+        "r~8_learning_rate~0.0001",
+        "r~8_learning_rate~0.0002",
+        "r~16_learning_rate~0.0001",
+        "r~16_learning_rate~0.0002",
+    ]
+    chosen = runs["r~16_learning_rate~0.0001"]["train"]
+    assert (chosen["lora"]["r"], chosen["learning_rate"], chosen["max_steps"]) == (16, 1e-4, 7)
+    assert chosen["lora"]["alpha"] == SHIPPED["train"]["lora"]["alpha"]  # the rest of the base recipe stays
+
+
+def test_grid_axes_sharing_a_last_name_get_longer_names():
+    from ftpipe.experiments import axis_names
+
+    assert axis_names(["train.seed", "data.seed", "train.lora.r"]) == ["train_seed", "data_seed", "lora_r"]

@@ -54,7 +54,7 @@ def test_every_target(finished_run):
         key = run_folder(finished_run, "tiny", stage).name
         assert (finished_run / "logs" / stage / f"{key}.log").stat().st_size > 0
         assert json.loads((run_folder(finished_run, "tiny", stage) / "params.json").read_text())["key"] == key
-        assert f"<code>results/" in report and key in report  # the lineage section names every folder
+        assert "<code>results/" in report and key in report  # the lineage section names every folder
 
 
 def planned_jobs(workdir: Path, overrides: dict, target: str = "results/report.html") -> dict[str, list[str]]:

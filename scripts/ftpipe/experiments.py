@@ -141,9 +141,19 @@ def base_config(config: dict) -> dict:
 
 
 def run_configs(config: dict) -> dict[str, dict]:
-    """Every run's whole configuration: the base with the run's overrides applied."""
+    """Every run's whole configuration: the base with the run's overrides applied, keys sorted at every level
+    (Snakemake compares params by their repr, in which the order of a mapping's keys shows: the order in
+    which overrides were merged must not look like a change)."""
     base = base_config(config)
-    return {name: deep_merge(base, overrides) for name, overrides in run_overrides(config).items()}
+    return {name: sorted_keys(deep_merge(base, overrides)) for name, overrides in run_overrides(config).items()}
+
+
+def sorted_keys(value):
+    if isinstance(value, dict):
+        return {key: sorted_keys(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [sorted_keys(item) for item in value]
+    return value
 
 
 def baseline_run(config: dict) -> str:
@@ -264,13 +274,15 @@ class ExperimentPlan:
 
     def lineage(self, run: str) -> dict:
         """Which stage outputs a run uses, and what each stands for."""
-        return {
-            "run": run,
-            "baseline": self.baseline,
-            "overrides": self.overrides[run],
-            "differs_from_baseline": differences(self.runs[self.baseline], self.runs[run]),
-            "stages": {
-                stage: {"folder": self.folder(stage, key), **self.stage_file(stage, key)}
-                for stage, key in self.keys[run].items()
-            },
-        }
+        return sorted_keys(
+            {
+                "run": run,
+                "baseline": self.baseline,
+                "overrides": self.overrides[run],
+                "differs_from_baseline": differences(self.runs[self.baseline], self.runs[run]),
+                "stages": {
+                    stage: {"folder": self.folder(stage, key), **self.stage_file(stage, key)}
+                    for stage, key in self.keys[run].items()
+                },
+            }
+        )

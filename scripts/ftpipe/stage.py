@@ -35,10 +35,21 @@ def run(main, parser: argparse.ArgumentParser, script_globals: dict) -> None:
         main(parser.parse_args())
         return
     args = args_from_snakemake(smk, parser)
+    use_threads(smk.threads)
     with redirect_output(smk.log[0] if smk.log else None):
         _setup_logging()
         main(args)
         write_stage_record(smk)
+
+
+def use_threads(threads: int) -> None:
+    """Compute libraries use the rule's threads (at most the machine's cores) rather than every core: two
+    torch jobs that each take every core of a small machine slow each other down many times over."""
+    count = str(max(1, min(int(threads), os.cpu_count() or 1)))
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "RAYON_RS_NUM_CPUS"):
+        os.environ[variable] = count
+    if "torch" in sys.modules:  # imported by the script already: its thread pool exists
+        sys.modules["torch"].set_num_threads(int(count))
 
 
 def args_from_snakemake(smk, parser: argparse.ArgumentParser) -> argparse.Namespace:
