@@ -52,7 +52,8 @@ def test_clean_line_is_kept_unchanged():
         (line(content="A pink\x07 tutu."), "control_characters", "A pink tutu."),
         (line(content="<p>A pink <b>tutu</b>.</p>"), "html_tags", "A pink tutu ."),
         (b'"{""uid"": ""1"", ""title"": ""Tutu"", ""content"": ""A pink tutu.""}"', "doubled_quotes", "A pink tutu."),
-        (line(content="A pink tutu.").replace(b"pink", b"pi\xffnk"), "invalid_utf8", "A pink tutu."),
+        (b'{"title": "Tutu", "content": "Caf\xe9 au lait."}', "invalid_utf8", "Caf\u00e9 au lait."),
+        (b'{"title": "Tutu", "content": "\x93Smart\x94 \x81"}', "invalid_utf8", "\u201cSmart\u201d"),
         (json.dumps({"Title": "Tutu", "content": "A pink tutu."}).encode(), "field_name_case", "A pink tutu."),
     ],
 )
