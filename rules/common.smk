@@ -7,7 +7,11 @@ from ftpipe.config_check import check_config  # noqa: E402
 from snakemake.utils import validate
 
 # Every config error is reported here, before any job starts.
-check_config(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml")
+check_config(
+    config,
+    Path(workflow.basedir) / "schemas" / "config.schema.yaml",
+    command_line=workflow.config_settings.config,  # --config values arrive as strings: typed by the schema
+)
 validate(config, "../schemas/config.schema.yaml")
 
 RUN = config["run_name"]

@@ -578,6 +578,11 @@ def prepare(args) -> dict:
     log.info("%s: %d lines -> %s; splits %s", raw, summary["input_lines"], dict(counts), split_rows)
     if not sampled:
         raise InputError(f"{raw}: no usable rows (rejected: {dict(reasons)}); see {args.rejects}")
+    if not split_rows["train"]:
+        raise InputError(
+            f"{raw}: the train split is empty ({split_rows}); with data.validation_fraction "
+            f"{args.validation_fraction} and data.test_fraction {args.test_fraction} no row is left for training"
+        )
     return summary
 
 

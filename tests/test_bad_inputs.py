@@ -231,3 +231,8 @@ def test_an_unexpected_error_in_one_line_is_a_reject_with_its_detail(tmp_path, m
     assert counts["rejected_reasons"] == {"unreadable_line": 1}
     (reject,) = [json.loads(line) for line in (tmp_path / "rejects.jsonl").read_text().splitlines()]
     assert reject["detail"].startswith("ZeroDivisionError")
+
+
+def test_an_empty_train_split_stops_the_stage(tmp_path):
+    with pytest.raises(InputError, match=r"the train split is empty .* no row is left for training"):
+        prepare(args_for(CORPUS / "repeated_uids.json", tmp_path, validation_fraction=0.6, test_fraction=0.5))
