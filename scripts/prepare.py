@@ -114,7 +114,7 @@ def _iter_array(path: Path, data: bytes):
         items = json.loads(text)
     except json.JSONDecodeError as err:
         raise InputError(f"{path}: line {err.lineno}: not valid JSON ({err.msg})") from None
-    except RecursionError:  # an element nested thousands deep: read the others, that one is rejected
+    except (RecursionError, ValueError):  # one element too deep or too large a number: read the others
         yield from enumerate((element.encode("utf-8") for element in split_array(text)), start=1)
         return
     if not isinstance(items, list):

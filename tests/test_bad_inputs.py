@@ -236,3 +236,25 @@ def test_an_unexpected_error_in_one_line_is_a_reject_with_its_detail(tmp_path, m
 def test_an_empty_train_split_stops_the_stage(tmp_path):
     with pytest.raises(InputError, match=r"the train split is empty .* no row is left for training"):
         prepare(args_for(CORPUS / "repeated_uids.json", tmp_path, validation_fraction=0.6, test_fraction=0.5))
+
+
+def test_a_json_array_with_one_unreadable_element_keeps_the_others(tmp_path):
+    raw = tmp_path / "array.json"
+    raw.write_text('[{"title": "A", "content": "a"}, {"title": "B", "content": "b", "uid": ' + "9" * 5000 + "}]")
+    counts = prepare(args_for(raw, tmp_path, validation_fraction=0.0, test_fraction=0.0))
+    assert counts["outcomes"] == {"kept": 1, "repaired": 0, "rejected": 1}
+    assert counts["rejected_reasons"] == {"unreadable_line": 1}
+
+
+def test_a_compressed_tar_archive_is_named(tmp_path):
+    import io
+    import tarfile
+
+    raw = tmp_path / "trn.json.tar.gz"
+    with tarfile.open(raw, "w:gz") as archive:
+        data = (CORPUS / "blank_lines.json").read_bytes()
+        info = tarfile.TarInfo("trn.json")
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    with pytest.raises(InputError, match=r"trn\.json\.tar\.gz: a tar archive; extract the JSON file from it \(inside"):
+        prepare(args_for(raw, tmp_path))

@@ -109,7 +109,9 @@ def _resolve(schema: dict, node: dict) -> dict:
 def _set(config: dict, path: tuple, value) -> None:
     node = config
     for key in path[:-1]:
-        node = node[key]
+        node = node.get(key)
+        if not isinstance(node, dict):
+            return  # not merged into the config (Snakemake merges --config first): nothing to type
     node[path[-1]] = value
 
 

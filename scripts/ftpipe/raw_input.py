@@ -146,6 +146,8 @@ def check_head(path: Path, head: bytes, kind: str | None) -> None:
     if inner:
         raise InputError(f"{path}: {inner} data{packed}; decompress it first (only one layer is read)")
     what = next((name for magic, name in NOT_TEXT if head.startswith(magic)), None)
+    if head[257:262] == b"ustar":  # a tar archive says so after its first file's name
+        what = "a tar archive; extract the JSON file from it"
     if what is None and len(head.translate(None, _TEXT_BYTES)) > _BINARY_SHARE * len(head):
         what = "binary data"
     if what:
