@@ -159,7 +159,8 @@ def check_head(path: Path, head: bytes, kind: str | None) -> None:
 def _looks_utf16(head: bytes) -> bool:
     """UTF-16 without a byte order mark: ASCII text with a NUL byte every other byte."""
     half = len(head) // 2
-    return half >= 2 and max(head[0::2].count(0), head[1::2].count(0)) > half * 0.6
+    zeros = sorted((head[0::2].count(0), head[1::2].count(0)))
+    return half >= 2 and zeros[1] > half * 0.6 and zeros[0] < half * 0.1  # binary data has NULs at both
 
 
 _ARRAY_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{},]', re.DOTALL)
