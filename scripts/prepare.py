@@ -70,20 +70,22 @@ def iter_lines(path: Path, digest):
             if head.removeprefix(_BOM).lstrip().startswith(b"["):
                 yield from _iter_array(path, head + stream.read())
             else:
-                yield from _iter_jsonl(stream, head)
+                # Lines ended by CR alone (old Mac files): the first block has several and no LF.
+                newline = b"\r" if b"\n" not in head and head.count(b"\r") > 1 else b"\n"
+                yield from _iter_jsonl(stream, head, newline)
         except read_errors() as err:
             what = f"the {kind} data" if kind else "the file"
             raise InputError(f"{path}: {what} cannot be read to the end: damaged or cut short ({err})") from None
 
 
-def _iter_jsonl(stream, head: bytes):
+def _iter_jsonl(stream, head: bytes, newline: bytes = b"\n"):
     """The lines of a JSON Lines stream whose first bytes (`head`) are already read, read on in blocks of
-    READ_BYTES (what iterating the file would give)."""
+    READ_BYTES (what iterating the file would give); a CR before the LF is dropped."""
     number = 0
     pending: list[bytes] = []  # the start of a line that runs past the block read so far
     block = head
     while block:
-        if b"\n" not in block:
+        if newline not in block:
             pending.append(block)
             block = stream.read(READ_BYTES)
             continue
@@ -91,7 +93,7 @@ def _iter_jsonl(stream, head: bytes):
             pending.append(block)
             block = b"".join(pending)
             pending = []
-        lines = block.split(b"\n")
+        lines = block.split(newline)
         last = lines.pop()
         if last:
             pending.append(last)

@@ -63,6 +63,7 @@ def plain_files() -> dict[str, bytes]:
             {"title": "???", "content": "Curious."},
             {"title": "\U0001f380", "content": "Another text under the same bow."},
         ),
+        "cr_line_endings.json": jsonl(*GOOD, {"title": "", "content": "x"}).replace(b"\n", b"\r"),
         "utf16_without_bom.json": jsonl(*GOOD).decode().encode("utf-16-le"),
         "binary_png.json": b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4,
         "binary_data.bin": bytes((i * 7919) % 256 for i in range(4096)),

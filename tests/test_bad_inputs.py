@@ -43,6 +43,7 @@ EXPECTED = {
     "xz.json.xz": (3, 0, {"empty_title": 1}, []),
     "zstd.json.zst": (3, 0, {"empty_title": 1}, []),
     "zip_one_member.zip": (3, 0, {"empty_title": 1}, []),
+    "cr_line_endings.json": (2, 0, {"empty_title": 1}, []),
 }
 
 # file -> what the one-line message says (files that cannot be read as a whole stop the stage)
@@ -83,6 +84,8 @@ def lines_in(path: Path) -> int:
     data = decompressed(path)
     if data.lstrip().startswith(b"["):
         return len(split_array(data.decode()))
+    if b"\n" not in data:  # lines ended by CR alone
+        return len(data.split(b"\r")) - data.endswith(b"\r")
     return len(data.splitlines())
 
 
