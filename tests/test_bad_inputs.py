@@ -261,3 +261,17 @@ def test_a_compressed_tar_archive_is_named(tmp_path):
         archive.addfile(info, io.BytesIO(data))
     with pytest.raises(InputError, match=r"trn\.json\.tar\.gz: a tar archive; extract the JSON file from it \(inside"):
         prepare(args_for(raw, tmp_path))
+
+
+def test_an_encrypted_zip_is_named(tmp_path):
+    import zipfile
+
+    raw = tmp_path / "trn.zip"
+    data = bytearray((CORPUS / "zip_one_member.zip").read_bytes())
+    data[6] |= 1  # the local header's "encrypted" flag
+    central = data.rindex(b"PK\x01\x02")
+    data[central + 8] |= 1  # and the central directory's
+    raw.write_bytes(bytes(data))
+    assert zipfile.ZipFile(raw).infolist()[0].flag_bits & 1
+    with pytest.raises(InputError, match=r"trn\.zip: the zip's file trn\.json cannot be read \(.*encrypted"):
+        prepare(args_for(raw, tmp_path))

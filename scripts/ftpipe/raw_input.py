@@ -90,7 +90,7 @@ def open_input(path: Path, digest):
             yield _zip_member(path, handle, digest, stack), kind
             return
         reader = HashingReader(handle, digest)
-        yield (_decompressor(path, kind, reader) if kind else reader), kind
+        yield (stack.enter_context(_decompressor(path, kind, reader)) if kind else reader), kind
         reader.drain()
 
 
@@ -122,7 +122,10 @@ def _zip_member(path: Path, handle, digest, stack: ExitStack):
             f"{path}: a zip archive of {len(members)} files ({names or 'none'}); only a zip of one file is read: "
             "extract the one to use and point data.raw at it"
         )
-    return stack.enter_context(archive.open(members[0]))
+    try:
+        return stack.enter_context(archive.open(members[0]))
+    except (RuntimeError, NotImplementedError) as err:  # encrypted, or a compression zipfile cannot read
+        raise InputError(f"{path}: the zip's file {members[0].filename} cannot be read ({err})") from None
 
 
 def read_errors() -> tuple[type[BaseException], ...]:
