@@ -275,3 +275,17 @@ def test_an_encrypted_zip_is_named(tmp_path):
     assert zipfile.ZipFile(raw).infolist()[0].flag_bits & 1
     with pytest.raises(InputError, match=r"trn\.zip: the zip's file trn\.json cannot be read \(.*encrypted"):
         prepare(args_for(raw, tmp_path))
+
+
+def test_training_on_no_blocks_stops_with_a_message(tmp_path):
+    import datasets
+    from train import load_blocks
+
+    from ftpipe.io import save_datasets
+
+    features = datasets.Features({key: datasets.Sequence(datasets.Value("int32")) for key in ("input_ids", "labels")})
+    features["position_ids"] = datasets.Sequence(datasets.Value("int32"))
+    empty = datasets.Dataset.from_dict({key: [] for key in features}, features=features)
+    save_datasets({"train": empty, "validation": empty}, tmp_path / "packed")
+    with pytest.raises(SystemExit, match=r"train: .*packed holds no training blocks"):
+        load_blocks(str(tmp_path / "packed"))
