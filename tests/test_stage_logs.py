@@ -91,7 +91,7 @@ def test_every_stage_failure_lands_in_its_log(tmp_path):
         log = (tmp_path / "logs" / f"{stage}.log").read_text()
         assert "Traceback (most recent call last)" in log, (stage, log[-2000:], console[-3000:])
         # the console names the stage's one-line error and points to the log that holds the details
-        short = re.search(rf"^{stage}: .* \(details and traceback in logs/{stage}\.log\)$", console, re.MULTILINE)
+        short = re.search(rf"\b{stage}: [^\n]* \(details and traceback in logs/{stage}\.log\)", console)
         assert short, (stage, console[-3000:])
     assert "Traceback (most recent call last)" not in console
     assert "is a folder, not a file" in (tmp_path / "logs" / "prepare.log").read_text()

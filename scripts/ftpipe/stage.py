@@ -40,9 +40,12 @@ def run(main, parser: argparse.ArgumentParser, script_globals: dict) -> None:
         _setup_logging()
         failure = _run_logged(main, lambda: args_from_snakemake(smk, parser), parser.prog.removesuffix(".py"))
     if failure is not None:
-        # The console gets one line; the log Snakemake points to holds the traceback.
+        # The console gets one line, written at once so that jobs running side by side do not split it; the
+        # log Snakemake points to holds the traceback.
         where = f" (details and traceback in {log_path})" if log_path else ""
-        raise SystemExit(f"{failure}{where}")
+        sys.stderr.write(f"{failure}{where}\n")
+        sys.stderr.flush()
+        raise SystemExit(1)
 
 
 def _run_logged(main, get_args, name: str) -> str | None:
