@@ -242,3 +242,22 @@ def test_spilled_sample_equals_the_heap(tmp_path, monkeypatch, sample_size):
         assert not list((tmp_path / name).glob(".*")), "no temporary file is left behind"
     assert outputs["heap"] == outputs["spill"]
     assert counts["sampling"]["sampled"] == min(sample_size, counts["sampling"]["eligible"])
+
+
+@pytest.mark.parametrize(
+    "fragment",
+    [
+        "<p>A pink <b>tutu</b>.</p>",
+        "One<br>two<BR/>three<br />four</LI>",
+        "<ul><li>Soft</li><li>Light &amp; airy</li></ul>",
+        "Size <5 and <br> more",
+        "<b>Bold</b> <!-- note --> text",
+        "<p class='x'>Styled</p> <script>x<1</script>",
+        "<bold>not an element</bold>",
+        "AT&T<br>&amp<br>&#38<br>&am<br>p;",
+    ],
+)
+def test_bare_tag_shortcut_gives_the_parsers_text(fragment):
+    from ftpipe.html_text import html_text, parsed_html_text
+
+    assert html_text(fragment) == parsed_html_text(fragment)

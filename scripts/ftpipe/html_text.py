@@ -4,6 +4,7 @@ text, so "I <3 it", "a < b" and "<unknown words>" lose nothing."""
 
 from __future__ import annotations
 
+import html
 import re
 from html.parser import HTMLParser
 
@@ -66,8 +67,8 @@ _BARE_TAG = re.compile(rf"</?(?:{_NAMES})\s*/?>", re.IGNORECASE)
 def html_text(fragment: str) -> str:
     """`fragment` without its markup (whitespace is left for the caller to collapse)."""
     bare, tags = _BARE_TAG.subn(" ", fragment)
-    if tags == fragment.count("<"):  # every `<` opens a bare tag: the parser would give the same text
-        return bare
+    if tags == fragment.count("<"):  # every `<` opens a bare tag: the parser would give the same text,
+        return html.unescape(bare) if "&" in bare else bare  # whose text between tags is unescaped
     return parsed_html_text(fragment)
 
 
