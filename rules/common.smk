@@ -14,7 +14,11 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 # Every config error is reported here, before any job starts (each run of an experiment too).
-check_config(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml")
+check_config(
+    config,
+    Path(workflow.basedir) / "schemas" / "config.schema.yaml",
+    command_line=workflow.config_settings.config,  # --config values arrive as strings: typed by the schema
+)
 validate(config, "../schemas/config.schema.yaml")
 
 # The runs (one without an `experiment` section) and each run's stage keys: a stage's outputs live under a

@@ -135,6 +135,11 @@ def load_blocks(packed_dir: str) -> dict[str, dict[str, torch.Tensor]]:
     import datasets
 
     packed = datasets.load_from_disk(packed_dir).with_format("torch")
+    if len(packed["train"]) == 0:  # else an IndexError deep in the loop
+        raise SystemExit(
+            f"train: {packed_dir} holds no training blocks: every row was rejected, held out or dropped as too long; "
+            "see prepare's counts.json and tokenize_stats.json"
+        )
     columns = ("input_ids", "labels", "position_ids")
     rows_by_split = {split: packed[split][:] for split in ("train", "validation")}
     return {

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import traceback
 from contextlib import contextmanager
 
 log = logging.getLogger("ftpipe")
@@ -34,12 +35,20 @@ def run(main, parser: argparse.ArgumentParser, script_globals: dict) -> None:
         _setup_logging()
         main(parser.parse_args())
         return
-    args = args_from_snakemake(smk, parser)
+    log_path = smk.log[0] if smk.log else None
     use_threads(smk.threads)
-    with redirect_output(smk.log[0] if smk.log else None):
+    with redirect_output(log_path):
         _setup_logging()
-        main(args)
-        write_stage_record(smk)
+        failure = _run_logged(main, lambda: args_from_snakemake(smk, parser), parser.prog.removesuffix(".py"))
+        if failure is None:
+            write_stage_record(smk)
+    if failure is not None:
+        # The console gets one line, written at once so that jobs running side by side do not split it; the
+        # log Snakemake points to holds the traceback.
+        where = f" (details and traceback in {log_path})" if log_path else ""
+        sys.stderr.write(f"{failure}{where}\n")
+        sys.stderr.flush()
+        raise SystemExit(1)
 
 
 def use_threads(threads: int) -> None:
@@ -50,6 +59,22 @@ def use_threads(threads: int) -> None:
         os.environ[variable] = count
     if "torch" in sys.modules:  # imported by the script already: its thread pool exists
         sys.modules["torch"].set_num_threads(int(count))
+
+
+def _run_logged(main, get_args, name: str) -> str | None:
+    """Call `main(get_args())`; on failure write the traceback to stderr (the rule's log) and return a
+    one-line message for the console, or None on success."""
+    try:
+        main(get_args())
+    except SystemExit as stop:
+        if stop.code in (None, 0):
+            return None
+        traceback.print_exc()
+        return stop.code if isinstance(stop.code, str) else f"{name}: stopped with exit code {stop.code}"
+    except Exception as err:
+        traceback.print_exc()
+        return f"{name}: {type(err).__name__}: {err}".splitlines()[0]
+    return None
 
 
 def args_from_snakemake(smk, parser: argparse.ArgumentParser) -> argparse.Namespace:
