@@ -269,6 +269,10 @@ def slurm_run(slurm_cluster, tiny_catalog, tiny_model_dir, tmp_path_factory):
         # The tiny jobs take seconds: first status check after 5 s instead of the plugin's 40 s.
         "--slurm-init-seconds-before-status-checks",
         "5",
+        # The profile's threads for the torch and tokenizer rules (sbatch --cpus-per-task) are sized for cluster
+        # nodes; this test's node has the machine's cores.
+        "--set-threads",
+        *(f"{rule}={min(2, os.cpu_count() or 1)}" for rule in ("tokenize", "train", "generate", "metrics")),
         "results/report.html",
         "results/compare.html",
     ]
@@ -304,7 +308,9 @@ def test_the_workflow_finishes_on_slurm(slurm_run):
 
 def job_log(slurm_run, rule: str, job: dict) -> str:
     """The plugin's per-job log (sbatch --output), kept by the profile next to the rules' own logs."""
-    return (slurm_run.workdir / "logs" / "slurm" / f"rule_{rule}" / f"{job['JobId']}.log").read_text()
+    # logs/slurm/rule_<rule>/[<wildcard values>/]<job id>.log
+    [log] = (slurm_run.workdir / "logs" / "slurm" / f"rule_{rule}").glob(f"**/{job['JobId']}.log")
+    return log.read_text()
 
 
 def job_run(slurm_run, rule: str, job: dict) -> str:
