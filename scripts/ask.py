@@ -14,8 +14,8 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ftpipe.generation import generate_texts  # noqa: E402
-from ftpipe.modeling import load_for_inference, load_tokenizer, pick_device  # noqa: E402
+from ftpipe.generation import generate_texts, resolve_batch_size  # noqa: E402
+from ftpipe.modeling import load_for_inference, load_tokenizer, merge_adapter, pick_device  # noqa: E402
 from ftpipe.prompts import instruction_text  # noqa: E402
 
 
@@ -29,8 +29,6 @@ def titles_from(args) -> list[str]:
 
 
 def ask(titles: list[str], config: dict, results: Path, run: str, greedy: bool) -> list[str]:
-    from peft import PeftModel
-
     adapter = results / "runs" / run / "adapter"
     if not adapter.exists():
         raise SystemExit(f"ask: no adapter at {adapter}; run `snakemake --cores 8 results/report.html` first")
@@ -44,9 +42,10 @@ def ask(titles: list[str], config: dict, results: Path, run: str, greedy: bool) 
     if greedy:
         settings["do_sample"] = False
     model = load_for_inference(str(results / "base_model"), config["train"]["quantization"], device)
-    model = PeftModel.from_pretrained(model, str(adapter)).eval()
+    model = merge_adapter(model, str(adapter))
     prompts = [instruction_text(config["prompt"]["instruction"], title) for title in titles]
-    return generate_texts(model, load_tokenizer(str(adapter)), prompts, settings, generation["batch_size"])
+    batch_size = resolve_batch_size(generation.get("batch_size"), device)
+    return generate_texts(model, load_tokenizer(str(adapter)), prompts, settings, batch_size)
 
 
 def main() -> None:

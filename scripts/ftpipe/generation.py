@@ -1,7 +1,12 @@
 """Batched generation with left padding and KV cache, stopping at the end of the model's turn.
 
 Shared by the generation stage, the metrics stage and the ask command, so all prompt and stop the same way.
+Prompts are generated longest first in batches of similar length (less padding; the results come back in
+the prompts' order), and on a GPU the batches are large: decoding one token costs about the same for 32
+rows as for 256, so rows per batch is most of the speed (bench/README.md).
 """
+
+import os
 
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
@@ -20,10 +25,38 @@ def add_generation_args(parser) -> None:
     add("--repetition-penalty", type=float, default=1.1)
     add("--stop-strings", nargs="*", default=["<end_of_turn>", "<eos>"])
     add("--seed", type=int, default=42)
-    add("--batch-size", type=int, default=16)
+    add("--batch-size", type=batch_size_arg, default="auto", help=f"rows per batch; auto: {AUTO_BATCH}")
+    add("--threads", type=int, default=None, help="CPU threads for torch (the rule's threads); default all")
+    add("--sample-seed", type=int, default=0, help="seed of the test-title sample (same in every stage and run)")
     add("--instruction-template", required=True, help="tagged prompt with {title}")
     add("--base-prompt-template", required=True, help="plain prompt for the base model, with {title}")
     add("--quantization", type=json_arg, default=DEFAULT_QUANTIZATION, help="JSON, as in training")
+
+
+AUTO_BATCH = {"cuda": 256, "cpu": 16}  # a CPU gains little beyond 16 rows; a GPU keeps gaining up to hundreds
+
+
+def batch_size_arg(text: str):
+    """argparse type of --batch-size: a positive integer or `auto`."""
+    if text == "auto":
+        return text
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+def resolve_batch_size(value, device: torch.device) -> int:
+    """The batch size to use: `auto` is large on a GPU and small on a CPU (AUTO_BATCH)."""
+    return AUTO_BATCH.get(device.type, AUTO_BATCH["cpu"]) if value in (None, "auto") else int(value)
+
+
+def use_threads(threads: int | None) -> int:
+    """Give torch the rule's threads (never more than the machine has), so two stages that Snakemake runs
+    side by side do not both take every core; returns the count set."""
+    count = min(threads or os.cpu_count() or 1, os.cpu_count() or 1)
+    torch.set_num_threads(count)
+    return count
 
 
 class StopOnText(StoppingCriteria):
@@ -41,23 +74,34 @@ class StopOnText(StoppingCriteria):
         )
 
 
+def longest_first(tokenizer, prompts: list[str]) -> list[int]:
+    """Prompt indices by token count, longest first (ties in prompt order): batches of similar lengths pad
+    less, and the largest batch comes first, so running out of memory shows at once."""
+    lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=True)["input_ids"]]
+    return sorted(range(len(prompts)), key=lambda index: (-lengths[index], index))
+
+
 @torch.no_grad()
-def generate_texts(model, tokenizer, prompts: list[str], settings: dict, batch_size: int = 16) -> list[str]:
-    """Generate one continuation per prompt; `settings` holds max_new_tokens, do_sample, temperature,
-    top_p, repetition_penalty, stop_strings and seed."""
+def generate_new_ids(model, tokenizer, prompts: list[str], settings: dict, batch_size: int = 16) -> list[torch.Tensor]:
+    """The new token ids of each prompt, in the prompts' order (a row that stopped early is padded with the
+    pad id, as `generate` leaves it). `settings` holds max_new_tokens, do_sample, temperature, top_p,
+    repetition_penalty, stop_strings and seed, and optionally min_new_tokens (the benchmark's)."""
     tokenizer.padding_side = "left"
     device = next(model.parameters()).device
     torch.manual_seed(settings["seed"])
-    texts: list[str] = []
     sampling = {"temperature": settings["temperature"], "top_p": settings["top_p"]} if settings["do_sample"] else {}
     stops = list(settings["stop_strings"])
-    for start in range(0, len(prompts), batch_size):
-        batch = tokenizer(prompts[start : start + batch_size], return_tensors="pt", padding=True).to(device)
+    order = longest_first(tokenizer, prompts)
+    new_ids: list[torch.Tensor | None] = [None] * len(prompts)
+    for start in range(0, len(order), batch_size):
+        indices = order[start : start + batch_size]
+        batch = tokenizer([prompts[i] for i in indices], return_tensors="pt", padding=True).to(device)
         prompt_length = batch["input_ids"].shape[1]
         criteria = StoppingCriteriaList([StopOnText(tokenizer, stops, prompt_length)] if stops else [])
         output = model.generate(
             **batch,
             max_new_tokens=settings["max_new_tokens"],
+            min_new_tokens=settings.get("min_new_tokens", 0),
             do_sample=settings["do_sample"],
             repetition_penalty=settings["repetition_penalty"],
             stopping_criteria=criteria,
@@ -65,6 +109,13 @@ def generate_texts(model, tokenizer, prompts: list[str], settings: dict, batch_s
             pad_token_id=tokenizer.pad_token_id,
             **sampling,
         )
-        for row in tokenizer.batch_decode(output[:, prompt_length:], skip_special_tokens=True):
-            texts.append(cut_at_stop(row, stops))
-    return texts
+        for index, row in zip(indices, output[:, prompt_length:].cpu(), strict=True):
+            new_ids[index] = row
+    return new_ids
+
+
+def generate_texts(model, tokenizer, prompts: list[str], settings: dict, batch_size: int = 16) -> list[str]:
+    """Generate one continuation per prompt (see generate_new_ids), cut at the first stop string."""
+    rows = generate_new_ids(model, tokenizer, prompts, settings, batch_size)
+    texts = tokenizer.batch_decode([row.tolist() for row in rows], skip_special_tokens=True) if rows else []
+    return [cut_at_stop(text, list(settings["stop_strings"])) for text in texts]
