@@ -205,3 +205,14 @@ def test_metrics_stage_small_data(tmp_path, tiny_model_dir, adapter_dir):
     empty = write_rows(tmp_path / "empty.jsonl", [])
     with pytest.raises(SystemExit, match="test split is empty"):
         metrics(metrics_args(tmp_path, tiny_model_dir, adapter_dir, {**splits, "test": empty}))
+
+
+def test_train_skips_validation_on_an_empty_split_with_a_warning(caplog):
+    from train import validation_steps
+
+    empty = {"input_ids": torch.zeros((0, 128), dtype=torch.int32)}
+    with caplog.at_level("WARNING"):
+        assert validation_steps(10, empty) == 0
+    assert "validation split is empty" in caplog.text
+    assert validation_steps(10, {"input_ids": torch.zeros((3, 128), dtype=torch.int32)}) == 10
+    assert validation_steps(0, empty) == 0
