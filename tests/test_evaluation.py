@@ -216,3 +216,11 @@ def test_train_skips_validation_on_an_empty_split_with_a_warning(caplog):
     assert "validation split is empty" in caplog.text
     assert validation_steps(10, {"input_ids": torch.zeros((3, 128), dtype=torch.int32)}) == 10
     assert validation_steps(0, empty) == 0
+
+
+def test_config_refuses_held_out_fractions_that_leave_no_train_rows():
+    from ftpipe.config_check import recipe_problems
+
+    problems = recipe_problems({"data": {"validation_fraction": 0.5, "test_fraction": 0.5}})
+    assert problems and "leaves no rows for training" in problems[0]
+    assert recipe_problems({"data": {"validation_fraction": 0.1, "test_fraction": 0.1}}) == []

@@ -33,11 +33,20 @@ def config_problems(config: dict, schema: dict) -> list[str]:
 
 def recipe_problems(config: dict) -> list[str]:
     """Settings that are each valid but do not go together."""
+    problems = []
     train = config.get("train", {})
     dropout = train.get("lora", {}).get("dropout", 0)
     if train.get("speed", {}).get("fused_lora") is True and dropout:
-        return [f"train.speed.fused_lora: needs train.lora.dropout 0 (it is {dropout}); or use fused_lora: auto"]
-    return []
+        problems.append(
+            f"train.speed.fused_lora: needs train.lora.dropout 0 (it is {dropout}); or use fused_lora: auto"
+        )
+    data = config.get("data", {})
+    held_out = data.get("validation_fraction", 0.05) + data.get("test_fraction", 0.05)
+    if held_out >= 1:
+        problems.append(
+            f"data.validation_fraction + data.test_fraction: {held_out:g} leaves no rows for training (must be < 1)"
+        )
+    return problems
 
 
 def _join(where: str, key: str) -> str:
