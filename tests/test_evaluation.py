@@ -224,3 +224,29 @@ def test_config_refuses_held_out_fractions_that_leave_no_train_rows():
     problems = recipe_problems({"data": {"validation_fraction": 0.5, "test_fraction": 0.5}})
     assert problems and "leaves no rows for training" in problems[0]
     assert recipe_problems({"data": {"validation_fraction": 0.1, "test_fraction": 0.1}}) == []
+
+
+def test_stop_check_decodes_only_rows_that_can_complete_a_stop(tiny_model_dir):
+    """The filtered stop check stops each row at the step where decoding every row at every step would
+    first stop it (generate keeps a stopped row stopped), and never where that check would not."""
+    from ftpipe.generation import StopOnText
+
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    stops = ["<end_of_turn>", "<eos>"]
+    texts = ["A pink tutu.<end_of_turn> more", "Soft <eos", "x<eos> y <end_of_turn>", "plain text, no stop"]
+    prompt = tokenizer("Title: tutu\n", add_special_tokens=False)["input_ids"]
+    check = StopOnText(tokenizer, stops, len(prompt))
+    first_stops = []
+    for text in texts:
+        new = tokenizer(text, add_special_tokens=False)["input_ids"]
+        naive = [
+            any(s in tokenizer.decode(new[:step][-check.window :]) for s in stops) for step in range(1, len(new) + 1)
+        ]
+        filtered = [check(torch.tensor([prompt + new[:step]]), None).item() for step in range(1, len(new) + 1)]
+        assert all(n for n, f in zip(naive, filtered, strict=True) if f)
+        first = naive.index(True) if any(naive) else None
+        assert (filtered.index(True) if any(filtered) else None) == first, text
+        first_stops.append(first)
+    assert first_stops[0] is not None and first_stops[1] is None and first_stops[3] is None
+    # Every step that writes a stop string's last character is seen: the text first holds it there.
+    assert check(torch.tensor([prompt + tokenizer("ok<eos>", add_special_tokens=False)["input_ids"]]), None).item()
