@@ -5,7 +5,8 @@
   (`sample_seed`; the same titles for every variant and run on the same data), for three variants: the base
   model with the reference's plain prompt (`base_plain`), the base model with the tagged training prompt
   (`base_tagged`) and the adapter merged into the base (`adapter`);
-- perplexity of the reference descriptions of validation rows given each variant's prompt;
+- perplexity of the reference descriptions of `perplexity_rows` validation rows (sampled the same way) given
+  each variant's prompt;
 - percentile bootstrap 95% intervals over examples, and paired intervals of adapter minus base;
 - contamination: scored references found word for word, and their word 8-grams found, in the train split;
 - warnings: too few titles for a sound interval (< 30), no validation rows, contamination.
@@ -23,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ftpipe import stage  # noqa: E402
 from ftpipe.generation import add_generation_args, generate_texts, resolve_batch_size, use_threads  # noqa: E402
 from ftpipe.heldout import MIN_SOUND_TITLES, contamination, sample_rows, sample_summary  # noqa: E402
-from ftpipe.io import read_jsonl, write_json  # noqa: E402
+from ftpipe.io import write_json  # noqa: E402
 from ftpipe.modeling import load_for_inference, load_tokenizer, merge_adapter, pick_device  # noqa: E402
 from ftpipe.prompts import instruction_text  # noqa: E402
 from ftpipe.scoring import (  # noqa: E402
@@ -41,6 +42,9 @@ log = logging.getLogger("ftpipe.metrics")
 
 VARIANTS = ("base_plain", "base_tagged", "adapter")
 PER_TITLE = ("rouge_l", "chrf", "title_coverage", "distinct_2", "length_ratio")
+NLL_BATCH = (
+    32  # scoring keeps the logits of every position (rows x length x vocabulary): far fewer rows than generation
+)
 
 
 def variant_prompts(args, titles: list[str]) -> dict[str, list[str]]:
@@ -104,7 +108,9 @@ def run_variants(args, tests: list[dict], validation: list[dict], settings: dict
         if variant == "adapter":
             model = merge_adapter(model, args.adapter)
         generations[variant] = generate_texts(model, tokenizer, test_prompts[variant], settings, batch_size)
-        nll[variant] = description_nll(model, tokenizer, val_prompts[variant], val_responses[variant], batch_size)
+        nll[variant] = description_nll(
+            model, tokenizer, val_prompts[variant], val_responses[variant], min(batch_size, NLL_BATCH)
+        )
         log.info("%s done", variant)
     return generations, nll
 
@@ -113,7 +119,7 @@ def metrics(args) -> dict:
     device = pick_device()
     log.info("device %s, %d CPU threads", device, use_threads(args.threads))
     tests = sample_rows(args.test, args.num_titles, args.sample_seed)
-    validation = read_jsonl(args.validation, args.perplexity_rows)
+    validation = sample_rows(args.validation, args.perplexity_rows, args.sample_seed)
     if not tests:
         raise SystemExit(f"metrics: {args.test} has no rows: the test split is empty (too few rows or groups)")
     warnings = small_data_warnings(len(tests), len(validation))

@@ -104,6 +104,7 @@ def test_title_sample_is_seeded_random_and_independent_of_row_order(tmp_path):
     assert len(sample) == 40 and sample == sample_rows(reversed_path, 40, seed=0)
     assert sample != rows[:40] and sample != sample_rows(path, 40, seed=1)
     assert sample_rows(path, 10, seed=0) == sample[:10]  # generate's titles are the first of metrics'
+    assert sample_rows(path, 0, seed=0) == []
     assert sorted(map(json.dumps, sample_rows(path, None, 0))) == sorted(map(json.dumps, rows))
     summary = sample_summary(sample, 0)
     assert summary["n"] == 40 and summary != sample_summary(sample[::-1], 0)

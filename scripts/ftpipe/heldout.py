@@ -29,6 +29,8 @@ def sample_key(row: dict, seed: int) -> bytes:
 
 def sample_rows(path: str, count: int | None, seed: int) -> list[dict]:
     """`count` rows (all when None) of a JSON Lines split, drawn by a seeded hash, in hash order."""
+    if count == 0:
+        return []
     heap: list[tuple] = []  # (negated key, line, row): the `count` smallest keys so far
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle):
