@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "bench"))
 from train_throughput import TARGETS, TINYLLAMA, WORK  # noqa: E402
 
-from ftpipe.generation import generate_new_ids  # noqa: E402
+from ftpipe.generation import generate_new_ids, resolve_batch_size  # noqa: E402
 from ftpipe.modeling import (  # noqa: E402
     DEFAULT_QUANTIZATION,
     load_base_model,
@@ -232,6 +232,8 @@ def new_path(result: dict, out: Path, model_dir: str, adapter: str, tokenizer, p
             batch_size=batch,
         )
         write(result, out)
+    longest = max(len(ids) for ids in tokenizer(many)["input_ids"])
+    result["stage_auto_batch_size"] = resolve_batch_size("auto", merged, longest + n_new)  # what the stages would use
     summarize(result)
     write(result, out)
     if CUDA and not args.no_static_cache:

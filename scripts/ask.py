@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ftpipe.generation import generate_texts, resolve_batch_size  # noqa: E402
+from ftpipe.generation import generate_texts  # noqa: E402
 from ftpipe.modeling import load_for_inference, load_tokenizer, merge_adapter, pick_device  # noqa: E402
 from ftpipe.prompts import instruction_text  # noqa: E402
 
@@ -44,8 +44,7 @@ def ask(titles: list[str], config: dict, results: Path, run: str, greedy: bool) 
     model = load_for_inference(str(results / "base_model"), config["train"]["quantization"], device)
     model = merge_adapter(model, str(adapter))
     prompts = [instruction_text(config["prompt"]["instruction"], title) for title in titles]
-    batch_size = resolve_batch_size(generation.get("batch_size"), device)
-    return generate_texts(model, load_tokenizer(str(adapter)), prompts, settings, batch_size)
+    return generate_texts(model, load_tokenizer(str(adapter)), prompts, settings, generation.get("batch_size", "auto"))
 
 
 def main() -> None:

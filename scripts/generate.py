@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ftpipe import stage  # noqa: E402
-from ftpipe.generation import add_generation_args, generate_texts, resolve_batch_size, use_threads  # noqa: E402
+from ftpipe.generation import add_generation_args, generate_texts, use_threads  # noqa: E402
 from ftpipe.heldout import sample_rows, sample_summary  # noqa: E402
 from ftpipe.io import write_json  # noqa: E402
 from ftpipe.modeling import load_for_inference, load_tokenizer, merge_adapter, pick_device  # noqa: E402
@@ -35,7 +35,6 @@ def generate(args) -> dict:
         key: getattr(args, key)
         for key in ("max_new_tokens", "do_sample", "temperature", "top_p", "repetition_penalty", "stop_strings", "seed")
     }
-    batch_size = resolve_batch_size(args.batch_size, device)
     tokenizer = load_tokenizer(args.adapter)
     model = load_for_inference(args.model_dir, args.quantization, device)
     plain = [args.base_prompt_template.format(title=title) for title in titles]
@@ -45,7 +44,7 @@ def generate(args) -> dict:
         if name == "adapter":
             model = merge_adapter(model, args.adapter)  # after the base variants: merging changes the weights
         t0 = time.perf_counter()
-        outputs[name] = generate_texts(model, tokenizer, prompts, settings, batch_size)
+        outputs[name] = generate_texts(model, tokenizer, prompts, settings, args.batch_size)
         seconds[name] = round(time.perf_counter() - t0, 3)
     samples = [
         {"title": row["title"], "reference": row["content"], **{name: outputs[name][i] for name in outputs}}

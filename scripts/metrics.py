@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ftpipe import stage  # noqa: E402
-from ftpipe.generation import add_generation_args, generate_texts, resolve_batch_size, use_threads  # noqa: E402
+from ftpipe.generation import AUTO_BATCH_CPU, add_generation_args, generate_texts, use_threads  # noqa: E402
 from ftpipe.heldout import MIN_SOUND_TITLES, contamination, sample_rows, sample_summary  # noqa: E402
 from ftpipe.io import write_json  # noqa: E402
 from ftpipe.modeling import load_for_inference, load_tokenizer, merge_adapter, pick_device  # noqa: E402
@@ -92,10 +92,17 @@ def small_data_warnings(n_titles: int, n_validation: int) -> list[str]:
     return warnings
 
 
+def scoring_batch(batch_size, device) -> int:
+    """Rows per perplexity batch: the configured batch size, at most NLL_BATCH; `auto` is NLL_BATCH on a GPU."""
+    if batch_size in (None, "auto"):
+        return NLL_BATCH if device.type == "cuda" else AUTO_BATCH_CPU
+    return min(int(batch_size), NLL_BATCH)
+
+
 def run_variants(args, tests: list[dict], validation: list[dict], settings: dict, device) -> tuple[dict, dict]:
     """Greedy generations for the test titles and (nll, tokens) of the validation descriptions, per variant:
     the dequantized base for the base variants, then the adapter merged into it."""
-    batch_size = resolve_batch_size(args.batch_size, device)
+    nll_batch = scoring_batch(args.batch_size, device)
     tokenizer = load_tokenizer(args.adapter)
     model = load_for_inference(args.model_dir, args.quantization, device)
     test_prompts = variant_prompts(args, [row["title"] for row in tests])
@@ -107,10 +114,8 @@ def run_variants(args, tests: list[dict], validation: list[dict], settings: dict
     for variant in VARIANTS:
         if variant == "adapter":
             model = merge_adapter(model, args.adapter)
-        generations[variant] = generate_texts(model, tokenizer, test_prompts[variant], settings, batch_size)
-        nll[variant] = description_nll(
-            model, tokenizer, val_prompts[variant], val_responses[variant], min(batch_size, NLL_BATCH)
-        )
+        generations[variant] = generate_texts(model, tokenizer, test_prompts[variant], settings, args.batch_size)
+        nll[variant] = description_nll(model, tokenizer, val_prompts[variant], val_responses[variant], nll_batch)
         log.info("%s done", variant)
     return generations, nll
 

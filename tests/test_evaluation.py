@@ -251,3 +251,12 @@ def test_stop_check_decodes_only_rows_that_can_complete_a_stop(tiny_model_dir):
     assert first_stops[0] is not None and first_stops[1] is None and first_stops[3] is None
     # Every step that writes a stop string's last character is seen: the text first holds it there.
     assert check(torch.tensor([prompt + tokenizer("ok<eos>", add_special_tokens=False)["input_ids"]]), None).item()
+
+
+def test_auto_batch_size(tiny_model_dir):
+    from ftpipe.generation import AUTO_BATCH_CPU, kv_cache_bytes_per_token, resolve_batch_size
+
+    model = load_for_inference(str(tiny_model_dir), {"load_in_4bit": False}, torch.device("cpu"))
+    assert resolve_batch_size("auto", model, 200) == AUTO_BATCH_CPU and resolve_batch_size(7, model, 200) == 7
+    # keys and values x 2 layers x 2 key/value heads x head size 16 x 4 bytes (float32)
+    assert kv_cache_bytes_per_token(model) == 2 * 2 * 2 * 16 * 4

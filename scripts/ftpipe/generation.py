@@ -25,7 +25,7 @@ def add_generation_args(parser) -> None:
     add("--repetition-penalty", type=float, default=1.1)
     add("--stop-strings", nargs="*", default=["<end_of_turn>", "<eos>"])
     add("--seed", type=int, default=42)
-    add("--batch-size", type=batch_size_arg, default="auto", help=f"rows per batch; auto: {AUTO_BATCH}")
+    add("--batch-size", type=batch_size_arg, default="auto", help="rows per batch; auto: as many as fit, up to 1024")
     add("--threads", type=int, default=None, help="CPU threads for torch (the rule's threads); default all")
     add("--sample-seed", type=int, default=0, help="seed of the test-title sample (same in every stage and run)")
     add("--instruction-template", required=True, help="tagged prompt with {title}")
@@ -33,7 +33,9 @@ def add_generation_args(parser) -> None:
     add("--quantization", type=json_arg, default=DEFAULT_QUANTIZATION, help="JSON, as in training")
 
 
-AUTO_BATCH = {"cuda": 256, "cpu": 16}  # a CPU gains little beyond 16 rows; a GPU keeps gaining up to hundreds
+AUTO_BATCH_CPU = 16  # a CPU gains little from more rows
+AUTO_BATCH_GPU_MAX = 1024  # the largest batch bench/generation.py measures; a GPU keeps gaining up to hundreds
+KV_CACHE_SHARE = 0.25  # of the GPU's free memory; the rest is for weights' workspace and activations
 
 
 def batch_size_arg(text: str):
@@ -46,9 +48,26 @@ def batch_size_arg(text: str):
     return value
 
 
-def resolve_batch_size(value, device: torch.device) -> int:
-    """The batch size to use: `auto` is large on a GPU and small on a CPU (AUTO_BATCH)."""
-    return AUTO_BATCH.get(device.type, AUTO_BATCH["cpu"]) if value in (None, "auto") else int(value)
+def resolve_batch_size(value, model, tokens_per_row: int) -> int:
+    """The rows per batch: an integer as given; `auto` is AUTO_BATCH_CPU on a CPU and, on a GPU, as many
+    rows as fit their KV cache (`tokens_per_row` each) in a quarter of the free memory, up to
+    AUTO_BATCH_GPU_MAX: decoding a token costs about the same for 32 rows as for hundreds."""
+    if value not in (None, "auto"):
+        return int(value)
+    device = next(model.parameters()).device
+    if device.type != "cuda":
+        return AUTO_BATCH_CPU
+    free, _ = torch.cuda.mem_get_info(device)
+    fits = int(KV_CACHE_SHARE * free) // (kv_cache_bytes_per_token(model) * max(1, tokens_per_row))
+    return max(1, min(AUTO_BATCH_GPU_MAX, fits))
+
+
+def kv_cache_bytes_per_token(model) -> int:
+    """Keys and values of one token across all layers."""
+    config = model.config
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    return 2 * config.num_hidden_layers * kv_heads * head_dim * next(model.parameters()).element_size()
 
 
 def use_threads(threads: int | None) -> int:
@@ -91,16 +110,19 @@ def stop_end_mask(tokenizer, stop_strings: list[str]) -> torch.Tensor:
     return torch.tensor([any(c in text for c in finals) or "\ufffd" in text for text in texts], dtype=torch.bool)
 
 
-def longest_first(tokenizer, prompts: list[str]) -> list[int]:
+def prompt_lengths(tokenizer, prompts: list[str]) -> list[int]:
+    return [len(ids) for ids in tokenizer(prompts, add_special_tokens=True)["input_ids"]]
+
+
+def longest_first(lengths: list[int]) -> list[int]:
     """Prompt indices by token count, longest first (ties in prompt order): batches of similar lengths pad
     less, and the largest batch comes first, so running out of memory shows at once."""
-    lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=True)["input_ids"]]
-    return sorted(range(len(prompts)), key=lambda index: (-lengths[index], index))
+    return sorted(range(len(lengths)), key=lambda index: (-lengths[index], index))
 
 
 @torch.no_grad()
 def generate_new_ids(
-    model, tokenizer, prompts: list[str], settings: dict, batch_size: int = 16, sort_by_length: bool = True
+    model, tokenizer, prompts: list[str], settings: dict, batch_size="auto", sort_by_length: bool = True
 ) -> list[torch.Tensor]:
     """The new token ids of each prompt, in the prompts' order (a row that stopped early is padded with the
     pad id, as `generate` leaves it). `settings` holds max_new_tokens, do_sample, temperature, top_p,
@@ -113,7 +135,9 @@ def generate_new_ids(
     sampling = {"temperature": settings["temperature"], "top_p": settings["top_p"]} if settings["do_sample"] else {}
     stops = list(settings["stop_strings"])
     may_end = stop_end_mask(tokenizer, stops).to(device) if stops else None
-    order = longest_first(tokenizer, prompts) if sort_by_length else list(range(len(prompts)))
+    lengths = prompt_lengths(tokenizer, prompts)
+    order = longest_first(lengths) if sort_by_length else list(range(len(prompts)))
+    batch_size = resolve_batch_size(batch_size, model, max(lengths, default=0) + settings["max_new_tokens"])
     extra = {key: settings[key] for key in ("min_new_tokens", "cache_implementation") if settings.get(key)}
     new_ids: list[torch.Tensor | None] = [None] * len(prompts)
     for start in range(0, len(order), batch_size):
@@ -137,7 +161,7 @@ def generate_new_ids(
     return new_ids
 
 
-def generate_texts(model, tokenizer, prompts: list[str], settings: dict, batch_size: int = 16) -> list[str]:
+def generate_texts(model, tokenizer, prompts: list[str], settings: dict, batch_size="auto") -> list[str]:
     """Generate one continuation per prompt (see generate_new_ids), cut at the first stop string."""
     rows = generate_new_ids(model, tokenizer, prompts, settings, batch_size)
     texts = tokenizer.batch_decode([row.tolist() for row in rows], skip_special_tokens=True) if rows else []
