@@ -129,9 +129,11 @@ def test_contamination_finds_copied_references(tmp_path):
     assert contamination([fresh], None, seed=0)["warning"].startswith("not measured")
 
 
-def test_use_threads_caps_at_the_machine():
+def test_use_threads_caps_at_the_machine(monkeypatch):
     import os
 
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "RAYON_RS_NUM_CPUS"):
+        monkeypatch.setenv(variable, os.environ.get(variable, ""))  # restored after the test
     before = torch.get_num_threads()
     try:
         assert use_threads(1) == 1 and torch.get_num_threads() == 1

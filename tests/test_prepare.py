@@ -52,7 +52,8 @@ def test_clean_line_is_kept_unchanged():
         (line(content="A pink\x07 tutu."), "control_characters", "A pink tutu."),
         (line(content="<p>A pink <b>tutu</b>.</p>"), "html_tags", "A pink tutu ."),
         (b'"{""uid"": ""1"", ""title"": ""Tutu"", ""content"": ""A pink tutu.""}"', "doubled_quotes", "A pink tutu."),
-        (line(content="A pink tutu.").replace(b"pink", b"pi\xffnk"), "invalid_utf8", "A pink tutu."),
+        (b'{"title": "Tutu", "content": "Caf\xe9 au lait."}', "invalid_utf8", "Caf\u00e9 au lait."),
+        (b'{"title": "Tutu", "content": "\x93Smart\x94 \x81"}', "invalid_utf8", "\u201cSmart\u201d"),
         (json.dumps({"Title": "Tutu", "content": "A pink tutu."}).encode(), "field_name_case", "A pink tutu."),
     ],
 )
@@ -241,3 +242,22 @@ def test_spilled_sample_equals_the_heap(tmp_path, monkeypatch, sample_size):
         assert not list((tmp_path / name).glob(".*")), "no temporary file is left behind"
     assert outputs["heap"] == outputs["spill"]
     assert counts["sampling"]["sampled"] == min(sample_size, counts["sampling"]["eligible"])
+
+
+@pytest.mark.parametrize(
+    "fragment",
+    [
+        "<p>A pink <b>tutu</b>.</p>",
+        "One<br>two<BR/>three<br />four</LI>",
+        "<ul><li>Soft</li><li>Light &amp; airy</li></ul>",
+        "Size <5 and <br> more",
+        "<b>Bold</b> <!-- note --> text",
+        "<p class='x'>Styled</p> <script>x<1</script>",
+        "<bold>not an element</bold>",
+        "AT&T<br>&amp<br>&#38<br>&am<br>p;",
+    ],
+)
+def test_bare_tag_shortcut_gives_the_parsers_text(fragment):
+    from ftpipe.html_text import html_text, parsed_html_text
+
+    assert html_text(fragment) == parsed_html_text(fragment)

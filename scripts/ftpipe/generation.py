@@ -11,6 +11,7 @@ import os
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
+from . import stage
 from .modeling import DEFAULT_QUANTIZATION
 from .prompts import cut_at_stop
 from .stage import json_arg
@@ -71,11 +72,10 @@ def kv_cache_bytes_per_token(model) -> int:
 
 
 def use_threads(threads: int | None) -> int:
-    """Give torch the rule's threads (never more than the machine has), so two stages that Snakemake runs
-    side by side do not both take every core; returns the count set."""
-    count = min(threads or os.cpu_count() or 1, os.cpu_count() or 1)
-    torch.set_num_threads(count)
-    return count
+    """The rule's threads for torch (stage.use_threads; all cores when none are given, on the command line);
+    returns the count in use."""
+    stage.use_threads(threads or os.cpu_count() or 1)  # torch is imported here, so its pool is set too
+    return torch.get_num_threads()
 
 
 class StopOnText(StoppingCriteria):
