@@ -2,9 +2,11 @@
 
 Every input line ends in exactly one outcome: `kept`, `repaired` (kept after a repair) or `rejected`
 (written to the rejects file with its line number, reason and raw text). JSON Lines input is streamed,
-so memory stays bounded whatever the file size; a JSON array file is read whole. Without a sample size the
-kept rows are written as they come; a sample of more than IN_MEMORY_SAMPLE rows is spilled to a temporary
-file next to the outputs (only its priorities and line numbers stay in memory) and written back in order.
+so memory stays bounded whatever the file size; a JSON array file is read whole. The split is by group
+(ftpipe.grouping: rows sharing a normalized title or description), so every sampled row is seen before the
+first is written: all rows without a sample size, and a sample of more than IN_MEMORY_SAMPLE rows, are
+spilled to a temporary file next to the outputs (only priorities, line numbers and key digests stay in
+memory) and written back in order.
 """
 
 import argparse
