@@ -172,6 +172,7 @@ def write(result: dict, out: Path) -> None:
 
 
 def run(args) -> None:
+    import transformers
     import yaml
 
     shape = {**TINYLLAMA, **TINY} if args.tiny else dict(TINYLLAMA)
@@ -182,6 +183,7 @@ def run(args) -> None:
     result = {
         "gpu": torch.cuda.get_device_name(0) if CUDA else "cpu (smoke test, not a result)",
         "torch": torch.__version__,
+        "transformers": transformers.__version__,
         "shape": {**shape, "vocab_size": len(tokenizer)},
         "max_new_tokens": args.max_new_tokens,
         "runs": {},
