@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ftpipe.experiments import baseline_run, run_configs  # noqa: E402
 from ftpipe.generation import generate_texts  # noqa: E402
 from ftpipe.io import read_json  # noqa: E402
-from ftpipe.modeling import load_for_inference, load_tokenizer, pick_device  # noqa: E402
+from ftpipe.modeling import load_for_inference, load_tokenizer, merge_adapter, pick_device  # noqa: E402
 from ftpipe.prompts import instruction_text  # noqa: E402
 
 
@@ -42,8 +42,6 @@ def run_folders(results: Path, run: str) -> tuple[Path, Path]:
 
 
 def ask(titles: list[str], config: dict, results: Path, run: str, greedy: bool) -> list[str]:
-    from peft import PeftModel
-
     base_model, adapter = run_folders(results, run)
     device = pick_device()
     generation = config["generate"]
@@ -55,9 +53,9 @@ def ask(titles: list[str], config: dict, results: Path, run: str, greedy: bool) 
     if greedy:
         settings["do_sample"] = False
     model = load_for_inference(str(base_model), config["train"]["quantization"], device)
-    model = PeftModel.from_pretrained(model, str(adapter)).eval()
+    model = merge_adapter(model, str(adapter))
     prompts = [instruction_text(config["prompt"]["instruction"], title) for title in titles]
-    return generate_texts(model, load_tokenizer(str(adapter)), prompts, settings, generation["batch_size"])
+    return generate_texts(model, load_tokenizer(str(adapter)), prompts, settings, generation.get("batch_size", "auto"))
 
 
 def main() -> None:

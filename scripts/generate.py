@@ -1,8 +1,10 @@
 """Stage 6, generate: descriptions for held-out test titles from the base model and from base + adapter.
 
 Three variants for the same titles: the base model with the reference's plain prompt, the base model with
-the tagged training prompt, and the adapter with the tagged prompt. Sampling settings default to the
-reference's (temperature 0.7, top_p 0.9, repetition penalty 1.1); generation stops at the end of the turn.
+the tagged training prompt, and the adapter (merged into the base) with the tagged prompt. The titles are a
+seeded random sample of the test split (`sample_seed`; the first titles of the metrics stage's sample).
+Sampling settings default to the reference's (temperature 0.7, top_p 0.9, repetition penalty 1.1);
+generation stops at the end of the turn.
 """
 
 import argparse
@@ -13,21 +15,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ftpipe import stage  # noqa: E402
-from ftpipe.generation import add_generation_args, generate_texts  # noqa: E402
-from ftpipe.io import read_jsonl, write_json  # noqa: E402
-from ftpipe.modeling import load_for_inference, load_tokenizer, pick_device  # noqa: E402
+from ftpipe.generation import add_generation_args, generate_texts, use_threads  # noqa: E402
+from ftpipe.heldout import sample_rows, sample_summary  # noqa: E402
+from ftpipe.io import write_json  # noqa: E402
+from ftpipe.modeling import load_for_inference, load_tokenizer, merge_adapter, pick_device  # noqa: E402
 from ftpipe.prompts import instruction_text  # noqa: E402
 
 log = logging.getLogger("ftpipe.generate")
 
 
 def generate(args) -> dict:
-    from peft import PeftModel
-
     device = pick_device()
-    rows = read_jsonl(args.test, args.num_titles)
+    log.info("device %s, %d CPU threads", device, use_threads(args.threads))
+    rows = sample_rows(args.test, args.num_titles, args.sample_seed)
     if not rows:
-        raise SystemExit(f"generate: {args.test} has no test rows")
+        raise SystemExit(f"generate: {args.test} has no rows: the test split is empty (too few rows or groups)")
     titles = [row["title"] for row in rows]
     settings = {
         key: getattr(args, key)
@@ -38,20 +40,23 @@ def generate(args) -> dict:
     plain = [args.base_prompt_template.format(title=title) for title in titles]
     tagged = [instruction_text(args.instruction_template, title) for title in titles]
     outputs, seconds = {}, {}
-    for name, prompts in (("base_plain", plain), ("base_tagged", tagged)):
+    for name, prompts in (("base_plain", plain), ("base_tagged", tagged), ("adapter", tagged)):
+        if name == "adapter":
+            model = merge_adapter(model, args.adapter)  # after the base variants: merging changes the weights
         t0 = time.perf_counter()
         outputs[name] = generate_texts(model, tokenizer, prompts, settings, args.batch_size)
         seconds[name] = round(time.perf_counter() - t0, 3)
-    model = PeftModel.from_pretrained(model, args.adapter)
-    model.eval()
-    t0 = time.perf_counter()
-    outputs["adapter"] = generate_texts(model, tokenizer, tagged, settings, args.batch_size)
-    seconds["adapter"] = round(time.perf_counter() - t0, 3)
     samples = [
         {"title": row["title"], "reference": row["content"], **{name: outputs[name][i] for name in outputs}}
         for i, row in enumerate(rows)
     ]
-    result = {"settings": settings, "device": str(device), "seconds": seconds, "samples": samples}
+    result = {
+        "settings": settings,
+        "device": str(device),
+        "seconds": seconds,
+        "sample": sample_summary(rows, args.sample_seed),
+        "samples": samples,
+    }
     write_json(args.samples, result)
     log.info("%d titles in %s", len(samples), seconds)
     return result

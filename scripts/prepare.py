@@ -2,9 +2,11 @@
 
 Every input line ends in exactly one outcome: `kept`, `repaired` (kept after a repair) or `rejected`
 (written to the rejects file with its line number, reason and raw text). JSON Lines input is streamed,
-so memory stays bounded whatever the file size; a JSON array file is read whole. Without a sample size the
-kept rows are written as they come; a sample of more than IN_MEMORY_SAMPLE rows is spilled to a temporary
-file next to the outputs (only its priorities and line numbers stay in memory) and written back in order.
+so memory stays bounded whatever the file size; a JSON array file is read whole. The split is by group
+(ftpipe.grouping: rows sharing a normalized title or description), so every sampled row is seen before the
+first is written: all rows without a sample size, and a sample of more than IN_MEMORY_SAMPLE rows, are
+spilled to a temporary file next to the outputs (only priorities, line numbers and key digests stay in
+memory) and written back in order.
 """
 
 import argparse
@@ -28,6 +30,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ftpipe import stage  # noqa: E402
+from ftpipe.grouping import SPLITS, group_splits, key_digest, normalized_text, split_of_digest  # noqa: E402
 from ftpipe.html_text import html_text  # noqa: E402
 from ftpipe.io import atomic_path, write_json  # noqa: E402
 from ftpipe.prompts import instruction_text, training_text  # noqa: E402
@@ -35,7 +38,6 @@ from ftpipe.raw_input import HEAD_BYTES, InputError, check_head, open_input, rea
 
 log = logging.getLogger("ftpipe.prepare")
 
-SPLITS = ("train", "validation", "test")
 MAX_LINE_BYTES = 1 << 20  # a product record is a few KB; a megabyte line is a broken export
 REJECT_RAW_CHARS = 4096
 IN_MEMORY_SAMPLE = 10_000  # a larger sample is spilled to disk: a kept row costs about 2 KB in memory, and
@@ -349,13 +351,21 @@ def hash_unit(text: str, salt: str) -> float:
 
 
 def assign_split(key: str, validation_fraction: float, test_fraction: float, seed: int) -> str:
-    """Split by a hash of the normalized title, so one title never lands in two splits."""
-    unit = hash_unit(key, f"split-{seed}")
-    if unit < validation_fraction:
-        return "validation"
-    if unit < validation_fraction + test_fraction:
-        return "test"
-    return "train"
+    """The split a normalized title gets alone (a group of rows goes where its representative title goes)."""
+    return split_of_digest(key_digest(key), validation_fraction, test_fraction, seed)
+
+
+def row_digests(items) -> tuple:
+    """The (title, description) digest arrays of (number, key, record) items: what grouping needs of a row."""
+    from array import array
+
+    import numpy as np
+
+    titles, descriptions = array("Q"), array("Q")
+    for _, key, record in items:
+        titles.append(key_digest(key))
+        descriptions.append(key_digest(normalized_text(record["content"])))
+    return np.frombuffer(titles, dtype=np.uint64), np.frombuffer(descriptions, dtype=np.uint64)
 
 
 class Deduplicator:
@@ -541,21 +551,7 @@ def prepare(args) -> dict:
     with atomic_path(args.rejects) as rejects_tmp, open(rejects_tmp, "w", encoding="utf-8") as rejects:
         with SplitWriter(args) as writer:
             accepted = accepted_records(iter_lines(raw, source_digest), rejects, deduplicator, counts, reasons, repairs)
-            sample_size = args.sample_size
-            if sample_size is None:
-                writer.write(accepted)
-                sampled = writer.total
-            elif sample_size <= IN_MEMORY_SAMPLE:
-                writer.write(bottom_k_sample(accepted, sample_size, args.seed))
-                sampled = writer.total
-            else:
-                spill = SpilledSample(Path(args.train).parent, args.seed)
-                try:
-                    spill.add(accepted)
-                    writer.write(spill.select(sample_size))
-                    sampled = spill.sampled
-                finally:
-                    spill.close()
+            sampled = write_sample(accepted, args, writer)
     split_rows = writer.rows
     eligible = counts["kept"] + counts["repaired"]
     repeated_uids = counts.pop("repeated_uids")
@@ -575,6 +571,8 @@ def prepare(args) -> dict:
             "seed": args.seed,
         },
         "splits": split_rows,
+        "grouping": writer.grouping,
+        "warnings": writer.warnings,
     }
     write_json(args.counts, summary)
     log.info("%s: %d lines -> %s; splits %s", raw, summary["input_lines"], dict(counts), split_rows)
@@ -588,6 +586,25 @@ def prepare(args) -> dict:
     return summary
 
 
+def write_sample(accepted, args, writer: "SplitWriter") -> int:
+    """Sample the accepted rows (all of them without a sample size) and write them, grouped, into their
+    splits; returns the rows sampled. Grouping needs every sampled row before the first is written: up to
+    IN_MEMORY_SAMPLE rows wait in memory, more in a spill file next to the outputs."""
+    sample_size = args.sample_size
+    if sample_size is not None and sample_size <= IN_MEMORY_SAMPLE:
+        rows = bottom_k_sample(accepted, sample_size, args.seed)
+        writer.write(lambda: iter(rows))
+        return len(rows)
+    spill = SpilledSample(Path(args.train).parent, args.seed)
+    try:
+        spill.add(accepted)
+        keep = len(spill.numbers) if sample_size is None else sample_size
+        writer.write(lambda: spill.select(keep))
+        return spill.sampled
+    finally:
+        spill.close()
+
+
 class SplitWriter:
     """The three split files, written atomically: one row per (number, key, record), in the order given."""
 
@@ -595,6 +612,8 @@ class SplitWriter:
         self.args = args
         self.rows = dict.fromkeys(SPLITS, 0)
         self.total = 0
+        self.grouping = {"groups": 0, "largest_group": 0, "rows_moved": 0}
+        self.warnings: list[str] = []
 
     def __enter__(self):
         from contextlib import ExitStack
@@ -613,13 +632,17 @@ class SplitWriter:
     def __exit__(self, *exc):
         return self.stack.__exit__(*exc)
 
-    def write(self, items) -> None:
+    def write(self, replay) -> None:
+        """Write the rows of `replay()` (an iterator of (number, key, record), called twice: once to group
+        the rows, once to write them), each to its group's split."""
         args, rows = self.args, self.rows
-        writes = {name: handle.write for name, handle in self.handles.items()}
+        titles, descriptions = row_digests(replay())
+        codes, self.grouping = group_splits(
+            titles, descriptions, args.validation_fraction, args.test_fraction, args.seed
+        )
+        writes = [self.handles[name].write for name in SPLITS]
         instruction, response = args.instruction_template, args.response_template
-        validation_fraction, test_fraction, seed = args.validation_fraction, args.test_fraction, args.seed
-        for number, key, record in items:
-            split = assign_split(key, validation_fraction, test_fraction, seed)
+        for (number, _, record), code in zip(replay(), codes.tolist(), strict=True):
             title = record["title"]
             row = {
                 "line": number,
@@ -627,9 +650,13 @@ class SplitWriter:
                 "prompt": instruction_text(instruction, title),
                 "text": training_text(instruction, response, title, record["content"]),
             }
-            writes[split](_encode(row) + "\n")
-            rows[split] += 1
+            writes[code](_encode(row) + "\n")
+            rows[SPLITS[code]] += 1
         self.total = sum(rows.values())
+        empty = [split for split in SPLITS if rows[split] == 0 and self.total]
+        self.warnings = [f"the {split} split is empty: too few rows or groups for its fraction" for split in empty]
+        for warning in self.warnings:
+            log.warning("%s (%d rows in all)", warning, self.total)
 
 
 def build_parser() -> argparse.ArgumentParser:

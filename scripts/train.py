@@ -312,6 +312,19 @@ def take_gradients(params: list, sums: list | None) -> list:
     return sums
 
 
+def validation_steps(eval_steps: int, val_blocks: dict) -> int:
+    """`eval_steps`, or 0 with a warning when the validation split has no blocks: evaluating nothing would
+    log a NaN validation loss at every evaluation and early stopping would never fire."""
+    if eval_steps > 0 and len(val_blocks["input_ids"]) == 0:
+        log.warning(
+            "the validation split is empty: validation loss, early stopping and load_best are skipped "
+            "(eval_steps %d); add rows or raise data.validation_fraction",
+            eval_steps,
+        )
+        return 0
+    return eval_steps
+
+
 @torch.no_grad()
 def evaluate(model, blocks: dict, micro_batch: int, max_blocks: int, boundary: bool, device, amp) -> float:
     """Mean loss per labelled token over (the first `max_blocks` of) the validation blocks."""
@@ -352,6 +365,7 @@ def run_training(args, blocks: dict) -> dict:
     torch.manual_seed(args.seed)
     plan = resolve_plan(args, device, distributed.world_size())
     train_blocks, val_blocks = blocks["train"], blocks["validation"]
+    eval_steps = validation_steps(args.eval_steps, val_blocks)
     if plan["data_on_device"]:
         train_blocks = {key: value.to(device) for key, value in train_blocks.items()}
     boundary = is_boundary_packed(train_blocks)
@@ -422,7 +436,7 @@ def run_training(args, blocks: dict) -> dict:
         if device.type == "cuda" and (record or state["step"] % save_steps == 0):
             torch.cuda.synchronize(device)
         step_seconds.append(time.perf_counter() - t0)
-        if args.eval_steps > 0 and (state["step"] % args.eval_steps == 0 or state["step"] == total_steps):
+        if eval_steps > 0 and (state["step"] % eval_steps == 0 or state["step"] == total_steps):
             record["eval_loss"] = round(
                 evaluate(model, val_blocks, plan["micro_batch"], args.eval_max_blocks, boundary, device, amp), 6
             )

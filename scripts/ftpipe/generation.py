@@ -1,11 +1,17 @@
 """Batched generation with left padding and KV cache, stopping at the end of the model's turn.
 
 Shared by the generation stage, the metrics stage and the ask command, so all prompt and stop the same way.
+Prompts are generated longest first in batches of similar length (less padding; the results come back in
+the prompts' order), and on a GPU the batches are large: decoding one token costs about the same for 32
+rows as for 256, so rows per batch is most of the speed (bench/README.md).
 """
+
+import os
 
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
+from . import stage
 from .modeling import DEFAULT_QUANTIZATION
 from .prompts import cut_at_stop
 from .stage import json_arg
@@ -20,41 +26,125 @@ def add_generation_args(parser) -> None:
     add("--repetition-penalty", type=float, default=1.1)
     add("--stop-strings", nargs="*", default=["<end_of_turn>", "<eos>"])
     add("--seed", type=int, default=42)
-    add("--batch-size", type=int, default=16)
+    add("--batch-size", type=batch_size_arg, default="auto", help="rows per batch; auto: as many as fit, up to 1024")
+    add("--threads", type=int, default=None, help="CPU threads for torch (the rule's threads); default all")
+    add("--sample-seed", type=int, default=0, help="seed of the test-title sample (same in every stage and run)")
     add("--instruction-template", required=True, help="tagged prompt with {title}")
     add("--base-prompt-template", required=True, help="plain prompt for the base model, with {title}")
     add("--quantization", type=json_arg, default=DEFAULT_QUANTIZATION, help="JSON, as in training")
 
 
+AUTO_BATCH_CPU = 16  # a CPU gains little from more rows
+AUTO_BATCH_GPU_MAX = 1024  # the largest batch bench/generation.py measures; a GPU keeps gaining up to hundreds
+KV_CACHE_SHARE = 0.25  # of the GPU's free memory; the rest is for weights' workspace and activations
+
+
+def batch_size_arg(text: str):
+    """argparse type of --batch-size: a positive integer or `auto`."""
+    if text == "auto":
+        return text
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+def resolve_batch_size(value, model, tokens_per_row: int) -> int:
+    """The rows per batch: an integer as given; `auto` is AUTO_BATCH_CPU on a CPU and, on a GPU, as many
+    rows as fit their KV cache (`tokens_per_row` each) in a quarter of the free memory, up to
+    AUTO_BATCH_GPU_MAX: decoding a token costs about the same for 32 rows as for hundreds."""
+    if value not in (None, "auto"):
+        return int(value)
+    device = next(model.parameters()).device
+    if device.type != "cuda":
+        return AUTO_BATCH_CPU
+    free, _ = torch.cuda.mem_get_info(device)
+    fits = int(KV_CACHE_SHARE * free) // (kv_cache_bytes_per_token(model) * max(1, tokens_per_row))
+    return max(1, min(AUTO_BATCH_GPU_MAX, fits))
+
+
+def kv_cache_bytes_per_token(model) -> int:
+    """Keys and values of one token across all layers."""
+    config = model.config
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    return 2 * config.num_hidden_layers * kv_heads * head_dim * next(model.parameters()).element_size()
+
+
+def use_threads(threads: int | None) -> int:
+    """The rule's threads for torch (stage.use_threads; all cores when none are given, on the command line);
+    returns the count in use."""
+    stage.use_threads(threads or os.cpu_count() or 1)  # torch is imported here, so its pool is set too
+    return torch.get_num_threads()
+
+
 class StopOnText(StoppingCriteria):
     """Marks a row done once its generated text contains a stop string. Decoding the last few tokens of
-    each row is much cheaper than transformers' StopStringCriteria on a CPU."""
+    each row is much cheaper than transformers' StopStringCriteria on a CPU; and only rows whose newest
+    token holds a stop string's last character are decoded (a stop string first appears at the step that
+    writes its last character), which keeps large GPU batches from waiting on the tokenizer every step."""
 
-    def __init__(self, tokenizer, stop_strings: list[str], prompt_length: int):
+    def __init__(self, tokenizer, stop_strings: list[str], prompt_length: int, may_end=None):
         self.tokenizer, self.stop_strings, self.prompt_length = tokenizer, stop_strings, prompt_length
         self.window = max(len(tokenizer(s, add_special_tokens=False)["input_ids"]) for s in stop_strings) + 2
+        self.may_end = stop_end_mask(tokenizer, stop_strings) if may_end is None else may_end
 
     def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
-        tails = self.tokenizer.batch_decode(input_ids[:, self.prompt_length :][:, -self.window :])
-        return torch.tensor(
-            [any(stop in tail for stop in self.stop_strings) for tail in tails], device=input_ids.device
-        )
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        may_end, newest = self.may_end.to(input_ids.device), input_ids[:, -1]  # .to: a no-op once on the device
+        known = len(may_end)
+        candidate = (newest >= known) | may_end[newest.clamp(max=known - 1)]  # ids past the tokenizer: check them
+        rows = candidate.nonzero().flatten()
+        if len(rows):
+            tails = self.tokenizer.batch_decode(input_ids[rows, self.prompt_length :][:, -self.window :])
+            hits = [any(stop in tail for stop in self.stop_strings) for tail in tails]
+            done[rows] = torch.tensor(hits, device=input_ids.device)
+        return done
+
+
+def stop_end_mask(tokenizer, stop_strings: list[str]) -> torch.Tensor:
+    """Per token id: whether its text holds the last character of a stop string (or an incomplete
+    character, which may be one), i.e. whether a stop string can be completed by generating it."""
+    finals = {stop[-1] for stop in stop_strings if stop}
+    texts = tokenizer.batch_decode([[token] for token in range(len(tokenizer))])
+    return torch.tensor([any(c in text for c in finals) or "\ufffd" in text for text in texts], dtype=torch.bool)
+
+
+def prompt_lengths(tokenizer, prompts: list[str]) -> list[int]:
+    return [len(ids) for ids in tokenizer(prompts, add_special_tokens=True)["input_ids"]]
+
+
+def longest_first(lengths: list[int]) -> list[int]:
+    """Prompt indices by token count, longest first (ties in prompt order): batches of similar lengths pad
+    less, and the largest batch comes first, so running out of memory shows at once."""
+    return sorted(range(len(lengths)), key=lambda index: (-lengths[index], index))
 
 
 @torch.no_grad()
-def generate_texts(model, tokenizer, prompts: list[str], settings: dict, batch_size: int = 16) -> list[str]:
-    """Generate one continuation per prompt; `settings` holds max_new_tokens, do_sample, temperature,
-    top_p, repetition_penalty, stop_strings and seed."""
+def generate_new_ids(
+    model, tokenizer, prompts: list[str], settings: dict, batch_size="auto", sort_by_length: bool = True
+) -> list[torch.Tensor]:
+    """The new token ids of each prompt, in the prompts' order (a row that stopped early is padded with the
+    pad id, as `generate` leaves it). `settings` holds max_new_tokens, do_sample, temperature, top_p,
+    repetition_penalty, stop_strings and seed, and optionally min_new_tokens and cache_implementation (the
+    benchmark's). `sort_by_length=False` batches the prompts in their order (the former path, for the
+    benchmark's comparison)."""
     tokenizer.padding_side = "left"
     device = next(model.parameters()).device
     torch.manual_seed(settings["seed"])
-    texts: list[str] = []
     sampling = {"temperature": settings["temperature"], "top_p": settings["top_p"]} if settings["do_sample"] else {}
     stops = list(settings["stop_strings"])
-    for start in range(0, len(prompts), batch_size):
-        batch = tokenizer(prompts[start : start + batch_size], return_tensors="pt", padding=True).to(device)
+    may_end = stop_end_mask(tokenizer, stops).to(device) if stops else None
+    lengths = prompt_lengths(tokenizer, prompts)
+    order = longest_first(lengths) if sort_by_length else list(range(len(prompts)))
+    batch_size = resolve_batch_size(batch_size, model, max(lengths, default=0) + settings["max_new_tokens"])
+    extra = {key: settings[key] for key in ("min_new_tokens", "cache_implementation") if settings.get(key)}
+    new_ids: list[torch.Tensor | None] = [None] * len(prompts)
+    for start in range(0, len(order), batch_size):
+        indices = order[start : start + batch_size]
+        batch = tokenizer([prompts[i] for i in indices], return_tensors="pt", padding=True).to(device)
         prompt_length = batch["input_ids"].shape[1]
-        criteria = StoppingCriteriaList([StopOnText(tokenizer, stops, prompt_length)] if stops else [])
+        criteria = StoppingCriteriaList([StopOnText(tokenizer, stops, prompt_length, may_end)] if stops else [])
         output = model.generate(
             **batch,
             max_new_tokens=settings["max_new_tokens"],
@@ -64,7 +154,15 @@ def generate_texts(model, tokenizer, prompts: list[str], settings: dict, batch_s
             eos_token_id=tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id,
             **sampling,
+            **extra,
         )
-        for row in tokenizer.batch_decode(output[:, prompt_length:], skip_special_tokens=True):
-            texts.append(cut_at_stop(row, stops))
-    return texts
+        for index, row in zip(indices, output[:, prompt_length:].cpu(), strict=True):
+            new_ids[index] = row
+    return new_ids
+
+
+def generate_texts(model, tokenizer, prompts: list[str], settings: dict, batch_size="auto") -> list[str]:
+    """Generate one continuation per prompt (see generate_new_ids), cut at the first stop string."""
+    rows = generate_new_ids(model, tokenizer, prompts, settings, batch_size)
+    texts = tokenizer.batch_decode([row.tolist() for row in rows], skip_special_tokens=True) if rows else []
+    return [cut_at_stop(text, list(settings["stop_strings"])) for text in texts]

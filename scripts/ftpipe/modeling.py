@@ -92,6 +92,16 @@ def load_for_inference(model_dir: str, quantization: dict, device: torch.device)
     return model.eval()
 
 
+def merge_adapter(model, adapter_dir: str):
+    """Fold the LoRA adapter into the (dequantized) base weights: W + s·B·A, one matmul per projection at
+    generation time instead of three. The adapter was trained on exactly these dequantized weights, so the
+    merged model is the trained model (16-bit on a GPU: rounded once to bf16; float32 on a CPU). The base's
+    weights are changed in place: generate the base variants first."""
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, adapter_dir).merge_and_unload().eval()
+
+
 def lora_config(lora: dict):
     from peft import LoraConfig
 

@@ -1,10 +1,19 @@
-"""Text-generation quality: ROUGE-L and chrF per example, bootstrap confidence intervals, and the
-per-token negative log-likelihood of reference descriptions (for perplexity)."""
+"""Text-generation quality: ROUGE-L and chrF per example, bootstrap confidence intervals, the per-token
+negative log-likelihood of reference descriptions (for perplexity), and three cheap signals that fit
+product descriptions: title coverage, repetition (distinct bigrams) and length against the reference."""
 
 import math
 import random
+import re
 
 import torch
+
+_NON_WORD = re.compile(r"[\W_]+")
+# Words that carry no product information, English and Portuguese (titles are English, prompts Portuguese).
+STOPWORDS = frozenset(
+    "a an and the of for to in on with by from at or as is are be this that it its your you our "
+    "o os as um uma uns umas e de do da dos das para com por em no na nos nas ou que se seu sua".split()
+)
 
 
 def rouge_l(predictions: list[str], references: list[str]) -> list[float]:
@@ -20,6 +29,42 @@ def chrf(predictions: list[str], references: list[str]) -> list[float]:
     import sacrebleu
 
     return [sacrebleu.sentence_chrf(pred, [ref]).score for pred, ref in zip(predictions, references, strict=True)]
+
+
+def words(text: str) -> list[str]:
+    """Lower-case words, punctuation dropped (the same words for a title and for its description)."""
+    return _NON_WORD.sub(" ", text.casefold()).split()
+
+
+def title_coverage(predictions: list[str], titles: list[str]) -> list[float]:
+    """Percent of each title's content words (stopwords left out; all words if only stopwords) that the
+    description contains: a description of another product scores low whatever its fluency."""
+    scores = []
+    for prediction, title in zip(predictions, titles, strict=True):
+        title_words = set(words(title))
+        content = (title_words - STOPWORDS) or title_words
+        scores.append(100 * len(content & set(words(prediction))) / len(content) if content else 100.0)
+    return scores
+
+
+def distinct_2(predictions: list[str]) -> list[float]:
+    """Percent of each description's word bigrams that are distinct: 100 = no bigram repeats, low = the
+    model loops. A description under two words has no bigram to repeat and scores 100 (length_ratio shows
+    that it is short)."""
+    scores = []
+    for prediction in predictions:
+        tokens = words(prediction)
+        bigrams = list(zip(tokens, tokens[1:], strict=False))
+        scores.append(100 * len(set(bigrams)) / len(bigrams) if bigrams else 100.0)
+    return scores
+
+
+def length_ratio(predictions: list[str], references: list[str]) -> list[float]:
+    """Words of each description over words of its reference: 1 = as long as the reference."""
+    return [
+        len(words(prediction)) / max(1, len(words(reference)))
+        for prediction, reference in zip(predictions, references, strict=True)
+    ]
 
 
 def bootstrap_mean(values: list[float], seed: int, samples: int = 1000, level: float = 0.95) -> dict:
