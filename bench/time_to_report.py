@@ -49,39 +49,13 @@ TSV_FIELDS = {"s": "seconds", "max_rss": "max_rss_mb", "cpu_time": "cpu_seconds"
 # ---------------------------------------------------------------- inputs
 
 
-def truncated_tokenizer(source: Path, out: Path, vocab_size: int) -> Path:
-    """A byte-level BPE tokenizer (tokenizer.json) restricted to its first `vocab_size` ids: the vocabulary
-    entries below it and the merges whose parts and result are among them. BPE merges build each token from
-    two earlier ones, so every kept token can still be made and every text still encodes."""
-    data = json.loads((source / "tokenizer.json").read_text())
-    model = data["model"]
-    if model["type"] != "BPE":
-        raise SystemExit(f"time_to_report: {source} is a {model['type']} tokenizer, not BPE")
-    vocab = {token: index for token, index in model["vocab"].items() if index < vocab_size}
-    merges = []
-    for merge in model["merges"]:
-        left, right = merge if isinstance(merge, list) else merge.split(" ", 1)
-        if left in vocab and right in vocab and left + right in vocab:
-            merges.append(merge)
-    added = [token for token in data["added_tokens"] if token["id"] >= vocab_size]
-    if added:
-        raise SystemExit(f"time_to_report: special tokens above {vocab_size}: {[t['content'] for t in added]}")
-    model["vocab"], model["merges"] = vocab, merges
-    out.mkdir(parents=True, exist_ok=True)
-    for path in source.iterdir():
-        if path.name != "tokenizer.json" and path.is_file():
-            shutil.copy(path, out / path.name)
-    (out / "tokenizer.json").write_text(json.dumps(data, ensure_ascii=False))
-    return out
-
-
 def build_model(out: Path, tiny: bool) -> dict:
     """The random-weight TinyLlama-shaped model (or a 2-layer one) with the truncated tokenizer, saved to `out`."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     sys.path.insert(0, str(ROOT / "bench"))
-    from train_throughput import TINYLLAMA
+    from train_throughput import TINYLLAMA, truncated_tokenizer
 
     source = WORK / "tokenizer"
     if not (source / "tokenizer.json").exists():
