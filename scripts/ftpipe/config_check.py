@@ -35,8 +35,13 @@ def recipe_problems(config: dict) -> list[str]:
     """Settings that are each valid but do not go together."""
     train = config.get("train", {})
     dropout = train.get("lora", {}).get("dropout", 0)
-    if train.get("speed", {}).get("fused_lora") is True and dropout:
+    speed = train.get("speed", {})
+    if speed.get("fused_lora") is True and dropout:
         return [f"train.speed.fused_lora: needs train.lora.dropout 0 (it is {dropout}); or use fused_lora: auto"]
+    if speed.get("fused_dropout_lora") is True and not dropout:
+        return [
+            "train.speed.fused_dropout_lora: needs train.lora.dropout > 0 (it is 0); or use fused_dropout_lora: auto"
+        ]
     return []
 
 
