@@ -62,11 +62,12 @@ LEVERS = {
     "compile": False,
     "data_on_device": False,
     "fused_optimizer": False,
+    "fused_dropout_lora": False,
 }
 PLAIN = {**LEVERS, "upcast_frozen_fp32": False}  # the loss-parity baseline: big micro-batch, no other lever
-# Each (b) variant adds one lever to the one before it; b10 is the training stage's default on GPUs.
+# Each (b) variant adds one lever to the one before it; b11 is the training stage's default on GPUs.
 B5 = {**PLAIN, "dequantize_base": True, "data_on_device": True, "mixed_precision": True}
-B8 = {"enabled": True, "compile_loss": False, "cuda_graphs": False}
+B8 = {"enabled": True, "compile_loss": False, "cuda_graphs": False, "fused_dropout_lora": False}
 NO_DROPOUT = {"dropout": 0.0}
 VARIANTS = {
     "b0_stage_recipe_levers_off": (OFF, {}),
@@ -79,7 +80,8 @@ VARIANTS = {
     "b7_plus_compile_per_layer_instead": ({**B5, "compile": True, "compile_scope": "layers"}, {}),
     "b8_plus_fused_adamw": (B8, {}),
     "b9_plus_compiled_loss": ({**B8, "compile_loss": True}, {}),
-    "b10_plus_cuda_graphs_default_fast_path": ({"enabled": True}, {}),
+    "b10_plus_cuda_graphs": ({"enabled": True, "fused_dropout_lora": False}, {}),
+    "b11_plus_fused_dropout_lora_default_fast_path": ({"enabled": True}, {}),
     "default_fast_path_evaluating_every_10_steps": ({"enabled": True}, {"eval_steps": 10}),
     "default_fast_path_micro_16_x_4": ({"enabled": True, "micro_batch": 16}, {}),
     "fast_path_without_autocast": ({"enabled": True, "mixed_precision": False}, {}),
@@ -90,7 +92,7 @@ VARIANTS = {
     "lora_dropout_0_fused_lora_fastest": ({"enabled": True}, NO_DROPOUT),
     "low_memory_4bit_micro_16": ({"enabled": True, "micro_batch": 16, "dequantize_base": False}, {}),
 }
-DEFAULT_FAST = "b10_plus_cuda_graphs_default_fast_path"
+DEFAULT_FAST = "b11_plus_fused_dropout_lora_default_fast_path"
 
 
 # ---------------------------------------------------------------- prepare (CPU)
@@ -453,6 +455,69 @@ def peer_main(args) -> None:
     Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
 
 
+def dropout_lora_kernel_check(repeats: int = 50) -> dict:
+    """The fused dropout LoRA operator at the recipe's shapes (8192 tokens, bf16, r 16, p 0.05): its output and
+    gradients against dropout-then-matmul with the same mask (relative error), and the median milliseconds of
+    forward + backward against PEFT's way (nn.Dropout, then a bf16 matmul), eager and compiled."""
+    from ftpipe.dropout_lora import dropout_lora_down, dropout_mask, use_triton
+
+    device = torch.device("cuda" if CUDA else "cpu")
+    tokens = 64 * MAX_LEN if CUDA else 256
+    p, result = 0.05, {"path": "triton" if use_triton(torch.empty(1, device=device)) else "reference"}
+
+    def timed(fn) -> float:
+        if not CUDA:
+            return None
+        for _ in range(3):
+            fn()
+        times = []
+        for _ in range(repeats):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        return round(statistics.median(times), 4)
+
+    for columns in (TINYLLAMA["hidden_size"], TINYLLAMA["intermediate_size"]):
+        x = torch.randn(tokens, columns, device=device, dtype=torch.bfloat16, requires_grad=True)
+        weight = (torch.randn(16, columns, device=device) / columns**0.5).requires_grad_()
+        grad = torch.randn(tokens, 16, device=device, dtype=torch.bfloat16)
+        seed = torch.tensor([1234], device=device, dtype=torch.int64)
+        keep = dropout_mask(x.detach(), seed, p)
+        h = dropout_lora_down(x, weight, seed, p)
+        dx, dw = torch.autograd.grad(h, (x, weight), grad)
+        x64, w64 = x.detach().double().requires_grad_(), weight.detach().double().requires_grad_()
+        ref = (x64 * keep / (1 - p)) @ w64.t()
+        rdx, rdw = torch.autograd.grad(ref, (x64, w64), grad.double())
+
+        def error(a, b):
+            return float((a.double() - b).norm() / b.norm())
+
+        dropout = torch.nn.Dropout(p)
+
+        def peft_way(x=x, weight=weight, grad=grad, dropout=dropout):
+            out = torch.nn.functional.linear(dropout(x), weight.to(torch.bfloat16))
+            torch.autograd.grad(out, (x, weight), grad)
+
+        def fused_way(x=x, weight=weight, grad=grad):
+            out = dropout_lora_down(x, weight, torch.randint(0, 2**31 - 1, (1,), device=device), p)
+            torch.autograd.grad(out, (x, weight), grad)
+
+        compiled_peft = torch.compile(peft_way) if CUDA else None
+        result[f"in_{columns}"] = {
+            "keep_fraction": round(float(keep.float().mean()), 5),
+            "relative_error_h": error(h, ref),
+            "relative_error_dx": error(dx, rdx),
+            "relative_error_dA": error(dw, rdw),
+            "ms_peft_eager": timed(peft_way),
+            "ms_peft_compiled": timed(compiled_peft) if compiled_peft else None,
+            "ms_fused": timed(fused_way),
+        }
+    return result
+
+
 def stage_args(
     model_dir: Path,
     out: Path,
@@ -597,6 +662,8 @@ def run(args) -> None:
         fresh_gpu()
         save()
 
+    if args.kernel_check:
+        attempt("fused_dropout_lora_kernel", dropout_lora_kernel_check)
     if args.reference_steps:
         attempt("a_reference_trainer", lambda: reference_trainer(model_dir, blocks, args.reference_steps))
     names = [*VARIANTS, *PEERS] if args.only is None else args.only
@@ -647,6 +714,12 @@ def main() -> None:
     go.add_argument("--results-dir", default=str(ROOT / "bench" / "results"), help="where the JSON goes")
     go.add_argument("--profile", action="store_true", help="write each variant's GPU kernel table")
     go.add_argument("--tiny", action="store_true", help="a 2-layer model instead of TinyLlama's shape (smoke test)")
+    go.add_argument(
+        "--kernel-check",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="check and time the fused dropout LoRA",
+    )
     go.add_argument("--peer-steps", type=int, default=10, help="steps of each peer (TRL, Unsloth)")
     go.add_argument("--peer-timeout", type=float, default=420, help="seconds before a peer's process is stopped")
     go.add_argument("--unsloth-site", help="a folder put first on PYTHONPATH for the Unsloth peer's process")
