@@ -146,6 +146,16 @@ def per_rule_seconds(benchmarks: dict) -> dict:
     return totals
 
 
+def merge(into: dict, extra: dict) -> dict:
+    """Deep-merge `extra` into `into` (as Snakemake merges config files)."""
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            merge(into[key], value)
+        else:
+            into[key] = value
+    return into
+
+
 def gpu_name() -> str:
     try:
         names = subprocess.run(
@@ -221,6 +231,10 @@ def run(args) -> dict:
     if args.smoke:
         for section, values in SMOKE_OVERRIDES.items():
             overrides.setdefault(section, {}).update(values)
+    if args.extra_config:
+        import yaml
+
+        merge(overrides, yaml.safe_load(args.extra_config))
     (work / "overrides.yaml").write_text(json.dumps(overrides, indent=2) + "\n")  # JSON is YAML
     shutil.copy(ROOT / "config.yaml", work / "config.yaml")  # the Snakefile's `configfile:` is read from there
     command = [python, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(work)]
@@ -269,6 +283,10 @@ def main() -> None:
     go.add_argument("--rows", type=int, default=None, help="raw lines to generate (default 1,000,000; smoke 3,000)")
     go.add_argument("--cores", type=int, default=None, help="snakemake --cores (default: the CPUs usable)")
     go.add_argument("--smoke", action="store_true", help="CPU smoke test: few rows, a 2-layer model, few steps")
+    go.add_argument(
+        "--extra-config",
+        help="YAML merged into the overrides, e.g. '{train: {speed: {fused_dropout_lora: false}}}'",
+    )
     go.add_argument("--timeout", type=float, default=None, help="stop the workflow after this many seconds")
     go.add_argument("--work", help="the work folder (default: a new temporary folder)")
     go.add_argument("--keep-work", action="store_true", help="keep the work folder")
