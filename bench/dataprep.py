@@ -72,7 +72,8 @@ def reference_method(raw: Path, tokenizer_dir: Path, sample_size: int | None, te
 
 
 def project_method(raw: Path, tokenizer_dir: Path, sample_size: int | None, template: dict) -> int:
-    from ftpipe.inprocess import run_data_stages
+    from inprocess import run_data_stages
+
     from ftpipe.io import read_json
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -97,10 +98,10 @@ STAGE_SETTINGS = {  # name: (pack mode, completion_only, overlong)
 
 def stage_one(raw: Path, out: Path, setting: str, stage: str, template: dict) -> dict:
     """One data stage in this process (the earlier ones have written their outputs under `out`), called
-    as ftpipe.inprocess.run_data_stages calls it: its seconds and this process's peak RSS."""
+    as inprocess.run_data_stages calls it: its seconds and this process's peak RSS."""
     import resource
 
-    from ftpipe.inprocess import data_stage_calls
+    from inprocess import data_stage_calls
 
     mode, completion_only, overlong = STAGE_SETTINGS[setting]
     tokenizer_dir = ROOT / "bench" / "work" / "tokenizer"

@@ -13,7 +13,8 @@ vocabulary size, so the model has TinyLlama's embedding and output shapes), (c) 
     snakemake --snakefile Snakefile --directory <work> --cores N \
         --configfile presets/tinyllama.yaml <work>/overrides.yaml results/report.html
 
-where overrides.yaml sets data.raw and model.source to the two files above and tokenize.threads to N, and
+where overrides.yaml sets data.raw and model.source to the two files above (the torch and tokenizer rules take
+every core Snakemake is given), and
 (d) writes the wall-clock total, every Snakemake benchmark TSV found under <work>/benchmarks (its seconds,
 peak RSS and CPU seconds, keyed by its path and mapped to its rule), the GPU's name and the core count to
 `time_to_report.json`. The steps before the workflow (catalog, model) are timed apart. A failed or timed-out
@@ -104,23 +105,37 @@ def rule_of(relative: Path, rules: list[str]) -> str:
     return stem
 
 
-def benchmark_rows(work: Path) -> dict:
+def rules_from_log(log_text: str) -> dict:
+    """{benchmark path: rule} as Snakemake printed them: each job's `rule NAME:` (or `localrule NAME:`) block
+    lists its `benchmark:` path. The surest mapping; rule_of's guess from the path is the fallback."""
+    found, rule = {}, None
+    for line in log_text.splitlines():
+        if match := re.match(r"^(?:local)?rule (\w+):\s*$", line):
+            rule = match.group(1)
+        elif rule and (match := re.match(r"^\s+benchmark: (\S+)\s*$", line)):
+            found[match.group(1)] = rule
+    return found
+
+
+def benchmark_rows(work: Path, log_text: str = "") -> dict:
     """Every Snakemake benchmark TSV under work/benchmarks: {relative path: {rule, seconds, ...}}. A TSV with
     several rows (benchmark repeats) gives the mean and keeps the rows."""
     rules = rule_names()
+    logged = rules_from_log(log_text)
     found = {}
     for path in sorted((work / "benchmarks").glob("**/*.tsv")):
         relative = path.relative_to(work / "benchmarks")
+        rule = logged.get(str(path.relative_to(work))) or rule_of(relative, rules)
         lines = [line.split("\t") for line in path.read_text().splitlines() if line.strip()]
         if len(lines) < 2:
-            found[str(relative)] = {"rule": rule_of(relative, rules), "error": "no rows"}
+            found[str(relative)] = {"rule": rule, "error": "no rows"}
             continue
         header, rows = lines[0], lines[1:]
         parsed = []
         for row in rows:
             values = dict(zip(header, row, strict=False))
             parsed.append({out: _number(values.get(field)) for field, out in TSV_FIELDS.items()})
-        entry = {"rule": rule_of(relative, rules)}
+        entry = {"rule": rule}
         for key in TSV_FIELDS.values():
             numbers = [row[key] for row in parsed if row[key] is not None]
             entry[key] = round(sum(numbers) / len(numbers), 3) if numbers else None
@@ -223,11 +238,7 @@ def run(args) -> dict:
     result["model"] = json.loads(model.stdout.strip().splitlines()[-1])
     result["raw_bytes"] = raw.stat().st_size
 
-    overrides = {
-        "data": {"raw": str(raw)},
-        "model": {"source": str(model_dir)},
-        "tokenize": {"threads": cores},  # the tokenizer uses the cores of the node
-    }
+    overrides = {"data": {"raw": str(raw)}, "model": {"source": str(model_dir)}}
     if args.smoke:
         for section, values in SMOKE_OVERRIDES.items():
             overrides.setdefault(section, {}).update(values)
@@ -255,7 +266,7 @@ def run(args) -> dict:
             result["returncode"] = None
             result["error"] = f"timed out after {args.timeout} s: the rules below are those that finished"
     result["total_seconds"] = round(time.perf_counter() - started, 2)
-    result["benchmarks"] = benchmark_rows(work)
+    result["benchmarks"] = benchmark_rows(work, log_path.read_text(errors="replace"))
     result["per_rule_seconds"] = per_rule_seconds(result["benchmarks"])
     result["report_written"] = (work / "results" / "report.html").exists()
     if result["returncode"] != 0:
@@ -264,7 +275,7 @@ def run(args) -> dict:
         for rule_log in sorted((work / "logs").glob("**/*.log")):
             if "Error" in (text := tail(rule_log, 3000)) or "Traceback" in text:
                 result.setdefault("rule_log_tails", {})[str(rule_log.relative_to(work))] = text
-    timing = next((work / "results" / "runs").glob("*/timing.json"), None) if (work / "results").exists() else None
+    timing = next((work / "results").glob("**/timing.json"), None) if (work / "results").exists() else None
     if timing:
         train = json.loads(timing.read_text())
         keys = ("steps", "median_step_seconds", "tokens_per_second", "warmup_seconds", "total_seconds", "device")

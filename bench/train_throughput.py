@@ -103,10 +103,9 @@ def prepare(rows: int) -> None:
     import datasets
     import yaml
     from base_model import embedded_gguf
+    from inprocess import run_data_stages
     from make_catalog import generate_records, write_jsonl
     from transformers import AutoTokenizer
-
-    from ftpipe.inprocess import run_data_stages
 
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     with tempfile.TemporaryDirectory() as tmp_name:

@@ -1,44 +1,132 @@
-import json
+import re
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 from ftpipe.config_check import check_config  # noqa: E402
+from ftpipe.experiments import (  # noqa: E402
+    KEY_PATTERN,
+    ExperimentPlan,
+    SourceHashes,
+    stage_params,
+)
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-# Every config error is reported here, before any job starts.
-check_config(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml")
+# Every config error is reported here, before any job starts (each run of an experiment too).
+check_config(
+    config,
+    Path(workflow.basedir) / "schemas" / "config.schema.yaml",
+    command_line=workflow.config_settings.config,  # --config values arrive as strings: typed by the schema
+)
 validate(config, "../schemas/config.schema.yaml")
 
-RUN = config["run_name"]
+# The runs (one without an `experiment` section) and each run's stage keys: a stage's outputs live under a
+# folder named by the hash of what determines them, so runs that agree on a stage share its files.
+PLAN = ExperimentPlan(config, SourceHashes(".snakemake/ftpipe/source_sha256.json"))
+RUNS = list(PLAN.runs)
+BASELINE = PLAN.baseline
 # Snakemake tracks a rule's own script but not the modules it imports: the shared package is an input
 # of every stage, so an edit to it reruns the stages (checksums keep a mere touch from doing so).
 SHARED_CODE = sorted(
     str(path) for path in (Path(workflow.basedir) / "scripts" / "ftpipe").glob("*.py")
 )
-DATA = "results/data"
-RUN_DIR = f"results/runs/{RUN}"
-BASE_MODEL = "results/base_model"
+PREPARED = "results/data/prepared/{key}"
+BASE_MODEL = "results/base_model/{key}"
+TOKENIZED = "results/data/tokenized/{key}"
+PACKED = "results/data/packed/{key}"
+TRAINED = "results/train/{key}"
+RUN_DIR = "results/runs/{run}"
+
+
+# The torch and tokenizer jobs take every core Snakemake is given, so on one machine they run one at a time
+# instead of slowing each other down; on SLURM the profile sets their threads (set-threads).
+def TORCH_THREADS(wildcards):
+    try:
+        return workflow.cores
+    except WorkflowError:  # no --cores (a report, a lint): the job does not run
+        return 1
+
+
+wildcard_constraints:
+    key=KEY_PATTERN,
+    run="|".join(re.escape(name) for name in RUNS),
 
 
 localrules:
     plots,
+    run_report,
     report,
+    compare,
 
 
-def cfg(section, *keys):
-    """A config value by path (cfg("train", "lora", "r")); the rules pass these on through params."""
-    value = config[section]
-    for key in keys:
-        value = value[key]
+# ---------------------------------------------------------------- keyed stages (wildcard `key`)
+
+
+def keyed_params(stage):
+    """The rule's params for a keyed stage, each a function of the key (Snakemake compares their values)."""
+    names = stage_params(stage, PLAN.runs[BASELINE])
+    return {
+        name: (lambda wildcards, name=name: PLAN.params(stage, wildcards.key)[name])
+        for name in names
+    }
+
+
+def stage_record(stage):
+    """What a key stands for, written as params.json beside the stage's outputs."""
+    return lambda wildcards: PLAN.stage_file(stage, wildcards.key)
+
+
+def upstream(stage, upstream_stage, pattern):
+    """Path of an output of the stage that `stage` reads, for the job's key."""
+    return lambda wildcards: pattern.format(
+        key=PLAN.upstream_key(stage, wildcards.key, upstream_stage)
+    )
+
+
+def key_config(stage, section):
+    """A config section of a run that uses the job's key (resources, threads: not part of the key)."""
+    return lambda wildcards: PLAN.config_of_key(stage, wildcards.key)[section]
+
+
+# ---------------------------------------------------------------- per-run rules (wildcard `run`)
+
+
+def of_run(stage, pattern):
+    """Path of a keyed stage's output that the job's run uses."""
+    return lambda wildcards: pattern.format(key=PLAN.keys[wildcards.run][stage])
+
+
+def run_params(section, *exclude):
+    """The rule's params from one config section of the job's run."""
+    names = [
+        name
+        for name in PLAN.runs[BASELINE][section]
+        if name not in ("resources", *exclude)
+    ]
+    return {
+        name: (lambda wildcards, name=name: PLAN.runs[wildcards.run][section][name])
+        for name in names
+    }
+
+
+def run_value(section, *keys):
+    """One config value of the job's run."""
+
+    def value(wildcards):
+        found = PLAN.runs[wildcards.run][section]
+        for key in keys:
+            found = found[key]
+        return found
+
     return value
 
 
-def resources_of(section):
-    res = cfg(section, "resources")
-    return {"gpu": res["gpu"], "mem_mb": res["mem_mb"], "runtime": res["runtime"]}
-
-
-def literal(value):
-    """A params value Snakemake must not expand: prompt templates contain {title} and {content}."""
-    return lambda wildcards: value
+def resources_of(value_of_section):
+    """gpu, mem_mb and runtime of a rule from its config section's `resources` (Snakemake calls these per job)."""
+    return {
+        name: (
+            lambda wildcards, name=name: value_of_section(wildcards)["resources"][name]
+        )
+        for name in ("gpu", "mem_mb", "runtime")
+    }

@@ -1,72 +1,71 @@
 rule prepare:
     input:
-        raw=cfg("data", "raw"),
+        raw=lambda wildcards: PLAN.config_of_key("prepare", wildcards.key)["data"][
+            "raw"
+        ],
         shared_code=SHARED_CODE,
     output:
-        train=f"{DATA}/prepared/train.jsonl",
-        validation=f"{DATA}/prepared/validation.jsonl",
-        test=f"{DATA}/prepared/test.jsonl",
-        counts=f"{DATA}/prepared/counts.json",
-        rejects=f"{DATA}/prepared/rejects.jsonl",
+        train=f"{PREPARED}/train.jsonl",
+        validation=f"{PREPARED}/validation.jsonl",
+        test=f"{PREPARED}/test.jsonl",
+        counts=f"{PREPARED}/counts.json",
+        rejects=f"{PREPARED}/rejects.jsonl",
+        params_json=f"{PREPARED}/params.json",
     log:
-        "logs/prepare.log",
+        "logs/prepare/{key}.log",
     benchmark:
-        "benchmarks/prepare.tsv"
+        "benchmarks/prepare/{key}.tsv"
     conda:
         "../envs/data.yaml"
     params:
-        duplicate_titles=cfg("data", "duplicate_titles"),
-        sample_size=cfg("data", "sample_size"),
-        seed=cfg("data", "seed"),
-        validation_fraction=cfg("data", "validation_fraction"),
-        test_fraction=cfg("data", "test_fraction"),
-        instruction_template=literal(cfg("prompt", "instruction")),
-        response_template=literal(cfg("prompt", "response")),
+        **keyed_params("prepare"),
+        stage_record=stage_record("prepare"),
     script:
         "../scripts/prepare.py"
 
 
 rule tokenize:
     input:
-        train=rules.prepare.output.train,
-        validation=rules.prepare.output.validation,
-        test=rules.prepare.output.test,
-        model_dir=BASE_MODEL,
+        train=upstream("tokenize", "prepare", f"{PREPARED}/train.jsonl"),
+        validation=upstream("tokenize", "prepare", f"{PREPARED}/validation.jsonl"),
+        test=upstream("tokenize", "prepare", f"{PREPARED}/test.jsonl"),
+        model_dir=upstream("tokenize", "base_model", f"{BASE_MODEL}/model"),
         shared_code=SHARED_CODE,
     output:
-        dataset=directory(f"{DATA}/tokenized"),
-        stats=f"{DATA}/tokenize_stats.json",
+        dataset=directory(f"{TOKENIZED}/dataset"),
+        stats=f"{TOKENIZED}/stats.json",
+        params_json=f"{TOKENIZED}/params.json",
     log:
-        "logs/tokenize.log",
+        "logs/tokenize/{key}.log",
     benchmark:
-        "benchmarks/tokenize.tsv"
+        "benchmarks/tokenize/{key}.tsv"
     conda:
         "../envs/data.yaml"
-    threads: cfg("tokenize", "threads")
+    threads: TORCH_THREADS
     params:
-        max_len=cfg("tokenize", "max_len"),
-        completion_only=cfg("tokenize", "completion_only"),
-        overlong=cfg("tokenize", "overlong"),
+        **keyed_params("tokenize"),
+        stage_record=stage_record("tokenize"),
     script:
         "../scripts/tokenize_data.py"
 
 
 rule pack:
     input:
-        tokenized=rules.tokenize.output.dataset,
-        tokenize_stats=rules.tokenize.output.stats,
+        tokenized=upstream("pack", "tokenize", f"{TOKENIZED}/dataset"),
+        tokenize_stats=upstream("pack", "tokenize", f"{TOKENIZED}/stats.json"),
         shared_code=SHARED_CODE,
     output:
-        dataset=directory(f"{DATA}/packed"),
-        stats=f"{DATA}/pack_stats.json",
+        dataset=directory(f"{PACKED}/dataset"),
+        stats=f"{PACKED}/stats.json",
+        params_json=f"{PACKED}/params.json",
     log:
-        "logs/pack.log",
+        "logs/pack/{key}.log",
     benchmark:
-        "benchmarks/pack.tsv"
+        "benchmarks/pack/{key}.tsv"
     conda:
         "../envs/data.yaml"
     params:
-        mode=cfg("pack", "mode"),
-        max_len=cfg("tokenize", "max_len"),
+        **keyed_params("pack"),
+        stage_record=stage_record("pack"),
     script:
         "../scripts/pack.py"

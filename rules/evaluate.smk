@@ -1,58 +1,59 @@
 rule generate:
     input:
-        test=rules.prepare.output.test,
-        model_dir=BASE_MODEL,
-        adapter=rules.train.output.adapter,
+        test=of_run("prepare", f"{PREPARED}/test.jsonl"),
+        model_dir=of_run("base_model", f"{BASE_MODEL}/model"),
+        adapter=of_run("train", f"{TRAINED}/adapter"),
         shared_code=SHARED_CODE,
     output:
         samples=f"{RUN_DIR}/samples.json",
     log:
-        f"logs/runs/{RUN}/generate.log",
+        "logs/runs/{run}/generate.log",
     benchmark:
-        f"benchmarks/runs/{RUN}/generate.tsv"
+        "benchmarks/runs/{run}/generate.tsv"
     conda:
         "../envs/train.yaml"
-    threads: 2
+    threads: TORCH_THREADS
     resources:
-        **resources_of("generate"),
+        **resources_of(run_value("generate")),
     params:
-        **{key: value for key, value in cfg("generate").items() if key != "resources"},
-        instruction_template=literal(cfg("prompt", "instruction")),
-        base_prompt_template=literal(cfg("prompt", "base_plain")),
-        stop_strings=cfg("prompt", "stop_strings"),
-        quantization=cfg("train", "quantization"),
+        **run_params("generate"),
+        instruction_template=run_value("prompt", "instruction"),
+        base_prompt_template=run_value("prompt", "base_plain"),
+        stop_strings=run_value("prompt", "stop_strings"),
+        quantization=run_value("train", "quantization"),
     script:
         "../scripts/generate.py"
 
 
 rule metrics:
     input:
-        test=rules.prepare.output.test,
-        validation=rules.prepare.output.validation,
-        model_dir=BASE_MODEL,
-        adapter=rules.train.output.adapter,
+        test=of_run("prepare", f"{PREPARED}/test.jsonl"),
+        validation=of_run("prepare", f"{PREPARED}/validation.jsonl"),
+        model_dir=of_run("base_model", f"{BASE_MODEL}/model"),
+        adapter=of_run("train", f"{TRAINED}/adapter"),
         shared_code=SHARED_CODE,
     output:
         metrics=report(
             f"{RUN_DIR}/metrics.json",
             caption="../report/metrics.rst",
             category="Evaluation",
+            subcategory="{run}",
         ),
     log:
-        f"logs/runs/{RUN}/metrics.log",
+        "logs/runs/{run}/metrics.log",
     benchmark:
-        f"benchmarks/runs/{RUN}/metrics.tsv"
+        "benchmarks/runs/{run}/metrics.tsv"
     conda:
         "../envs/train.yaml"
-    threads: 2
+    threads: TORCH_THREADS
     resources:
-        **resources_of("metrics"),
+        **resources_of(run_value("metrics")),
     params:
-        **{key: value for key, value in cfg("metrics").items() if key != "resources"},
-        instruction_template=literal(cfg("prompt", "instruction")),
-        response_template=literal(cfg("prompt", "response")),
-        base_prompt_template=literal(cfg("prompt", "base_plain")),
-        stop_strings=cfg("prompt", "stop_strings"),
-        quantization=cfg("train", "quantization"),
+        **run_params("metrics"),
+        instruction_template=run_value("prompt", "instruction"),
+        response_template=run_value("prompt", "response"),
+        base_prompt_template=run_value("prompt", "base_plain"),
+        stop_strings=run_value("prompt", "stop_strings"),
+        quantization=run_value("train", "quantization"),
     script:
         "../scripts/metrics.py"

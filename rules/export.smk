@@ -1,17 +1,17 @@
 rule export:
     input:
-        model_dir=BASE_MODEL,
-        adapter=rules.train.output.adapter,
+        model_dir=of_run("base_model", f"{BASE_MODEL}/model"),
+        adapter=of_run("train", f"{TRAINED}/adapter"),
         shared_code=SHARED_CODE,
     output:
         merged=directory(f"{RUN_DIR}/merged"),
     log:
-        f"logs/runs/{RUN}/export.log",
+        "logs/runs/{run}/export.log",
     benchmark:
-        f"benchmarks/runs/{RUN}/export.tsv"
+        "benchmarks/runs/{run}/export.tsv"
     conda:
         "../envs/train.yaml"
     params:
-        dtype=cfg("export", "dtype"),
+        dtype=run_value("export", "dtype"),
     script:
         "../scripts/export.py"

@@ -2,16 +2,16 @@ rule base_model:
     input:
         shared_code=SHARED_CODE,
     output:
-        model_dir=directory(BASE_MODEL),
+        model_dir=directory(f"{BASE_MODEL}/model"),
+        params_json=f"{BASE_MODEL}/params.json",
     log:
-        "logs/base_model.log",
+        "logs/base_model/{key}.log",
     benchmark:
-        "benchmarks/base_model.tsv"
+        "benchmarks/base_model/{key}.tsv"
     conda:
         "../envs/train.yaml"
     params:
-        source=cfg("model", "source"),
-        trust_remote_code=cfg("model", "trust_remote_code"),
-        allow_pickle=cfg("model", "allow_pickle"),
+        **keyed_params("base_model"),
+        stage_record=stage_record("base_model"),
     script:
         "../scripts/base_model.py"

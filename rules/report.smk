@@ -1,53 +1,108 @@
 rule plots:
     input:
-        train_log=rules.train.output.train_log,
-        tokenized=rules.tokenize.output.dataset,
+        train_log=of_run("train", f"{TRAINED}/train_log.csv"),
+        tokenized=of_run("tokenize", f"{TOKENIZED}/dataset"),
         shared_code=SHARED_CODE,
     output:
         curve=report(
             f"{RUN_DIR}/plots/train_curve.png",
             caption="../report/train_curve.rst",
             category="Training",
+            subcategory="{run}",
         ),
         lengths=report(
             f"{RUN_DIR}/plots/token_lengths.png",
             caption="../report/token_lengths.rst",
             category="Data",
+            subcategory="{run}",
         ),
     log:
-        f"logs/runs/{RUN}/plots.log",
+        "logs/runs/{run}/plots.log",
     benchmark:
-        f"benchmarks/runs/{RUN}/plots.tsv"
+        "benchmarks/runs/{run}/plots.tsv"
     conda:
         "../envs/report.yaml"
     params:
-        smoothing=cfg("plots", "smoothing"),
-        max_len=cfg("tokenize", "max_len"),
+        smoothing=run_value("plots", "smoothing"),
+        max_len=run_value("tokenize", "max_len"),
     script:
         "../scripts/plots.py"
 
 
-rule report:
+rule run_report:
     input:
-        counts=rules.prepare.output.counts,
-        token_stats=rules.tokenize.output.stats,
-        pack_stats=rules.pack.output.stats,
-        timing=rules.train.output.timing,
-        history=rules.train.output.history,
+        counts=of_run("prepare", f"{PREPARED}/counts.json"),
+        token_stats=of_run("tokenize", f"{TOKENIZED}/stats.json"),
+        pack_stats=of_run("pack", f"{PACKED}/stats.json"),
+        timing=of_run("train", f"{TRAINED}/timing.json"),
+        history=of_run("train", f"{TRAINED}/training_history.json"),
         samples=rules.generate.output.samples,
         metrics=rules.metrics.output.metrics,
         curve_png=rules.plots.output.curve,
         lengths_png=rules.plots.output.lengths,
         shared_code=SHARED_CODE,
     output:
-        report="results/report.html",
+        report=f"{RUN_DIR}/report.html",
+        lineage=f"{RUN_DIR}/lineage.json",
     log:
-        f"logs/runs/{RUN}/report.log",
+        "logs/runs/{run}/report.log",
     benchmark:
-        f"benchmarks/runs/{RUN}/report.tsv"
+        "benchmarks/runs/{run}/report.tsv"
     conda:
         "../envs/report.yaml"
     params:
-        config=literal(config),
+        config=lambda wildcards: PLAN.runs[wildcards.run],
+        lineage_record=lambda wildcards: PLAN.lineage(wildcards.run),
     script:
         "../scripts/report.py"
+
+
+rule report:
+    input:
+        report=f"results/runs/{BASELINE}/report.html",
+    output:
+        report="results/report.html",
+    log:
+        "logs/report.log",
+    conda:
+        "../envs/report.yaml"
+    params:
+        run=BASELINE,
+    shell:
+        "(cp {input.report} {output.report}.tmp && mv {output.report}.tmp {output.report}) 2> {log}"
+
+
+rule compare:
+    input:
+        metrics=expand(rules.metrics.output.metrics, run=RUNS),
+        samples=expand(rules.generate.output.samples, run=RUNS),
+        timings=[
+            f"{TRAINED}/timing.json".format(key=PLAN.keys[run]["train"])
+            for run in RUNS
+        ],
+        train_logs=[
+            f"{TRAINED}/train_log.csv".format(key=PLAN.keys[run]["train"])
+            for run in RUNS
+        ],
+        histories=[
+            f"{TRAINED}/training_history.json".format(key=PLAN.keys[run]["train"])
+            for run in RUNS
+        ],
+        reports=expand(rules.run_report.output.report, run=RUNS),
+        shared_code=SHARED_CODE,
+    output:
+        page="results/compare.html",
+        table="results/compare.json",
+        csv="results/compare.csv",
+    log:
+        "logs/compare.log",
+    benchmark:
+        "benchmarks/compare.tsv"
+    conda:
+        "../envs/report.yaml"
+    params:
+        runs=RUNS,
+        baseline=BASELINE,
+        lineages=lambda wildcards: {run: PLAN.lineage(run) for run in RUNS},
+    script:
+        "../scripts/compare.py"

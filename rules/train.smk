@@ -1,26 +1,27 @@
 rule train:
     input:
-        packed=rules.pack.output.dataset,
-        model_dir=BASE_MODEL,
+        packed=upstream("train", "pack", f"{PACKED}/dataset"),
+        model_dir=upstream("train", "base_model", f"{BASE_MODEL}/model"),
         shared_code=SHARED_CODE,
     output:
-        adapter=directory(f"{RUN_DIR}/adapter"),
-        train_log=f"{RUN_DIR}/train_log.csv",
-        history=f"{RUN_DIR}/training_history.json",
-        timing=f"{RUN_DIR}/timing.json",
+        adapter=directory(f"{TRAINED}/adapter"),
+        train_log=f"{TRAINED}/train_log.csv",
+        history=f"{TRAINED}/training_history.json",
+        timing=f"{TRAINED}/timing.json",
+        params_json=f"{TRAINED}/params.json",
     log:
-        f"logs/runs/{RUN}/train.log",
+        "logs/train/{key}.log",
     benchmark:
-        f"benchmarks/runs/{RUN}/train.tsv"
+        "benchmarks/train/{key}.tsv"
     conda:
         "../envs/train.yaml"
-    threads: 2
+    threads: TORCH_THREADS
     resources:
-        **resources_of("train"),
+        **resources_of(key_config("train", "train")),
     params:
-        **{key: value for key, value in cfg("train").items() if key != "resources"},
+        **keyed_params("train"),
         # Checkpoints live outside the declared outputs so that a rerun after a kill can resume from them.
-        checkpoint_dir=f"{RUN_DIR}/checkpoints",
-        max_len=cfg("tokenize", "max_len"),
+        checkpoint_dir=f"{TRAINED}/checkpoints",
+        stage_record=stage_record("train"),
     script:
         "../scripts/train.py"

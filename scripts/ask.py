@@ -3,8 +3,9 @@
     python scripts/ask.py --run demo "Girls Ballet Tutu Neon Pink" "Stainless Steel French Press 34 oz"
     python scripts/ask.py --run demo --file titles.txt --greedy
 
-Uses the workflow's outputs (results/base_model and results/runs/<run>/adapter) and the prompt and
-sampling settings of the workflow config, with the same prompt and stopping logic as the generation stage.
+Uses the workflow's outputs for the run (the base model and adapter named in results/runs/<run>/lineage.json)
+and the run's prompt and sampling settings from the workflow config (with the run's overrides, for a run of
+an experiment), with the same prompt and stopping logic as the generation stage.
 """
 
 import argparse
@@ -14,7 +15,9 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ftpipe.experiments import baseline_run, run_configs  # noqa: E402
 from ftpipe.generation import generate_texts  # noqa: E402
+from ftpipe.io import read_json  # noqa: E402
 from ftpipe.modeling import load_for_inference, load_tokenizer, pick_device  # noqa: E402
 from ftpipe.prompts import instruction_text  # noqa: E402
 
@@ -28,12 +31,20 @@ def titles_from(args) -> list[str]:
     return titles
 
 
+def run_folders(results: Path, run: str) -> tuple[Path, Path]:
+    """The base model and adapter folders a finished run used, from its lineage file."""
+    lineage_file = results / "runs" / run / "lineage.json"
+    if not lineage_file.exists():
+        raise SystemExit(f"ask: no finished run {run!r} ({lineage_file} is missing); run the workflow first")
+    stages = read_json(lineage_file)["stages"]
+    root = results.parent
+    return root / stages["base_model"]["folder"] / "model", root / stages["train"]["folder"] / "adapter"
+
+
 def ask(titles: list[str], config: dict, results: Path, run: str, greedy: bool) -> list[str]:
     from peft import PeftModel
 
-    adapter = results / "runs" / run / "adapter"
-    if not adapter.exists():
-        raise SystemExit(f"ask: no adapter at {adapter}; run `snakemake --cores 8 results/report.html` first")
+    base_model, adapter = run_folders(results, run)
     device = pick_device()
     generation = config["generate"]
     settings = {
@@ -43,7 +54,7 @@ def ask(titles: list[str], config: dict, results: Path, run: str, greedy: bool) 
     settings["stop_strings"] = config["prompt"]["stop_strings"]
     if greedy:
         settings["do_sample"] = False
-    model = load_for_inference(str(results / "base_model"), config["train"]["quantization"], device)
+    model = load_for_inference(str(base_model), config["train"]["quantization"], device)
     model = PeftModel.from_pretrained(model, str(adapter)).eval()
     prompts = [instruction_text(config["prompt"]["instruction"], title) for title in titles]
     return generate_texts(model, load_tokenizer(str(adapter)), prompts, settings, generation["batch_size"])
@@ -55,14 +66,18 @@ def main() -> None:
     )
     parser.add_argument("titles", nargs="*", help="product titles")
     parser.add_argument("--file", help="a text file with one title per line")
-    parser.add_argument("--run", help="run name (default: run_name from the config)")
+    parser.add_argument("--run", help="run name (default: the baseline run: run_name, or the experiment's baseline)")
     parser.add_argument("--config", default="config.yaml", help="the workflow config (default config.yaml)")
     parser.add_argument("--results", default="results", help="the workflow's results folder")
     parser.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")
     args = parser.parse_args()
     config = yaml.safe_load(Path(args.config).read_text(encoding="utf-8"))
+    runs = run_configs(config)
+    run = args.run or baseline_run(config)
+    if run not in runs:
+        raise SystemExit(f"ask: no run {run!r} in {args.config} (runs: {', '.join(runs)})")
     titles = titles_from(args)
-    answers = ask(titles, config, Path(args.results), args.run or config["run_name"], args.greedy)
+    answers = ask(titles, runs[run], Path(args.results), run, args.greedy)
     for title, answer in zip(titles, answers, strict=True):
         print(f"## {title}\n{answer}\n")
 

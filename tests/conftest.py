@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -70,7 +71,7 @@ PROMPT = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))["pro
 @pytest.fixture(scope="session")
 def packed_dir(tiny_model_dir, tiny_catalog, tmp_path_factory) -> Path:
     """The tiny catalog through prepare -> tokenize -> pack (boundary mode, max_len 128)."""
-    from ftpipe.inprocess import run_data_stages
+    from inprocess import run_data_stages
 
     out = tmp_path_factory.mktemp("data")
     return run_data_stages(
@@ -78,8 +79,11 @@ def packed_dir(tiny_model_dir, tiny_catalog, tmp_path_factory) -> Path:
     )
 
 
-def write_tiny_config(workdir: Path, catalog: Path, model_dir: Path, resources: dict | None = None) -> None:
-    """config.yaml of the tiny run: the shipped config on the tiny catalog and model, a few steps each."""
+def write_tiny_config(
+    workdir: Path, catalog: Path, model_dir: Path, resources: dict | None = None, experiment: dict | None = None
+) -> None:
+    """config.yaml of the tiny run: the shipped config on the tiny catalog and model, a few steps each; with
+    `experiment`, several runs of it."""
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     config["run_name"] = "tiny"
     config["data"]["raw"] = str(catalog)
@@ -91,6 +95,8 @@ def write_tiny_config(workdir: Path, catalog: Path, model_dir: Path, resources: 
     config["metrics"].update(num_titles=3, perplexity_rows=4, max_new_tokens=8)
     for section in ("train", "generate", "metrics") if resources else ():
         config[section]["resources"] = dict(resources)
+    if experiment:
+        config["experiment"] = experiment
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True))
 
 
@@ -108,3 +114,26 @@ def finished_run(tmp_path_factory, tiny_catalog, tiny_model_dir) -> Path:
     result = run_snakemake(workdir, "--cores", "2", "results/report.html")
     assert result.returncode == 0, result.stderr[-4000:]
     return workdir
+
+
+# Three runs of the tiny config: b trains with another learning rate, c with another LoRA rank; all share the data.
+TINY_EXPERIMENT = {
+    "baseline": "a",
+    "runs": {"a": {}, "b": {"train": {"learning_rate": 1e-3}}, "c": {"train": {"lora": {"r": 4}}}},
+}
+
+
+@pytest.fixture(scope="session")
+def finished_experiment(tmp_path_factory, tiny_catalog, tiny_model_dir) -> Path:
+    """`snakemake results/compare.html` of TINY_EXPERIMENT in a fresh folder."""
+    workdir = tmp_path_factory.mktemp("experiment")
+    write_tiny_config(workdir, tiny_catalog, tiny_model_dir, experiment=TINY_EXPERIMENT)
+    result = run_snakemake(workdir, "--cores", "2", "results/compare.html")
+    assert result.returncode == 0, result.stderr[-4000:]
+    return workdir
+
+
+def run_folder(workdir: Path, run: str, stage: str) -> Path:
+    """The folder of a stage's outputs that a finished run used (from its lineage file)."""
+    lineage = json.loads((workdir / "results" / "runs" / run / "lineage.json").read_text())
+    return workdir / lineage["stages"][stage]["folder"]

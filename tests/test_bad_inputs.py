@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from prepare import InputError, prepare
 
+from ftpipe.raw_input import split_array
 from tests.test_prepare import args_for
 
 CORPUS = Path(__file__).parent / "bad_inputs"
@@ -29,13 +30,62 @@ EXPECTED = {
     "control_characters.json": (1, 1, {}, ["control_characters"]),
     "numbers_as_text.json": (1, 0, {"title_not_text": 1}, []),
     "invalid_utf8.json": (1, 1, {}, ["invalid_utf8"]),
+    "deeply_nested.json": (2, 0, {"nested_too_deeply": 2}, []),
+    "deeply_nested_array.json": (2, 0, {"nested_too_deeply": 1}, []),
+    "lone_surrogates.json": (1, 1, {"lone_surrogate": 2}, ["control_characters"]),
+    "cp1252_bytes.json": (1, 2, {}, ["invalid_utf8"]),
+    "raw_control_characters.json": (1, 2, {}, ["control_characters"]),
+    "html_comments_and_scripts.json": (1, 1, {}, ["html_tags"]),
+    "stray_angle_brackets.json": (2, 0, {}, []),
+    "punctuation_titles.json": (5, 0, {"duplicate_title": 1}, []),
+    "gzip_named_json.json": (3, 0, {"empty_title": 1}, []),
+    "bzip2.json.bz2": (3, 0, {"empty_title": 1}, []),
+    "xz.json.xz": (3, 0, {"empty_title": 1}, []),
+    "zstd.json.zst": (3, 0, {"empty_title": 1}, []),
+    "zip_one_member.zip": (3, 0, {"empty_title": 1}, []),
+    "cr_line_endings.json": (2, 0, {"empty_title": 1}, []),
+}
+
+# file -> what the one-line message says (files that cannot be read as a whole stop the stage)
+STOPS = {
+    "empty.json": r"empty\.json: the file is empty",
+    "utf16.json": r"utf16\.json: line 1: the file is UTF-16",
+    "utf16_without_bom.json": r"utf16_without_bom\.json: line 1: the file is UTF-16",
+    "binary_png.json": r"binary_png\.json: a PNG image, not JSON text",
+    "binary_data.bin": r"binary_data\.bin: binary data, not JSON text",
+    "zip_two_members.zip": r"two_members\.zip: a zip archive of 2 files \(trn\.json, tst\.json\); only a zip of one",
+    "truncated_gzip.json.gz": r"truncated_gzip\.json\.gz: the gzip data cannot be read to the end: damaged or cut",
+    "gzip_in_gzip.json.gz": r"gzip_in_gzip\.json\.gz: gzip data \(inside its gzip compression\); decompress it first",
 }
 
 
-def lines_in(path: Path) -> int:
+def decompressed(path: Path) -> bytes:
+    import bz2
+    import gzip
+    import lzma
+    import zipfile
+
+    import zstandard
+
     data = path.read_bytes()
+    for magic, read in [
+        (b"\x1f\x8b", gzip.decompress),
+        (b"BZh", bz2.decompress),
+        (b"\xfd7zXZ", lzma.decompress),
+        (b"\x28\xb5\x2f\xfd", zstandard.ZstdDecompressor().decompressobj().decompress),
+        (b"PK", lambda _: zipfile.ZipFile(path).read(zipfile.ZipFile(path).namelist()[0])),
+    ]:
+        if data.startswith(magic):
+            return read(data)
+    return data
+
+
+def lines_in(path: Path) -> int:
+    data = decompressed(path)
     if data.lstrip().startswith(b"["):
-        return len(json.loads(data))
+        return len(split_array(data.decode()))
+    if b"\n" not in data:  # lines ended by CR alone
+        return len(data.split(b"\r")) - data.endswith(b"\r")
     return len(data.splitlines())
 
 
@@ -52,7 +102,7 @@ def test_corpus_file(name, tmp_path):
 
 
 def test_the_corpus_is_complete():
-    assert {p.name for p in CORPUS.iterdir()} == set(EXPECTED) | {"empty.json", "utf16.json"}
+    assert {p.name for p in CORPUS.iterdir()} == set(EXPECTED) | set(STOPS)
 
 
 def test_repeated_uids_are_counted(tmp_path):
@@ -70,14 +120,7 @@ def test_ten_megabyte_line_is_quarantined_and_cut_in_the_rejects(tmp_path):
     assert reject["line"] == 2 and len(reject["raw"]) == 4096 and reject["raw_truncated_from_chars"] == len(huge)
 
 
-@pytest.mark.parametrize(
-    "name, message",
-    [
-        ("empty.json", r"empty\.json: the file is empty"),
-        ("utf16.json", r"utf16\.json: line 1: the file is UTF-16"),
-        ("missing.json", r"missing\.json: file not found"),
-    ],
-)
+@pytest.mark.parametrize("name, message", [*STOPS.items(), ("missing.json", r"missing\.json: file not found")])
 def test_unusable_files_stop_with_the_file_line_and_problem(name, message, tmp_path):
     with pytest.raises(InputError, match=message):
         prepare(args_for(CORPUS / name, tmp_path))
@@ -112,3 +155,137 @@ def test_stage_stops_with_a_message_not_a_traceback(tmp_path):
     assert result.returncode == 1
     assert "prepare: " in result.stderr and "utf16.json: line 1: the file is UTF-16" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def prepared_rows(name: str, tmp_path: Path) -> list[dict]:
+    prepare(args_for(CORPUS / name, tmp_path, validation_fraction=0.0, test_fraction=0.0))
+    return [json.loads(line) for line in (tmp_path / "train.jsonl").read_text().splitlines()]
+
+
+def test_bytes_that_are_not_utf8_are_read_as_cp1252(tmp_path):
+    rows = prepared_rows("cp1252_bytes.json", tmp_path)
+    assert rows[1]["title"] == "Café au lait mug" and rows[1]["content"] == "A mug for café au lait."
+    assert rows[2]["content"] == "“Smart” – and …"
+
+
+def test_raw_control_characters_in_strings_are_repaired(tmp_path):
+    rows = prepared_rows("raw_control_characters.json", tmp_path)
+    assert [row["content"] for row in rows[1:]] == ["A mug with a tab.", "A mug with a NUL."]
+
+
+def test_html_comments_and_script_bodies_are_dropped(tmp_path):
+    assert prepared_rows("html_comments_and_scripts.json", tmp_path)[1]["content"] == "Soft tutu ."
+
+
+def test_a_lt_that_opens_no_element_keeps_its_text(tmp_path):
+    row = prepared_rows("stray_angle_brackets.json", tmp_path)[1]
+    assert row["title"] == "Ring size <7"
+    assert row["content"] == "Fits fingers < 7 cm; I <3 it; x<y and z>w; <unknown words> stay."
+
+
+def test_titles_of_emoji_or_punctuation_only_are_not_duplicates_of_each_other(tmp_path):
+    titles = [row["title"] for row in prepared_rows("punctuation_titles.json", tmp_path)]
+    assert titles == ["Product 1", "\U0001f380", "\U0001f380\U0001f380", "!!!", "???"]
+
+
+@pytest.mark.parametrize("name", ["gzip_named_json.json", "bzip2.json.bz2", "xz.json.xz", "zstd.json.zst"])
+def test_compressed_input_reads_as_its_content_and_hashes_as_given(name, tmp_path):
+    import hashlib
+
+    counts = prepare(args_for(CORPUS / name, tmp_path / "packed", validation_fraction=0.0, test_fraction=0.0))
+    plain = tmp_path / "plain.json"
+    plain.write_bytes(decompressed(CORPUS / name))
+    prepare(args_for(plain, tmp_path / "plain", validation_fraction=0.0, test_fraction=0.0))
+    assert counts["source_sha256"] == hashlib.sha256((CORPUS / name).read_bytes()).hexdigest()
+    for output in ("train.jsonl", "rejects.jsonl"):
+        assert (tmp_path / "packed" / output).read_bytes() == (tmp_path / "plain" / output).read_bytes()
+
+
+def test_a_folder_given_as_the_input_stops_with_one_line(tmp_path):
+    with pytest.raises(InputError, match=r": is a folder, not a file"):
+        prepare(args_for(CORPUS, tmp_path))
+
+
+@pytest.mark.parametrize(
+    "raw, reason",
+    [
+        (b'{"title": "T", "content": "c", "uid": ' + b"9" * 5000 + b"}", "unreadable_line"),  # int digits limit
+        (b'{"title": "T", "content": "c", "target_ind": "' + b"[" * 5000 + b'"}', "nested_too_deeply"),
+        (b'{"title": "T", "content": "c", "target_rel": ["\\udfff"]}', "lone_surrogate"),
+    ],
+)
+def test_whatever_one_line_raises_is_its_reject_reason(raw, reason, tmp_path):
+    source = tmp_path / "trn.json"
+    source.write_bytes(b'{"title": "Good", "content": "Kept."}\n' + raw + b"\n")
+    counts = prepare(args_for(source, tmp_path, validation_fraction=0.0, test_fraction=0.0))
+    assert counts["rejected_reasons"] == {reason: 1} and counts["outcomes"]["kept"] == 1
+    (reject,) = [json.loads(line) for line in (tmp_path / "rejects.jsonl").read_text().splitlines()]
+    assert reject["line"] == 2 and reject["reason"] == reason
+
+
+def test_an_unexpected_error_in_one_line_is_a_reject_with_its_detail(tmp_path, monkeypatch):
+    import prepare as stage
+
+    real = stage._clean
+    monkeypatch.setattr(stage, "_clean", lambda obj, r: real(obj, r) if obj["title"] != "Boom" else 1 / 0)
+    source = tmp_path / "trn.json"
+    source.write_text('{"title": "Good", "content": "Kept."}\n{"title": "Boom", "content": "x"}\n')
+    counts = prepare(args_for(source, tmp_path, validation_fraction=0.0, test_fraction=0.0))
+    assert counts["rejected_reasons"] == {"unreadable_line": 1}
+    (reject,) = [json.loads(line) for line in (tmp_path / "rejects.jsonl").read_text().splitlines()]
+    assert reject["detail"].startswith("ZeroDivisionError")
+
+
+def test_an_empty_train_split_stops_the_stage(tmp_path):
+    with pytest.raises(InputError, match=r"the train split is empty .* no row is left for training"):
+        prepare(args_for(CORPUS / "repeated_uids.json", tmp_path, validation_fraction=0.6, test_fraction=0.5))
+
+
+def test_a_json_array_with_one_unreadable_element_keeps_the_others(tmp_path):
+    raw = tmp_path / "array.json"
+    raw.write_text('[{"title": "A", "content": "a"}, {"title": "B", "content": "b", "uid": ' + "9" * 5000 + "}]")
+    counts = prepare(args_for(raw, tmp_path, validation_fraction=0.0, test_fraction=0.0))
+    assert counts["outcomes"] == {"kept": 1, "repaired": 0, "rejected": 1}
+    assert counts["rejected_reasons"] == {"unreadable_line": 1}
+
+
+def test_a_compressed_tar_archive_is_named(tmp_path):
+    import io
+    import tarfile
+
+    raw = tmp_path / "trn.json.tar.gz"
+    with tarfile.open(raw, "w:gz") as archive:
+        data = (CORPUS / "blank_lines.json").read_bytes()
+        info = tarfile.TarInfo("trn.json")
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    with pytest.raises(InputError, match=r"trn\.json\.tar\.gz: a tar archive; extract the JSON file from it \(inside"):
+        prepare(args_for(raw, tmp_path))
+
+
+def test_an_encrypted_zip_is_named(tmp_path):
+    import zipfile
+
+    raw = tmp_path / "trn.zip"
+    data = bytearray((CORPUS / "zip_one_member.zip").read_bytes())
+    data[6] |= 1  # the local header's "encrypted" flag
+    central = data.rindex(b"PK\x01\x02")
+    data[central + 8] |= 1  # and the central directory's
+    raw.write_bytes(bytes(data))
+    assert zipfile.ZipFile(raw).infolist()[0].flag_bits & 1
+    with pytest.raises(InputError, match=r"trn\.zip: the zip's file trn\.json cannot be read \(.*encrypted"):
+        prepare(args_for(raw, tmp_path))
+
+
+def test_training_on_no_blocks_stops_with_a_message(tmp_path):
+    import datasets
+    from train import load_blocks
+
+    from ftpipe.io import save_datasets
+
+    features = datasets.Features({key: datasets.Sequence(datasets.Value("int32")) for key in ("input_ids", "labels")})
+    features["position_ids"] = datasets.Sequence(datasets.Value("int32"))
+    empty = datasets.Dataset.from_dict({key: [] for key in features}, features=features)
+    save_datasets({"train": empty, "validation": empty}, tmp_path / "packed")
+    with pytest.raises(SystemExit, match=r"train: .*packed holds no training blocks"):
+        load_blocks(str(tmp_path / "packed"))

@@ -52,7 +52,8 @@ def test_clean_line_is_kept_unchanged():
         (line(content="A pink\x07 tutu."), "control_characters", "A pink tutu."),
         (line(content="<p>A pink <b>tutu</b>.</p>"), "html_tags", "A pink tutu ."),
         (b'"{""uid"": ""1"", ""title"": ""Tutu"", ""content"": ""A pink tutu.""}"', "doubled_quotes", "A pink tutu."),
-        (line(content="A pink tutu.").replace(b"pink", b"pi\xffnk"), "invalid_utf8", "A pink tutu."),
+        (b'{"title": "Tutu", "content": "Caf\xe9 au lait."}', "invalid_utf8", "Caf\u00e9 au lait."),
+        (b'{"title": "Tutu", "content": "\x93Smart\x94 \x81"}', "invalid_utf8", "\u201cSmart\u201d"),
         (json.dumps({"Title": "Tutu", "content": "A pink tutu."}).encode(), "field_name_case", "A pink tutu."),
     ],
 )
@@ -300,3 +301,51 @@ def test_rule_threads_reach_prepare_processes():
     assert args_from_snakemake(smk(6, {"mem_mb": 1000}), build_parser()).processes == 6
     assert args_from_snakemake(smk(1, {}), build_parser()).processes == 1
     assert args_from_snakemake(smk(6, {"gpu": 2}), build_parser()).processes == 2
+
+
+def test_a_line_that_raises_in_a_worker_is_rejected_as_in_one_process(tmp_path, monkeypatch):
+    """A line whose parsing raises (here a planted ValueError and RecursionError) is rejected with the same
+    reason and detail whether it was parsed in the main process or in a worker."""
+    import prepare as prepare_stage
+
+    parse = prepare_stage._parse
+
+    def planted(raw):
+        if b"Tutu 7" in raw:
+            raise ValueError("planted")
+        if b"Tutu 9" in raw:
+            raise RecursionError("deep")
+        return parse(raw)
+
+    monkeypatch.setattr(prepare_stage, "_parse", planted)  # the forked workers inherit it
+    monkeypatch.setattr(prepare_stage, "PARSE_BLOCK_LINES", 3)
+    raw = tmp_path / "trn.json"
+    raw.write_bytes(b"\n".join(line(title=f"Tutu {n}") for n in range(12)) + b"\n")
+    outputs = {}
+    for processes in (1, 2):
+        out = tmp_path / f"p{processes}"
+        out.mkdir()
+        counts = prepare(args_for(raw, out, processes=processes))
+        outputs[processes] = {path.name: path.read_bytes() for path in sorted(out.iterdir())}
+    assert counts["rejected_reasons"] == {"nested_too_deeply": 1, "unreadable_line": 1}
+    assert b"ValueError: planted" in outputs[2]["rejects.jsonl"]
+    assert outputs[1] == outputs[2]
+
+
+@pytest.mark.parametrize(
+    "fragment",
+    [
+        "<p>A pink <b>tutu</b>.</p>",
+        "One<br>two<BR/>three<br />four</LI>",
+        "<ul><li>Soft</li><li>Light &amp; airy</li></ul>",
+        "Size <5 and <br> more",
+        "<b>Bold</b> <!-- note --> text",
+        "<p class='x'>Styled</p> <script>x<1</script>",
+        "<bold>not an element</bold>",
+        "AT&T<br>&amp<br>&#38<br>&am<br>p;",
+    ],
+)
+def test_bare_tag_shortcut_gives_the_parsers_text(fragment):
+    from ftpipe.html_text import html_text, parsed_html_text
+
+    assert html_text(fragment) == parsed_html_text(fragment)

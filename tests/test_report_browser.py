@@ -52,3 +52,11 @@ def test_report_renders_offline(finished_run, tmp_path):
     assert errors == []
     assert requests == [report.resolve().as_uri()]
     assert (tmp_path / "report.png").stat().st_size > 20_000  # a rendered page, not a blank one
+
+
+def test_comparison_renders_offline(finished_experiment, tmp_path):
+    page = finished_experiment / "results" / "compare.html"
+    errors, requests = open_in_chromium(page, tmp_path / "compare.png")
+    assert errors == []
+    assert requests == [page.resolve().as_uri()]
+    assert (tmp_path / "compare.png").stat().st_size > 20_000

@@ -87,12 +87,16 @@ def test_output_paths_cannot_leave_the_working_directory():
     allows no separator or parent reference."""
     import yaml
 
-    from ftpipe.config_check import config_problems
+    from ftpipe.config_check import config_problems, experiment_problems
 
     schema = yaml.safe_load((ROOT / "schemas" / "config.schema.yaml").read_text())
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     for bad in ("../up", "/abs", "a/b", ".hidden", "..", "a\\b"):
         assert config_problems({**config, "run_name": bad}, schema), bad
+        assert experiment_problems({**config, "experiment": {"runs": {bad: {}}}}, schema), bad
+        if "/" in bad or "\\" in bad:  # a grid run is named axis~value: a separator in a value is refused
+            grid = {"axes": {"data.raw": [bad]}}
+            assert experiment_problems({**config, "experiment": {"grid": grid}}, schema), bad
     for rule_file in (ROOT / "rules").glob("*.smk"):
         for path in re.findall(r'f?"((?:results|logs|benchmarks)[^"]*)"', rule_file.read_text()):
             assert ".." not in path

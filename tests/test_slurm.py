@@ -2,7 +2,8 @@
 
 The module's fixture starts Debian's munged, slurmctld and slurmd (as root, no systemd) with one GPU GRES backed by
 /dev/null and the two partitions the profile names; the tiny workflow then runs with
-`snakemake --executor slurm --workflow-profile profiles/slurm results/report.html`. The checks read the cluster's own
+`snakemake --executor slurm --workflow-profile profiles/slurm results/compare.html` for two runs that share their data
+and train with different learning rates and GPU counts. The checks read the cluster's own
 records (`scontrol show job`, kept for an hour by MinJobAge), the plugin's per-job SLURM logs and the environment each
 task saw (recorded by a TaskProlog). Only the daemons this module started are stopped, by their process handles.
 """
@@ -40,10 +41,13 @@ SLURM_PORTS = (6817, 6818)  # slurmctld, slurmd (the defaults)
 
 CPU_RULES = {"prepare", "tokenize", "pack", "base_model"}
 GPU_RULES = {"train", "generate", "metrics"}
-LOCAL_RULES = {"plots", "report"}
+LOCAL_RULES = {"plots", "run_report", "report", "compare"}
 # The GPU rules' resources in the test's config.yaml: small enough for any CI machine, distinct enough to recognise.
 GPU_RESOURCES = {"gpu": 1, "mem_mb": 2000, "runtime": 30}
-TRAIN_GPUS = 2  # train gets two GPUs: its job runs two data-parallel processes (gloo on the CPU here)
+TRAIN_GPUS = 2  # run a's train gets two GPUs: its job runs two data-parallel processes (gloo on the CPU here)
+# Two runs sharing the data: each trains in a GPU job of its own, b on one GPU.
+EXPERIMENT = {"runs": {"a": {}, "b": {"train": {"learning_rate": 1e-3, "resources": {"gpu": 1}}}}}
+JOBS_PER_RULE = {"prepare": 1, "tokenize": 1, "pack": 1, "base_model": 1, "train": 2, "generate": 2, "metrics": 2}
 WORKFLOW_TIMEOUT = 1800
 
 
@@ -244,7 +248,7 @@ def cluster_jobs() -> list[dict[str, str]]:
 def slurm_run(slurm_cluster, tiny_catalog, tiny_model_dir, tmp_path_factory):
     """The tiny workflow run to results/report.html through the shipped SLURM profile, in a fresh folder."""
     workdir = tmp_path_factory.mktemp("slurm_workflow")
-    write_tiny_config(workdir, tiny_catalog, tiny_model_dir, GPU_RESOURCES)
+    write_tiny_config(workdir, tiny_catalog, tiny_model_dir, GPU_RESOURCES, EXPERIMENT)
     config = yaml.safe_load((workdir / "config.yaml").read_text())
     config["train"]["resources"]["gpu"] = TRAIN_GPUS
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True))
@@ -266,6 +270,7 @@ def slurm_run(slurm_cluster, tiny_catalog, tiny_model_dir, tmp_path_factory):
         "--slurm-init-seconds-before-status-checks",
         "5",
         "results/report.html",
+        "results/compare.html",
     ]
     output = workdir / "snakemake.out"
     started = time.monotonic()
@@ -293,29 +298,52 @@ def slurm_run(slurm_cluster, tiny_catalog, tiny_model_dir, tmp_path_factory):
 def test_the_workflow_finishes_on_slurm(slurm_run):
     report = slurm_run.workdir / "results" / "report.html"
     assert report.exists() and "Quality on held-out data" in report.read_text()
+    assert "Comparison of 2 runs" in (slurm_run.workdir / "results" / "compare.html").read_text()
     print(f"snakemake on SLURM: {slurm_run.seconds:.0f} s")
 
 
+def job_log(slurm_run, rule: str, job: dict) -> str:
+    """The plugin's per-job log (sbatch --output), kept by the profile next to the rules' own logs."""
+    return (slurm_run.workdir / "logs" / "slurm" / f"rule_{rule}" / f"{job['JobId']}.log").read_text()
+
+
+def job_run(slurm_run, rule: str, job: dict) -> str:
+    """The run a GPU job served: its `run` wildcard, or for train the run whose lineage names its key."""
+    wildcards = re.search(r"wildcards: (\S+)=(\S+)", job_log(slurm_run, rule, job))
+    name, value = wildcards.groups()
+    if name == "run":
+        return value
+    for run in EXPERIMENT["runs"]:
+        lineage = json.loads((slurm_run.workdir / "results" / "runs" / run / "lineage.json").read_text())
+        if lineage["stages"][rule]["key"] == value:
+            return run
+    raise AssertionError(f"no run uses {rule} key {value}")
+
+
 def test_every_non_local_rule_ran_as_a_slurm_job(slurm_run):
-    by_rule = {}
+    by_rule: dict[str, list[dict]] = {}
     for job in slurm_run.jobs:
-        rule = job["Comment"].removeprefix("rule_")  # the plugin names the rule in the job's comment
-        assert rule not in by_rule, f"rule {rule} was submitted twice"
-        by_rule[rule] = job
-    assert set(by_rule) == CPU_RULES | GPU_RULES  # plots and report are localrules: not on the cluster
-    for rule, job in by_rule.items():
-        assert (job["JobState"], job["ExitCode"]) == ("COMPLETED", "0:0"), (rule, job)
-        expected = slurm_run.cluster.gpu_partition if rule in GPU_RULES else slurm_run.cluster.cpu_partition
-        assert job["Partition"] == expected, rule
-        assert job["NodeList"] == slurm_run.cluster.node
-        # The plugin's per-job log (sbatch --output), kept by the profile next to the rules' logs.
-        log = slurm_run.workdir / "logs" / "slurm" / f"rule_{rule}" / f"{job['JobId']}.log"
-        # One rule per job: a job's Snakemake reruns upstream rules in its allocation when their code or inputs
-        # changed after they ran (an edit to the workflow while it runs).
-        ran = set(re.findall(r"^(?:local)?rule (\w+):$", log.read_text(), flags=re.MULTILINE))
-        assert ran == {rule}, f"the SLURM job of {rule} ran {sorted(ran)}; see {log}"
+        by_rule.setdefault(job["Comment"].removeprefix("rule_"), []).append(job)  # the plugin names the rule
+    # plots and the pages are localrules: not on the cluster; the data is shared, each run trains apart.
+    assert {rule: len(jobs) for rule, jobs in by_rule.items()} == JOBS_PER_RULE
+    for rule, jobs in by_rule.items():
+        for job in jobs:
+            assert (job["JobState"], job["ExitCode"]) == ("COMPLETED", "0:0"), (rule, job)
+            expected = slurm_run.cluster.gpu_partition if rule in GPU_RULES else slurm_run.cluster.cpu_partition
+            assert job["Partition"] == expected, rule
+            assert job["NodeList"] == slurm_run.cluster.node
+            # One rule per job: a job's Snakemake reruns upstream rules in its allocation when their code or
+            # inputs changed after they ran (an edit to the workflow while it runs).
+            ran = set(re.findall(r"^(?:local)?rule (\w+):$", job_log(slurm_run, rule, job), flags=re.MULTILINE))
+            assert ran == {rule}, f"the SLURM job {job['JobId']} of {rule} ran {sorted(ran)}"
+        if rule in GPU_RULES:
+            assert sorted(job_run(slurm_run, rule, job) for job in jobs) == ["a", "b"], rule
     for rule in LOCAL_RULES:
         assert f"localrule {rule}:" in slurm_run.output
+
+
+def gpus_of(rule: str, run: str) -> int:
+    return TRAIN_GPUS if rule == "train" and run == "a" else 1
 
 
 def test_the_gpu_rules_were_given_the_gpu(slurm_run):
@@ -326,8 +354,8 @@ def test_the_gpu_rules_were_given_the_gpu(slurm_run):
     for job in slurm_run.jobs:
         rule = job["Comment"].removeprefix("rule_")
         if rule in GPU_RULES:
-            # config.yaml's <rule>.resources -> sbatch --gpus, --mem, -t
-            gpus = TRAIN_GPUS if rule == "train" else 1
+            # the run's <rule>.resources -> sbatch --gpus, --mem, -t
+            gpus = gpus_of(rule, job_run(slurm_run, rule, job))
             assert job["JOB_GRES"] == f"gpu:{gpus}" and job["TresPerJob"] == f"gres:gpu:{gpus}", (rule, job)
             assert f"mem={GPU_RESOURCES['mem_mb']}M" in job["TRES"].split(","), (rule, job["TRES"])
             assert job["TimeLimit"] == f"00:{GPU_RESOURCES['runtime']}:00", rule
@@ -340,6 +368,9 @@ def test_the_gpu_rules_were_given_the_gpu(slurm_run):
 
 
 def test_train_ran_one_process_per_gpu_of_its_job(slurm_run):
-    """train.resources.gpu: 2 -> sbatch --gpus=2 on one node -> the stage starts 2 processes with torchrun."""
-    timing = json.loads((slurm_run.workdir / "results" / "runs" / "tiny" / "timing.json").read_text())
-    assert timing["plan"]["world_size"] == TRAIN_GPUS
+    """train.resources.gpu: 2 -> sbatch --gpus=2 on one node -> the stage starts 2 processes with torchrun;
+    run b asks for one GPU and trains in one process."""
+    for run in EXPERIMENT["runs"]:
+        lineage = json.loads((slurm_run.workdir / "results" / "runs" / run / "lineage.json").read_text())
+        timing = json.loads((slurm_run.workdir / lineage["stages"]["train"]["folder"] / "timing.json").read_text())
+        assert timing["plan"]["world_size"] == gpus_of("train", run), run

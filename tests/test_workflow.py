@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT, run_snakemake
+from tests.conftest import ROOT, run_folder, run_snakemake
 
-RULES_AFTER_TRAIN = {"train", "generate", "metrics", "plots", "report"}
+RULES_AFTER_TRAIN = {"train", "generate", "metrics", "plots", "run_report", "report"}
 
 
 def test_every_target(finished_run):
@@ -22,21 +22,23 @@ def test_every_target(finished_run):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    data, run = finished_run / "results" / "data", finished_run / "results" / "runs" / "tiny"
-    tokenized = datasets.load_from_disk(str(data / "tokenized"))
+    run = finished_run / "results" / "runs" / "tiny"
+    tokenized = datasets.load_from_disk(str(run_folder(finished_run, "tiny", "tokenize") / "dataset"))
     assert set(tokenized) == {"train", "validation", "test"} and len(tokenized["train"]) > 0
-    packed = datasets.load_from_disk(str(data / "packed"))
+    packed = datasets.load_from_disk(str(run_folder(finished_run, "tiny", "pack") / "dataset"))
     assert {len(ids) for ids in packed["train"]["input_ids"]} == {128}
-    base = AutoModelForCausalLM.from_pretrained(finished_run / "results" / "base_model")
-    PeftModel.from_pretrained(base, str(run / "adapter"))
-    history = json.loads((run / "training_history.json").read_text())
+    base = AutoModelForCausalLM.from_pretrained(run_folder(finished_run, "tiny", "base_model") / "model")
+    trained = run_folder(finished_run, "tiny", "train")
+    PeftModel.from_pretrained(base, str(trained / "adapter"))
+    history = json.loads((trained / "training_history.json").read_text())
     assert history["step"] == 4 and len(history["history"]) == 4
-    assert (run / "train_log.csv").read_text().startswith("step,")
-    assert json.loads((run / "timing.json").read_text())["steps"] == 4
+    assert (trained / "train_log.csv").read_text().startswith("step,")
+    assert json.loads((trained / "timing.json").read_text())["steps"] == 4
     for png in ("train_curve.png", "token_lengths.png"):
         assert (run / "plots" / png).read_bytes().startswith(b"\x89PNG")
     samples = json.loads((run / "samples.json").read_text())["samples"]
     report = (finished_run / "results" / "report.html").read_text()
+    assert report == (run / "report.html").read_text()
     assert len(samples) == 2
     for sample in samples:
         assert set(sample) >= {"title", "reference", "base_plain", "base_tagged", "adapter"}
@@ -46,33 +48,42 @@ def test_every_target(finished_run):
     for values in metrics["variants"].values():
         assert values["rouge_l"]["low"] <= values["rouge_l"]["mean"] <= values["rouge_l"]["high"]
         assert values["perplexity"]["perplexity"] > 1
-    assert "Quality on held-out data" in report
+    assert "Quality on held-out data" in report and "run tiny on trn.json" in report
     assert "data:image/png;base64," in report and "http://" not in report.split("<h2>Configuration")[0]
-    for log in ("prepare", "tokenize", "pack", "base_model"):
-        assert (finished_run / "logs" / f"{log}.log").stat().st_size > 0
+    for stage in ("prepare", "tokenize", "pack", "base_model", "train"):
+        key = run_folder(finished_run, "tiny", stage).name
+        assert (finished_run / "logs" / stage / f"{key}.log").stat().st_size > 0
+        assert json.loads((run_folder(finished_run, "tiny", stage) / "params.json").read_text())["key"] == key
+        assert "<code>results/" in report and key in report  # the lineage section names every folder
 
 
-def planned_rules(workdir: Path, overrides: dict) -> set[str]:
-    """Rules a dry run would execute after the finished run, with `overrides` merged into the config."""
+def planned_jobs(workdir: Path, overrides: dict, target: str = "results/report.html") -> dict[str, list[str]]:
+    """Jobs a dry run would execute after the finished run, with `overrides` merged into the config, as
+    {rule: [runs the job serves]}."""
     result = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "dryrun.py"), str(workdir), json.dumps(overrides)],
+        [sys.executable, str(ROOT / "tests" / "dryrun.py"), str(workdir), target, json.dumps(overrides)],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    return set(json.loads(result.stdout.strip().splitlines()[-1]))
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def planned_rules(workdir: Path, overrides: dict) -> set[str]:
+    return set(planned_jobs(workdir, overrides))
 
 
 @pytest.mark.parametrize(
     "overrides, expected",
     [
         ({}, set()),
-        ({"generate": {"temperature": 0.3}}, {"generate", "report"}),
-        ({"generate": {"num_titles": 3}}, {"generate", "report"}),
-        ({"metrics": {"num_titles": 2}}, {"metrics", "report"}),
+        ({"generate": {"temperature": 0.3}}, {"generate", "run_report", "report"}),
+        ({"generate": {"num_titles": 3}}, {"generate", "run_report", "report"}),
+        ({"metrics": {"num_titles": 2}}, {"metrics", "run_report", "report"}),
         ({"train": {"learning_rate": 1e-4}}, RULES_AFTER_TRAIN),
         ({"train": {"lora": {"r": 8}}}, RULES_AFTER_TRAIN),
+        ({"train": {"resources": {"mem_mb": 9000}}}, {"run_report", "report"}),  # only the page showing the config
         ({"tokenize": {"max_len": 96}}, {"tokenize", "pack"} | RULES_AFTER_TRAIN),
         ({"pack": {"mode": "reference"}}, {"pack"} | RULES_AFTER_TRAIN),
         ({"data": {"seed": 1}}, {"prepare", "tokenize", "pack"} | RULES_AFTER_TRAIN),
@@ -81,6 +92,87 @@ def planned_rules(workdir: Path, overrides: dict) -> set[str]:
 )
 def test_a_change_reruns_exactly_what_depends_on_it(finished_run, overrides, expected):
     assert planned_rules(finished_run, overrides) == expected
+
+
+RUN_RULES = ("generate", "metrics", "plots", "run_report")
+
+
+def after_train(*runs: str, everyone=("a", "b", "c")) -> dict[str, list[str]]:
+    """The jobs of `runs` from training on, and the comparison of every run."""
+    return {"train": list(runs), **dict.fromkeys(RUN_RULES, list(runs)), "compare": sorted({*everyone, *runs})}
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        ({}, {}),
+        # One run's override: that run's training and what follows, and the comparison.
+        ({"experiment": {"runs": {"b": {"train": {"learning_rate": 2e-3}}}}}, after_train("b")),
+        # The base config: every run that does not override the value (b sets its own learning rate).
+        ({"train": {"learning_rate": 3e-4}}, after_train("a", "c")),
+        (
+            {"generate": {"temperature": 0.3}},
+            {"generate": ["a", "b", "c"], "run_report": ["a", "b", "c"], "compare": ["a", "b", "c"]},
+        ),
+        # A new run that shares the data with a: no data job, one more training.
+        ({"experiment": {"runs": {"d": {"train": {"lora": {"dropout": 0.1}}}}}}, after_train("d")),
+        # A data param of one run: that run's data jobs only (the base model stays shared).
+        (
+            {"experiment": {"runs": {"c": {"train": {"lora": {"r": 4}}, "data": {"seed": 7}}}}},
+            {"prepare": ["c"], "tokenize": ["c"], "pack": ["c"], **after_train("c")},
+        ),
+    ],
+    ids=lambda value: json.dumps(value) if isinstance(value, dict) and value else None,
+)
+def test_a_change_reruns_exactly_the_runs_that_depend_on_it(finished_experiment, overrides, expected):
+    assert planned_jobs(finished_experiment, overrides, "results/compare.html") == expected
+
+
+def test_runs_share_the_stages_they_agree_on(finished_experiment):
+    for stage in ("prepare", "base_model", "tokenize", "pack"):
+        assert len({run_folder(finished_experiment, run, stage) for run in "abc"}) == 1, stage
+    assert len({run_folder(finished_experiment, run, "train") for run in "abc"}) == 3
+    logs = finished_experiment / "logs"
+    assert [len(list((logs / stage).glob("*.log"))) for stage in ("prepare", "tokenize", "train")] == [1, 1, 3]
+    lineage = json.loads((finished_experiment / "results" / "runs" / "b" / "lineage.json").read_text())
+    assert lineage["differs_from_baseline"] == {"train.learning_rate": 1e-3}
+    assert lineage["stages"]["train"]["params"]["learning_rate"] == 1e-3
+
+
+def test_the_comparison_pairs_runs_on_the_same_titles(finished_experiment):
+    results = finished_experiment / "results"
+    table = json.loads((results / "compare.json").read_text())
+    rows = {row["run"]: row for row in table["runs"]}
+    assert list(rows) == ["a", "b", "c"] and table["baseline"] == "a" and rows["a"]["paired"] is None
+    assert rows["c"]["differs"] == {"train.lora.r": 4}
+    for run in "bc":
+        metrics = json.loads((results / "runs" / run / "metrics.json").read_text())
+        baseline = json.loads((results / "runs" / "a" / "metrics.json").read_text())
+        differences = [
+            b - a
+            for a, b in zip(
+                baseline["per_example"]["adapter"]["rouge_l"], metrics["per_example"]["adapter"]["rouge_l"], strict=True
+            )
+        ]
+        paired = rows[run]["paired"]["rouge_l"]
+        assert paired["mean"] == pytest.approx(sum(differences) / len(differences), abs=1e-3)
+        assert paired["low"] <= paired["mean"] <= paired["high"]
+        assert rows[run]["train_loss"] > 0 and rows[run]["peak_memory_gib"] > 0
+    lines = (results / "compare.csv").read_text().splitlines()
+    assert lines[0].startswith("run,baseline,differs,") and len(lines) == 4
+    page = (results / "compare.html").read_text()
+    assert "Comparison of 3 runs" in page and "data:image/png;base64," in page
+    assert all(f'href="runs/{run}/report.html"' in page for run in "abc")
+
+
+def test_unpaired_runs_say_so(finished_experiment, tmp_path):
+    """Runs that scored different titles are not paired: the comparison says why."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from compare import paired_against
+
+    metrics = json.loads((finished_experiment / "results" / "runs" / "a" / "metrics.json").read_text())
+    other = {**metrics, "generations": metrics["generations"][1:]}
+    assert paired_against(metrics, other, 0).startswith("not paired")
 
 
 def test_ask_prints_a_description_per_title(finished_run):
@@ -113,8 +205,9 @@ def test_export_merges_into_a_16_bit_base(finished_run):
     assert result.returncode == 0, result.stderr[-4000:]
     merged = AutoModelForCausalLM.from_pretrained(finished_run / "results" / "runs" / "tiny" / "merged")
     assert merged.dtype == torch.bfloat16 and not hasattr(merged, "peft_config")
-    base = AutoModelForCausalLM.from_pretrained(finished_run / "results" / "base_model", dtype=torch.bfloat16)
-    with_adapter = PeftModel.from_pretrained(base, str(finished_run / "results" / "runs" / "tiny" / "adapter"))
+    base_dir = run_folder(finished_run, "tiny", "base_model") / "model"
+    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.bfloat16)
+    with_adapter = PeftModel.from_pretrained(base, str(run_folder(finished_run, "tiny", "train") / "adapter"))
     ids = torch.randint(0, 1000, (2, 24))
     with torch.no_grad():
         expected = with_adapter(input_ids=ids).logits.float()
@@ -160,7 +253,7 @@ def test_metrics_are_deterministic(finished_run, tmp_path):
     from metrics import build_parser, metrics
 
     config = yaml.safe_load((finished_run / "config.yaml").read_text())
-    data, run = finished_run / "results" / "data" / "prepared", finished_run / "results" / "runs" / "tiny"
+    data, run = run_folder(finished_run, "tiny", "prepare"), finished_run / "results" / "runs" / "tiny"
     for name in ("a", "b"):
         metrics(
             build_parser().parse_args(
@@ -170,9 +263,9 @@ def test_metrics_are_deterministic(finished_run, tmp_path):
                     "--validation",
                     str(data / "validation.jsonl"),
                     "--model-dir",
-                    str(finished_run / "results" / "base_model"),
+                    str(run_folder(finished_run, "tiny", "base_model") / "model"),
                     "--adapter",
-                    str(run / "adapter"),
+                    str(run_folder(finished_run, "tiny", "train") / "adapter"),
                     "--metrics",
                     str(tmp_path / f"{name}.json"),
                     "--num-titles",

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import traceback
 from contextlib import contextmanager
 
 log = logging.getLogger("ftpipe")
@@ -34,10 +35,46 @@ def run(main, parser: argparse.ArgumentParser, script_globals: dict) -> None:
         _setup_logging()
         main(parser.parse_args())
         return
-    args = args_from_snakemake(smk, parser)
-    with redirect_output(smk.log[0] if smk.log else None):
+    log_path = smk.log[0] if smk.log else None
+    use_threads(smk.threads)
+    with redirect_output(log_path):
         _setup_logging()
-        main(args)
+        failure = _run_logged(main, lambda: args_from_snakemake(smk, parser), parser.prog.removesuffix(".py"))
+        if failure is None:
+            write_stage_record(smk)
+    if failure is not None:
+        # The console gets one line, written at once so that jobs running side by side do not split it; the
+        # log Snakemake points to holds the traceback.
+        where = f" (details and traceback in {log_path})" if log_path else ""
+        sys.stderr.write(f"{failure}{where}\n")
+        sys.stderr.flush()
+        raise SystemExit(1)
+
+
+def use_threads(threads: int) -> None:
+    """Compute libraries use the rule's threads (at most the machine's cores) rather than every core: two
+    torch jobs that each take every core of a small machine slow each other down many times over."""
+    count = str(max(1, min(int(threads), os.cpu_count() or 1)))
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "RAYON_RS_NUM_CPUS"):
+        os.environ[variable] = count
+    if "torch" in sys.modules:  # imported by the script already: its thread pool exists
+        sys.modules["torch"].set_num_threads(int(count))
+
+
+def _run_logged(main, get_args, name: str) -> str | None:
+    """Call `main(get_args())`; on failure write the traceback to stderr (the rule's log) and return a
+    one-line message for the console, or None on success."""
+    try:
+        main(get_args())
+    except SystemExit as stop:
+        if stop.code in (None, 0):
+            return None
+        traceback.print_exc()
+        return stop.code if isinstance(stop.code, str) else f"{name}: stopped with exit code {stop.code}"
+    except Exception as err:
+        traceback.print_exc()
+        return f"{name}: {type(err).__name__}: {err}".splitlines()[0]
+    return None
 
 
 def args_from_snakemake(smk, parser: argparse.ArgumentParser) -> argparse.Namespace:
@@ -46,11 +83,22 @@ def args_from_snakemake(smk, parser: argparse.ArgumentParser) -> argparse.Namesp
     for section in (smk.input, smk.output, smk.params):
         values.update(dict(section.items()))
     values.pop("shared_code", None)  # an input only so that Snakemake reruns stages when the package changes
+    values.pop("params_json", None)  # written by write_stage_record, not by the stage
+    values.pop("stage_record", None)
     if any(action.dest == "processes" for action in parser._actions):
         gpus = dict(smk.resources.items()).get("gpu")
         # A GPU rule: one data-parallel process per GPU; a CPU rule (prepare): one worker per thread it is given.
         values["processes"] = int(gpus or 1) if gpus is not None else int(smk.threads)
     return namespace(parser, threads=smk.threads, **values)
+
+
+def write_stage_record(smk) -> None:
+    """A keyed stage's params.json: what its output folder's key stands for (params, upstream keys, source)."""
+    outputs = dict(smk.output.items())
+    if "params_json" in outputs:
+        from .io import write_json
+
+        write_json(outputs["params_json"], dict(smk.params.items())["stage_record"])
 
 
 def namespace(parser: argparse.ArgumentParser, **values) -> argparse.Namespace:

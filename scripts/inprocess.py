@@ -1,10 +1,13 @@
-"""The data stages called in-process, with the same argument checks as from a rule: for tests and benchmarks."""
+"""The data stages called in-process, with the same argument checks as from a rule: for tests and benchmarks.
+
+It imports the stage scripts, so it lives beside them and not in the shared package (ftpipe), which the
+stages import: dependencies point one way."""
 
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from .stage import namespace
+from ftpipe.stage import namespace
 
 SPLITS = ("train", "validation", "test")
 
