@@ -246,7 +246,7 @@ def test_spilled_sample_equals_the_heap(tmp_path, monkeypatch, sample_size):
 
 @pytest.mark.parametrize("sample_size, in_memory", [(None, 10_000), (50, 10_000), (400, 100)])
 def test_several_processes_give_the_one_process_outputs(tmp_path, monkeypatch, sample_size, in_memory):
-    """prepare --processes 3: every output byte-identical to one process (quirky lines, lines over the size
+    """prepare --processes 4 (3 workers): every output byte-identical to one process (quirky lines, lines over the size
     limit, blocks that end mid-file), without a sample, with one in memory and with one spilled to disk."""
     import prepare as prepare_stage
     from make_catalog import generate_records, write_jsonl
@@ -254,17 +254,20 @@ def test_several_processes_give_the_one_process_outputs(tmp_path, monkeypatch, s
     monkeypatch.setattr(prepare_stage, "PARSE_BLOCK_LINES", 7)  # many blocks, the last one short
     monkeypatch.setattr(prepare_stage, "MAX_LINE_BYTES", 600)  # some lines are over it
     monkeypatch.setattr(prepare_stage, "IN_MEMORY_SAMPLE", in_memory)
+    pools, pool = [], prepare_stage.parse_in_processes
+    monkeypatch.setattr(prepare_stage, "parse_in_processes", lambda lines, n: pools.append(n) or pool(lines, n))
     raw = tmp_path / "trn.json"
     write_jsonl(raw, generate_records(1003, seed=3, quirk_rate=0.3))
     outputs = {}
-    for processes in (1, 3):
+    for processes in (1, 4):
         out = tmp_path / f"p{processes}"
         out.mkdir()
         counts = prepare(args_for(raw, out, sample_size=sample_size, processes=processes))
         outputs[processes] = {path.name: path.read_bytes() for path in sorted(out.iterdir())}
     assert counts["input_lines"] == 1003 and counts["rejected_reasons"].get("line_too_long", 0) > 0
     assert counts["outcomes"]["repaired"] > 0 and counts["sampling"]["sampled"] > 0
-    assert outputs[1] == outputs[3] and len(outputs[1]) == 5
+    assert pools == [3]  # one process parses alone; four: three workers
+    assert outputs[1] == outputs[4] and len(outputs[1]) == 5
 
 
 def test_parse_in_processes_hands_out_each_lines_own_result():
@@ -322,14 +325,14 @@ def test_a_line_that_raises_in_a_worker_is_rejected_as_in_one_process(tmp_path, 
     raw = tmp_path / "trn.json"
     raw.write_bytes(b"\n".join(line(title=f"Tutu {n}") for n in range(12)) + b"\n")
     outputs = {}
-    for processes in (1, 2):
+    for processes in (1, 4):
         out = tmp_path / f"p{processes}"
         out.mkdir()
         counts = prepare(args_for(raw, out, processes=processes))
         outputs[processes] = {path.name: path.read_bytes() for path in sorted(out.iterdir())}
     assert counts["rejected_reasons"] == {"nested_too_deeply": 1, "unreadable_line": 1}
-    assert b"ValueError: planted" in outputs[2]["rejects.jsonl"]
-    assert outputs[1] == outputs[2]
+    assert b"ValueError: planted" in outputs[4]["rejects.jsonl"]
+    assert outputs[1] == outputs[4]
 
 
 @pytest.mark.parametrize(
