@@ -82,6 +82,7 @@ VARIANTS = {
     "b9_plus_compiled_loss": ({**B8, "compile_loss": True}, {}),
     "b10_plus_cuda_graphs": ({"enabled": True, "fused_dropout_lora": False}, {}),
     "b11_plus_fused_dropout_lora_default_fast_path": ({"enabled": True}, {}),
+    "fused_dropout_lora_without_cuda_graphs": ({"enabled": True, "cuda_graphs": False}, {}),
     "default_fast_path_evaluating_every_10_steps": ({"enabled": True}, {"eval_steps": 10}),
     "default_fast_path_micro_16_x_4": ({"enabled": True, "micro_batch": 16}, {}),
     "fast_path_without_autocast": ({"enabled": True, "mixed_precision": False}, {}),
