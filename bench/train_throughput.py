@@ -62,11 +62,12 @@ LEVERS = {
     "compile": False,
     "data_on_device": False,
     "fused_optimizer": False,
+    "fused_dropout_lora": False,
 }
 PLAIN = {**LEVERS, "upcast_frozen_fp32": False}  # the loss-parity baseline: big micro-batch, no other lever
-# Each (b) variant adds one lever to the one before it; b10 is the training stage's default on GPUs.
+# Each (b) variant adds one lever to the one before it; b11 is the training stage's default on GPUs.
 B5 = {**PLAIN, "dequantize_base": True, "data_on_device": True, "mixed_precision": True}
-B8 = {"enabled": True, "compile_loss": False, "cuda_graphs": False}
+B8 = {"enabled": True, "compile_loss": False, "cuda_graphs": False, "fused_dropout_lora": False}
 NO_DROPOUT = {"dropout": 0.0}
 VARIANTS = {
     "b0_stage_recipe_levers_off": (OFF, {}),
@@ -79,7 +80,9 @@ VARIANTS = {
     "b7_plus_compile_per_layer_instead": ({**B5, "compile": True, "compile_scope": "layers"}, {}),
     "b8_plus_fused_adamw": (B8, {}),
     "b9_plus_compiled_loss": ({**B8, "compile_loss": True}, {}),
-    "b10_plus_cuda_graphs_default_fast_path": ({"enabled": True}, {}),
+    "b10_plus_cuda_graphs": ({"enabled": True, "fused_dropout_lora": False}, {}),
+    "b11_plus_fused_dropout_lora_default_fast_path": ({"enabled": True}, {}),
+    "fused_dropout_lora_without_cuda_graphs": ({"enabled": True, "cuda_graphs": False}, {}),
     "default_fast_path_evaluating_every_10_steps": ({"enabled": True}, {"eval_steps": 10}),
     "default_fast_path_micro_16_x_4": ({"enabled": True, "micro_batch": 16}, {}),
     "fast_path_without_autocast": ({"enabled": True, "mixed_precision": False}, {}),
@@ -90,7 +93,7 @@ VARIANTS = {
     "lora_dropout_0_fused_lora_fastest": ({"enabled": True}, NO_DROPOUT),
     "low_memory_4bit_micro_16": ({"enabled": True, "micro_batch": 16, "dequantize_base": False}, {}),
 }
-DEFAULT_FAST = "b10_plus_cuda_graphs_default_fast_path"
+DEFAULT_FAST = "b11_plus_fused_dropout_lora_default_fast_path"
 
 
 # ---------------------------------------------------------------- prepare (CPU)
@@ -134,10 +137,38 @@ def prepare(rows: int) -> None:
 # ---------------------------------------------------------------- run (GPU)
 
 
+def truncated_tokenizer(source: Path, out: Path, vocab_size: int) -> Path:
+    """A byte-level BPE tokenizer (tokenizer.json) restricted to its first `vocab_size` ids: the vocabulary
+    entries below it and the merges whose parts and result are among them. BPE merges build each token from
+    two earlier ones, so every kept token can still be made and every text still encodes. With the SmolLM2
+    tokenizer and 32,000 ids: a tokenizer of TinyLlama's vocabulary size, consistent with the model's shapes."""
+    data = json.loads((source / "tokenizer.json").read_text())
+    model = data["model"]
+    if model["type"] != "BPE":
+        raise SystemExit(f"{source} is a {model['type']} tokenizer, not BPE")
+    vocab = {token: index for token, index in model["vocab"].items() if index < vocab_size}
+    merges = []
+    for merge in model["merges"]:
+        left, right = merge if isinstance(merge, list) else merge.split(" ", 1)
+        if left in vocab and right in vocab and left + right in vocab:
+            merges.append(merge)
+    above = [token["content"] for token in data["added_tokens"] if token["id"] >= vocab_size]
+    if above:
+        raise SystemExit(f"{source}: special tokens at or above id {vocab_size}: {above}")
+    model["vocab"], model["merges"] = vocab, merges
+    out.mkdir(parents=True, exist_ok=True)
+    for path in source.iterdir():
+        if path.name != "tokenizer.json" and path.is_file():
+            shutil.copy(path, out / path.name)
+    (out / "tokenizer.json").write_text(json.dumps(data, ensure_ascii=False))
+    return out
+
+
 def make_model(out: Path) -> None:
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    tokenizer = AutoTokenizer.from_pretrained(WORK / "tokenizer")
+    tokenizer_dir = truncated_tokenizer(WORK / "tokenizer", out.with_name("tokenizer"), TINYLLAMA["vocab_size"])
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     # No pad token: with one, its embedding row is initialized to zeros, and a block that starts with it (the
     # EOS, id 2, starts 136 blocks) keeps an all-zero hidden state at position 0 through every layer, where
     # each RMSNorm multiplies the gradient by 1/sqrt(eps) ~ 316: after 22 layers it overflows to inf and the
@@ -186,27 +217,47 @@ def summary(step_seconds: list[float], peak: int, warmup: int = 3) -> dict:
     }
 
 
-def reference_trainer(model_dir: Path, blocks: dict, steps: int) -> dict:
-    """(a) The reference notebook's recipe through transformers.Trainer."""
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-    from transformers import (
-        AutoModelForCausalLM,
-        BitsAndBytesConfig,
-        Trainer,
-        TrainerCallback,
-        TrainingArguments,
-        default_data_collator,
-    )
+def nf4():
+    """The recipe's quantization: 4-bit NF4, double quant, bf16 compute."""
+    from transformers import BitsAndBytesConfig
 
-    fresh_gpu()
-    quant = BitsAndBytesConfig(
+    return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=torch.bfloat16,
     )
+
+
+def step_timer():
+    """A Trainer callback that times each optimizer step (synchronized) into `.times`."""
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        def __init__(self):
+            self.times = []
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            if CUDA:
+                torch.cuda.synchronize()
+            self.start = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if CUDA:
+                torch.cuda.synchronize()
+            self.times.append(time.perf_counter() - self.start)
+
+    return StepTimer()
+
+
+def reference_trainer(model_dir: Path, blocks: dict, steps: int) -> dict:
+    """(a) The reference notebook's recipe through transformers.Trainer."""
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, Trainer, TrainingArguments, default_data_collator
+
+    fresh_gpu()
     model = AutoModelForCausalLM.from_pretrained(
-        model_dir, quantization_config=quant, dtype=torch.bfloat16, device_map={"": 0 if CUDA else "cpu"}
+        model_dir, quantization_config=nf4(), dtype=torch.bfloat16, device_map={"": 0 if CUDA else "cpu"}
     )
     model = prepare_model_for_kbit_training(
         model, use_gradient_checkpointing=True, gradient_checkpointing_kwargs={"use_reentrant": False}
@@ -224,21 +275,7 @@ def reference_trainer(model_dir: Path, blocks: dict, steps: int) -> dict:
         def __getitem__(self, i):
             return {"input_ids": ids[i], "attention_mask": torch.ones_like(ids[i]), "labels": ids[i]}
 
-    class StepTimer(TrainerCallback):
-        def __init__(self):
-            self.times, self.losses = [], []
-
-        def on_step_begin(self, args, state, control, **kwargs):
-            if CUDA:
-                torch.cuda.synchronize()
-            self.start = time.perf_counter()
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if CUDA:
-                torch.cuda.synchronize()
-            self.times.append(time.perf_counter() - self.start)
-
-    timer = StepTimer()
+    timer = step_timer()
     with tempfile.TemporaryDirectory() as out:
         args = TrainingArguments(
             output_dir=out,
@@ -264,6 +301,220 @@ def reference_trainer(model_dir: Path, blocks: dict, steps: int) -> dict:
         ).train()
     result = summary(timer.times, peak_bytes())
     del model
+    return result
+
+
+# ---------------------------------------------------------------- peers: off-the-shelf ways to train the recipe
+
+PEERS = ("trl_sft_padding_free", "trl_sft_blocks", "unsloth")
+LORA = dict(r=16, lora_alpha=16, lora_dropout=0.05, target_modules=TARGETS, bias="none")
+
+
+def sft_config(out: str, steps: int, padding_free: bool):
+    """TRL's SFTConfig for the recipe: effective batch 64 as one micro-batch of 64 (what fits an 80+ GB card
+    without checkpointing, as the stage's default), lr 2e-4 linear, bf16, blocks of 128 tokens. Padding-free
+    packing (BFD, the sequences of a micro-batch flattened into one with restarting position ids) or the
+    blocks as they are (each already 128 tokens: no padding either way)."""
+    from trl import SFTConfig
+
+    return SFTConfig(
+        output_dir=out,
+        per_device_train_batch_size=64,
+        gradient_accumulation_steps=1,
+        gradient_checkpointing=False,
+        bf16=CUDA,
+        tf32=CUDA,
+        use_cpu=not CUDA,
+        learning_rate=2e-4,
+        lr_scheduler_type="linear",
+        max_steps=steps,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        optim="adamw_torch",
+        seed=42,
+        max_length=MAX_LEN,
+        packing=padding_free,
+        padding_free=padding_free,
+        completion_only_loss=False,  # the recipe's loss is on every token (reference packing)
+    )
+
+
+def sft_dataset(blocks: dict, steps: int):
+    import datasets
+
+    ids = blocks["train"]["input_ids"][: steps * 64].long()
+    return datasets.Dataset.from_dict({"input_ids": ids.tolist()})  # tokenized: TRL skips its tokenization
+
+
+def sft_run(trainer) -> dict:
+    timer = step_timer()
+    trainer.add_callback(timer)
+    trainer.train()
+    losses = [row["loss"] for row in trainer.state.log_history if "loss" in row]
+    return {**summary(timer.times, peak_bytes()), "loss": losses}
+
+
+def trl_peer(model_dir: Path, blocks: dict, steps: int, padding_free: bool) -> dict:
+    """TRL's SFTTrainer on the same blocks: the 4-bit NF4 model, the recipe's LoRA as a peft_config (TRL
+    prepares the 4-bit model for k-bit training, as the reference does)."""
+    import trl
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    fresh_gpu()
+    model = AutoModelForCausalLM.from_pretrained(
+        model_dir,
+        quantization_config=nf4(),
+        dtype=torch.bfloat16,
+        device_map={"": 0 if CUDA else "cpu"},
+        attn_implementation="sdpa",
+    )
+    with tempfile.TemporaryDirectory() as out:
+        trainer = trl.SFTTrainer(
+            model=model,
+            args=sft_config(out, steps, padding_free),
+            train_dataset=sft_dataset(blocks, steps),
+            peft_config=LoraConfig(**LORA, task_type="CAUSAL_LM"),
+            processing_class=AutoTokenizer.from_pretrained(model_dir),
+        )
+        result = {**sft_run(trainer), "trl": trl.__version__, "padding_free": padding_free}
+    del model, trainer
+    return result
+
+
+def unsloth_peer(model_dir: Path, blocks: dict, steps: int) -> dict:
+    """Unsloth: FastLanguageModel from the local folder in 4 bits (NF4, double quant), the recipe's LoRA
+    (dropout 0.05 included) through get_peft_model, trained by TRL's SFTTrainer as Unsloth patches it, on
+    the blocks as they are. Runs in its own process (`peer unsloth`): importing unsloth patches transformers,
+    PEFT and TRL for the whole process."""
+    import unsloth  # first: it patches what is imported after it
+
+    # isort: split
+    import trl
+    from unsloth import FastLanguageModel
+
+    model, tokenizer = FastLanguageModel.from_pretrained(
+        model_name=str(model_dir),
+        max_seq_length=MAX_LEN,
+        dtype=torch.bfloat16,
+        load_in_4bit=True,
+        local_files_only=True,
+        use_exact_model_name=True,
+    )
+    model = FastLanguageModel.get_peft_model(model, **LORA, use_gradient_checkpointing=False, random_state=42)
+    with tempfile.TemporaryDirectory() as out:
+        trainer = trl.SFTTrainer(
+            model=model,
+            args=sft_config(out, steps, padding_free=False),
+            train_dataset=sft_dataset(blocks, steps),
+            processing_class=tokenizer,
+        )
+        result = sft_run(trainer)
+    quant = getattr(model.config, "quantization_config", None)
+    return {**result, "unsloth": unsloth.__version__, "trl": trl.__version__, "quantization": str(quant)}
+
+
+def peer_in_process(name: str, model_dir: Path, blocks: dict, steps: int) -> dict:
+    if name == "unsloth":
+        return unsloth_peer(model_dir, blocks, steps)
+    return trl_peer(model_dir, blocks, steps, padding_free=name == "trl_sft_padding_free")
+
+
+def peer_in_subprocess(name: str, model_dir: Path, steps: int, site: str | None, timeout: float) -> dict:
+    """A peer in a process of its own (with `site` first on PYTHONPATH, offline): its result, or why it failed
+    (the exception or the process's last output)."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    env["UNSLOTH_DISABLE_STATISTICS"] = "1"
+    if site:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [site, env.get("PYTHONPATH")]))
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "result.json"
+        command = [sys.executable, __file__, "peer", name, "--model-dir", str(model_dir), "--steps", str(steps)]
+        command += ["--json", str(out)]
+        try:
+            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired as err:
+            return {"error": f"timed out after {timeout} s", "output_tail": str(err.stdout or "")[-3000:]}
+        if out.exists():
+            return json.loads(out.read_text())
+        return {"error": f"exit {done.returncode}", "output_tail": (done.stdout + done.stderr)[-4000:]}
+
+
+def peer_main(args) -> None:
+    """`peer NAME`: run one peer in this process and write its result (or its exception) to --json."""
+    import traceback
+
+    try:
+        result = peer_in_process(args.name, Path(args.model_dir), block_tensors(), args.steps)
+    except BaseException as err:  # noqa: BLE001  (recorded, the parent run goes on)
+        result = {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()[-4000:]}
+    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+
+
+def dropout_lora_kernel_check(repeats: int = 50) -> dict:
+    """The fused dropout LoRA operator at the recipe's shapes (8192 tokens, bf16, r 16, p 0.05): its output and
+    gradients against dropout-then-matmul with the same mask (relative error), and the median milliseconds of
+    forward + backward against PEFT's way (nn.Dropout, then a bf16 matmul), eager and compiled."""
+    from ftpipe.dropout_lora import dropout_lora_down, dropout_mask, use_triton
+
+    device = torch.device("cuda" if CUDA else "cpu")
+    tokens = 64 * MAX_LEN if CUDA else 256
+    p, result = 0.05, {"path": "triton" if use_triton(torch.empty(1, device=device)) else "reference"}
+
+    def timed(fn) -> float:
+        if not CUDA:
+            return None
+        for _ in range(3):
+            fn()
+        times = []
+        for _ in range(repeats):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        return round(statistics.median(times), 4)
+
+    for columns in (TINYLLAMA["hidden_size"], TINYLLAMA["intermediate_size"]):
+        x = torch.randn(tokens, columns, device=device, dtype=torch.bfloat16, requires_grad=True)
+        weight = (torch.randn(16, columns, device=device) / columns**0.5).requires_grad_()
+        grad = torch.randn(tokens, 16, device=device, dtype=torch.bfloat16)
+        seed = torch.tensor([1234], device=device, dtype=torch.int64)
+        keep = dropout_mask(x.detach(), seed, p)
+        h = dropout_lora_down(x, weight, seed, p)
+        dx, dw = torch.autograd.grad(h, (x, weight), grad)
+        x64, w64 = x.detach().double().requires_grad_(), weight.detach().double().requires_grad_()
+        ref = (x64 * keep / (1 - p)) @ w64.t()
+        rdx, rdw = torch.autograd.grad(ref, (x64, w64), grad.double())
+
+        def error(a, b):
+            return float((a.double() - b).norm() / b.norm())
+
+        dropout = torch.nn.Dropout(p)
+
+        def peft_way(x=x, weight=weight, grad=grad, dropout=dropout):
+            out = torch.nn.functional.linear(dropout(x), weight.to(torch.bfloat16))
+            torch.autograd.grad(out, (x, weight), grad)
+
+        def fused_way(x=x, weight=weight, grad=grad):
+            out = dropout_lora_down(x, weight, torch.randint(0, 2**31 - 1, (1,), device=device), p)
+            torch.autograd.grad(out, (x, weight), grad)
+
+        compiled_peft = torch.compile(peft_way) if CUDA else None
+        result[f"in_{columns}"] = {
+            "keep_fraction": round(float(keep.float().mean()), 5),
+            "relative_error_h": error(h, ref),
+            "relative_error_dx": error(dx, rdx),
+            "relative_error_dA": error(dw, rdw),
+            "ms_peft_eager": timed(peft_way),
+            "ms_peft_compiled": timed(compiled_peft) if compiled_peft else None,
+            "ms_fused": timed(fused_way),
+        }
     return result
 
 
@@ -394,19 +645,53 @@ def run(args) -> None:
     model_dir = Path(tempfile.mkdtemp()) / "tinyllama-random"
     make_model(model_dir)
     blocks = block_tensors()
-    if args.reference_steps:
-        results["a_reference_trainer"] = reference_trainer(model_dir, blocks, args.reference_steps)
+
+    def attempt(key: str, measure) -> None:
+        """Record a measurement, or the error that stopped it (the run goes on with the next one)."""
+        import traceback
+
+        started = time.perf_counter()
+        try:
+            results[key] = measure()
+        except BaseException as err:  # noqa: BLE001  (a variant that fails is a result too)
+            if isinstance(err, KeyboardInterrupt):
+                raise
+            results[key] = {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()[-4000:]}
+            print(f"{key} failed: {results[key]['error']}", flush=True)
+        results[key]["wall_seconds"] = round(time.perf_counter() - started, 1)
+        fresh_gpu()
         save()
-    for name in VARIANTS if args.only is None else args.only:
+
+    if args.kernel_check:
+        attempt("fused_dropout_lora_kernel", dropout_lora_kernel_check)
+    if args.reference_steps:
+        attempt("a_reference_trainer", lambda: reference_trainer(model_dir, blocks, args.reference_steps))
+    names = [*VARIANTS, *PEERS] if args.only is None else args.only
+    unknown = sorted(set(names) - set(VARIANTS) - set(PEERS))
+    if unknown:
+        raise SystemExit(f"unknown variants {unknown}; choose from {[*VARIANTS, *PEERS]}")
+    for name in names:
+        if name in PEERS:
+            steps = args.peer_steps
+            site = args.unsloth_site if name == "unsloth" else None
+            attempt(name, lambda n=name, k=steps, p=site: peer_in_subprocess(n, model_dir, k, p, args.peer_timeout))
+            continue
         speed, extra = VARIANTS[name]
         steps = args.reference_steps if name.startswith("b0") else args.steps
-        with kernel_profile(args.profile, Path(args.results_dir) / f"profile_{name}.txt", steps):
-            results[name], _ = stage_variant(model_dir, blocks, steps, speed, **extra)
-        save()
+
+        def measure(name=name, speed=speed, extra=extra, steps=steps):
+            with kernel_profile(args.profile, Path(args.results_dir) / f"profile_{name}.txt", steps):
+                return stage_variant(model_dir, blocks, steps, speed, **extra)[0]
+
+        attempt(name, measure)
     for name in args.parity_of if args.parity_steps else []:
         key = "loss_parity" if name == DEFAULT_FAST else f"loss_parity_{name}"
-        results[key] = loss_parity(model_dir, blocks, args.parity_steps, name)
-        save()
+        attempt(key, lambda name=name: loss_parity(model_dir, blocks, args.parity_steps, name))
+    peers = {name: results[name].get("tokens_per_second") for name in PEERS if name in results}
+    ours = results.get(DEFAULT_FAST, {}).get("tokens_per_second")
+    results["ours_over_peers"] = {
+        name: round(ours / value, 2) if ours and value else None for name, value in peers.items()
+    }
     a = results.get("a_reference_trainer", {}).get("tokens_per_second")
     b = results.get(DEFAULT_FAST, {}).get("tokens_per_second")
     results["ratio_b_over_a"] = round(b / a, 1) if a and b else None
@@ -429,8 +714,22 @@ def main() -> None:
     go.add_argument("--results-dir", default=str(ROOT / "bench" / "results"), help="where the JSON goes")
     go.add_argument("--profile", action="store_true", help="write each variant's GPU kernel table")
     go.add_argument("--tiny", action="store_true", help="a 2-layer model instead of TinyLlama's shape (smoke test)")
+    go.add_argument(
+        "--kernel-check",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="check and time the fused dropout LoRA",
+    )
+    go.add_argument("--peer-steps", type=int, default=10, help="steps of each peer (TRL, Unsloth)")
+    go.add_argument("--peer-timeout", type=float, default=420, help="seconds before a peer's process is stopped")
+    go.add_argument("--unsloth-site", help="a folder put first on PYTHONPATH for the Unsloth peer's process")
+    peer = sub.add_parser("peer", help="one peer in this process (what `run` starts for each)")
+    peer.add_argument("name", choices=PEERS)
+    peer.add_argument("--model-dir", required=True)
+    peer.add_argument("--steps", type=int, required=True)
+    peer.add_argument("--json", required=True, help="where the result goes")
     args = parser.parse_args()
-    prepare(args.rows) if args.command == "prepare" else run(args)
+    {"prepare": lambda: prepare(args.rows), "run": lambda: run(args), "peer": lambda: peer_main(args)}[args.command]()
 
 
 if __name__ == "__main__":

@@ -404,9 +404,15 @@ def _digest(text: str, _blake2b=hashlib.blake2b) -> bytes:
     return _blake2b(text.encode(), digest_size=8).digest()
 
 
-def accepted_records(lines, rejects, deduplicator: Deduplicator, counts: Counter, reasons: Counter, repairs: Counter):
-    """Yield (line_number, normalized title, record) for accepted lines; write every rejected line to `rejects`."""
+def accepted_records(
+    lines, rejects, deduplicator: Deduplicator, counts: Counter, reasons: Counter, repairs: Counter, processes: int = 1
+):
+    """Yield (line_number, normalized title, record) for accepted lines; write every rejected line to `rejects`.
+    With `processes` >= MIN_PARSE_PROCESSES, processes - 1 workers parse the lines (parse_in_processes)."""
     kept = repaired = rejected = repeated_uids = 0
+    parse = _parse
+    if processes >= MIN_PARSE_PROCESSES:
+        lines, parse = parse_in_processes(lines, processes - 1)  # the main process has the rest of the work
     try:
         for number, raw in lines:
             detail = None
@@ -414,7 +420,7 @@ def accepted_records(lines, rejects, deduplicator: Deduplicator, counts: Counter
                 if len(raw) > MAX_LINE_BYTES:
                     record, line_repairs, reason = None, [], "line_too_long"
                 else:
-                    record, line_repairs, reason = _parse(raw)
+                    record, line_repairs, reason = parse(raw)
                 if reason is None:
                     key = title_key(record["title"])
                     reason = deduplicator.reason(key, record["content"])
@@ -435,6 +441,74 @@ def accepted_records(lines, rejects, deduplicator: Deduplicator, counts: Counter
             yield number, key, record
     finally:
         counts.update(kept=kept, repaired=repaired, rejected=rejected, repeated_uids=repeated_uids)
+
+
+PARSE_BLOCK_LINES = 4096  # lines per task of a parsing worker
+# Fewer processes parse in the main process: on a 2-core machine 2 processes (the main one and a worker) took
+# 5.3 s for 200k generated rows against 4.3 s for one (moving the lines and results costs more than it saves).
+MIN_PARSE_PROCESSES = 4
+
+
+def parse_in_processes(lines, processes: int, block_lines: int | None = None):
+    """_parse in `processes` worker processes, for accepted_records: returns (the same (number, raw) lines,
+    a `parse(raw)` that gives each line's _parse result). Blocks of lines go to a pool of forked workers, at
+    most 2 x `processes` blocks ahead of the consumer (memory stays bounded); a block's lines are yielded
+    once its results are back, and `parse` hands those out in order, one per line of at most MAX_LINE_BYTES
+    (the lines accepted_records parses), so the outcome of every line is the one-process outcome.
+    Deduplication, sampling and writing stay with the caller, in input order."""
+    import multiprocessing
+    from collections import deque
+
+    results = deque()
+    block_lines = block_lines or PARSE_BLOCK_LINES
+
+    def numbered_lines():
+        with multiprocessing.get_context("fork").Pool(processes) as pool:
+            in_flight = deque()
+            block = []
+            for item in lines:
+                block.append(item)
+                if len(block) == block_lines:
+                    in_flight.append((block, pool.apply_async(_parse_block, ([raw for _, raw in block],))))
+                    block = []
+                    if len(in_flight) > 2 * processes:
+                        yield from _finished(in_flight.popleft(), results)
+            if block:
+                in_flight.append((block, pool.apply_async(_parse_block, ([raw for _, raw in block],))))
+            while in_flight:
+                yield from _finished(in_flight.popleft(), results)
+
+    def parse(raw):
+        result = results.popleft()
+        if isinstance(result, Exception):  # what _parse raised for this line, raised here as in one process
+            raise result
+        return result
+
+    return numbered_lines(), parse
+
+
+def _finished(block_and_result, results):
+    block, result = block_and_result
+    results.extend(result.get())
+    return block
+
+
+def _parse_block(raws: list[bytes]) -> list:
+    """A worker's task: _parse of each line that accepted_records parses (at most MAX_LINE_BYTES), or the
+    exception it raised (one that does not survive pickling becomes a RuntimeError with its text)."""
+    results = []
+    for raw in raws:
+        if len(raw) > MAX_LINE_BYTES:
+            continue
+        try:
+            results.append(_parse(raw))
+        except Exception as err:
+            try:
+                pickle.loads(pickle.dumps(err))
+            except Exception:
+                err = RuntimeError(f"{type(err).__name__}: {err}")
+            results.append(err)
+    return results
 
 
 def write_reject(rejects, number: int, reason: str, raw: bytes, detail: str | None = None) -> None:
@@ -550,7 +624,8 @@ def prepare(args) -> dict:
     source_digest = hashlib.sha256()
     with atomic_path(args.rejects) as rejects_tmp, open(rejects_tmp, "w", encoding="utf-8") as rejects:
         with SplitWriter(args) as writer:
-            accepted = accepted_records(iter_lines(raw, source_digest), rejects, deduplicator, counts, reasons, repairs)
+            lines = iter_lines(raw, source_digest)
+            accepted = accepted_records(lines, rejects, deduplicator, counts, reasons, repairs, args.processes)
             sampled = write_sample(accepted, args, writer)
     split_rows = writer.rows
     eligible = counts["kept"] + counts["repaired"]
@@ -678,6 +753,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--test-fraction", type=float, default=0.05)
     parser.add_argument("--instruction-template", required=True, help="prompt text with {title}")
     parser.add_argument("--response-template", required=True, help="response text with {content}")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="processes that parse lines (outputs identical to one process; the rule passes its threads)",
+    )
     return parser
 
 

@@ -24,6 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ftpipe import distributed, stage  # noqa: E402
 from ftpipe.checkpoints import load_adapter_weights, load_checkpoint, save_checkpoint  # noqa: E402
+from ftpipe.dropout_lora import fuse_dropout_lora_layers  # noqa: E402
 from ftpipe.fused_lora import fuse_lora_layers  # noqa: E402
 from ftpipe.io import atomic_path, write_json, write_text  # noqa: E402
 from ftpipe.modeling import (  # noqa: E402
@@ -58,6 +59,10 @@ SPEED_DEFAULTS = {
     # LoRA folded into the frozen weight, one matmul per projection. auto: where possible, i.e. with LoRA dropout 0
     # (the recipe's is 0.05) and 16-bit base weights; true: required (an error where impossible).
     "fused_lora": "auto",
+    # LoRA dropout fused into the LoRA down-projection (a Triton kernel that draws the mask from a seed while
+    # reading x, and again in the backward, instead of storing it). auto: on GPUs where LoRA dropout > 0;
+    # true: also elsewhere (the pure-PyTorch reference path); false: PEFT's dropout and lora_A.
+    "fused_dropout_lora": "auto",
 }
 
 
@@ -98,6 +103,7 @@ def resolve_plan(args, device: torch.device, world: int = 1) -> dict:
         "data_on_device": False,
         "fused_optimizer": False,
         "fused_lora": False,
+        "fused_dropout_lora": False,
     }
     if levers_on:
         plan.update({key: speed[key] for key in plan if key in speed and key not in ("micro_batch", "enabled")})
@@ -106,7 +112,23 @@ def resolve_plan(args, device: torch.device, world: int = 1) -> dict:
     plan["compile_loss"] = plan["compile_loss"] and plan["compile_scope"] == "layers"  # "model" includes it
     plan["cuda_graphs"] = plan["cuda_graphs"] and plan["compile"] and device.type == "cuda"
     plan["fused_lora"] = fused_lora_plan(plan["fused_lora"], args, plan)
+    plan["fused_dropout_lora"] = fused_dropout_lora_plan(plan["fused_dropout_lora"], args, device)
     return plan
+
+
+def fused_dropout_lora_plan(wanted, args, device: torch.device) -> bool:
+    """The fused dropout + LoRA down-projection replaces PEFT's dropout, so it needs LoRA dropout > 0. `auto`
+    takes it on GPUs (Triton kernels); `true` also elsewhere (the reference path) and stops where impossible."""
+    if wanted == "auto":
+        return bool(args.lora["dropout"]) and device.type == "cuda"
+    if not wanted:
+        return False
+    if not args.lora["dropout"]:
+        raise SystemExit(
+            "train: speed.fused_dropout_lora needs lora.dropout > 0 (with dropout 0 there is no mask to fuse, and "
+            "fused_lora folds the LoRA into the weight instead). Set speed.fused_dropout_lora: auto."
+        )
+    return True
 
 
 def fused_lora_plan(wanted, args, plan: dict) -> bool:
@@ -201,6 +223,8 @@ def build_model(args, plan: dict, device, dtype):
     model = get_peft_model(model, lora_config(args.lora))
     if plan["fused_lora"]:
         log.info("fused LoRA: %d layers compute x (W + s B A)^T in one matmul", fuse_lora_layers(model))
+    if plan["fused_dropout_lora"]:
+        log.info("fused dropout LoRA: %d layers draw the dropout mask inside lora_A", fuse_dropout_lora_layers(model))
     if plan["mixed_precision"]:
         # PEFT casts each LoRA input to the adapter's float32; under autocast that is a wasted round trip.
         for module in model.modules():

@@ -244,6 +244,97 @@ def test_spilled_sample_equals_the_heap(tmp_path, monkeypatch, sample_size):
     assert counts["sampling"]["sampled"] == min(sample_size, counts["sampling"]["eligible"])
 
 
+@pytest.mark.parametrize("sample_size, in_memory", [(None, 10_000), (50, 10_000), (400, 100)])
+def test_several_processes_give_the_one_process_outputs(tmp_path, monkeypatch, sample_size, in_memory):
+    """prepare --processes 4 (3 workers): every output byte-identical to one process (quirky lines, lines over the size
+    limit, blocks that end mid-file), without a sample, with one in memory and with one spilled to disk."""
+    import prepare as prepare_stage
+    from make_catalog import generate_records, write_jsonl
+
+    monkeypatch.setattr(prepare_stage, "PARSE_BLOCK_LINES", 7)  # many blocks, the last one short
+    monkeypatch.setattr(prepare_stage, "MAX_LINE_BYTES", 600)  # some lines are over it
+    monkeypatch.setattr(prepare_stage, "IN_MEMORY_SAMPLE", in_memory)
+    pools, pool = [], prepare_stage.parse_in_processes
+    monkeypatch.setattr(prepare_stage, "parse_in_processes", lambda lines, n: pools.append(n) or pool(lines, n))
+    raw = tmp_path / "trn.json"
+    write_jsonl(raw, generate_records(1003, seed=3, quirk_rate=0.3))
+    outputs = {}
+    for processes in (1, 4):
+        out = tmp_path / f"p{processes}"
+        out.mkdir()
+        counts = prepare(args_for(raw, out, sample_size=sample_size, processes=processes))
+        outputs[processes] = {path.name: path.read_bytes() for path in sorted(out.iterdir())}
+    assert counts["input_lines"] == 1003 and counts["rejected_reasons"].get("line_too_long", 0) > 0
+    assert counts["outcomes"]["repaired"] > 0 and counts["sampling"]["sampled"] > 0
+    assert pools == [3]  # one process parses alone; four: three workers
+    assert outputs[1] == outputs[4] and len(outputs[1]) == 5
+
+
+def test_parse_in_processes_hands_out_each_lines_own_result():
+    """The pool's results, in order, are _parse of each line under the size limit, whatever the block size."""
+    from prepare import MAX_LINE_BYTES, _parse, parse_in_processes
+
+    lines = [(n, line(title=f"Tutu {n}", content="x" * (n % 5))) for n in range(1, 60)]
+    lines.insert(20, (99, b"{" + b" " * MAX_LINE_BYTES + b"}"))
+    numbered, parse = parse_in_processes(iter(lines), 2, block_lines=4)
+    seen = []
+    for number, raw in numbered:
+        seen.append(number)
+        if len(raw) <= MAX_LINE_BYTES:
+            assert parse(raw) == _parse(raw)
+    assert seen == [number for number, _ in lines]
+
+
+def test_rule_threads_reach_prepare_processes():
+    """Under Snakemake a CPU rule's threads become prepare's --processes (a GPU rule's processes stay one per
+    GPU); nothing else the rule passes changes."""
+    from types import SimpleNamespace
+
+    from ftpipe.stage import args_from_snakemake
+
+    class Named(dict):
+        pass
+
+    def smk(threads, resources):
+        inputs = Named(raw="trn.json")
+        outputs = Named({name: f"{name}.out" for name in ("train", "validation", "test", "counts", "rejects")})
+        params = Named(instruction_template="{title}", response_template="{content}")
+        return SimpleNamespace(input=inputs, output=outputs, params=params, threads=threads, resources=Named(resources))
+
+    assert args_from_snakemake(smk(6, {"mem_mb": 1000}), build_parser()).processes == 6
+    assert args_from_snakemake(smk(1, {}), build_parser()).processes == 1
+    assert args_from_snakemake(smk(6, {"gpu": 2}), build_parser()).processes == 2
+
+
+def test_a_line_that_raises_in_a_worker_is_rejected_as_in_one_process(tmp_path, monkeypatch):
+    """A line whose parsing raises (here a planted ValueError and RecursionError) is rejected with the same
+    reason and detail whether it was parsed in the main process or in a worker."""
+    import prepare as prepare_stage
+
+    parse = prepare_stage._parse
+
+    def planted(raw):
+        if b"Tutu 7" in raw:
+            raise ValueError("planted")
+        if b"Tutu 9" in raw:
+            raise RecursionError("deep")
+        return parse(raw)
+
+    monkeypatch.setattr(prepare_stage, "_parse", planted)  # the forked workers inherit it
+    monkeypatch.setattr(prepare_stage, "PARSE_BLOCK_LINES", 3)
+    raw = tmp_path / "trn.json"
+    raw.write_bytes(b"\n".join(line(title=f"Tutu {n}") for n in range(12)) + b"\n")
+    outputs = {}
+    for processes in (1, 4):
+        out = tmp_path / f"p{processes}"
+        out.mkdir()
+        counts = prepare(args_for(raw, out, processes=processes))
+        outputs[processes] = {path.name: path.read_bytes() for path in sorted(out.iterdir())}
+    assert counts["rejected_reasons"] == {"nested_too_deeply": 1, "unreadable_line": 1}
+    assert b"ValueError: planted" in outputs[4]["rejects.jsonl"]
+    assert outputs[1] == outputs[4]
+
+
 @pytest.mark.parametrize(
     "fragment",
     [

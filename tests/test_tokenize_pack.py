@@ -355,3 +355,32 @@ def test_streamed_save_equals_save_datasets(tmp_path, monkeypatch, row_group_siz
     streamed = save_dataset_tables({name: tables(part) for name, part in splits.items()}, features, tmp_path / "parts")
     assert streamed == {name: len(part) for name, part in splits.items()}
     assert folder_bytes(tmp_path / "parts") == folder_bytes(tmp_path / "whole")
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_tokenizer_pool_has_the_rules_threads(tokenizer_dir, threads):
+    """use_threads(n) sizes the Rust tokenizer's pool to n threads even where the environment asks for one
+    thread (RAYON_NUM_THREADS=1) or no parallelism (TOKENIZERS_PARALLELISM=false)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import SCRIPTS
+
+    code = (
+        "import os, sys\n"
+        f"sys.path.insert(0, {str(SCRIPTS)!r})\n"
+        "from tokenize_data import truncating_encoder, use_threads\n"
+        "from ftpipe.modeling import load_tokenizer\n"
+        "use_threads(int(sys.argv[1]))\n"
+        "encoder = truncating_encoder(load_tokenizer(sys.argv[2]), 128)\n"
+        "before = len(os.listdir('/proc/self/task'))\n"
+        "encoder.encode_batch(['Girls Ballet Tutu Neon Pink, a tutu for dance'] * 4000)\n"
+        "print(len(os.listdir('/proc/self/task')) - before)\n"
+    )
+    env = {**os.environ, "RAYON_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(threads), str(tokenizer_dir)], env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert int(result.stdout.split()[-1]) == (threads if threads > 1 else 0)

@@ -200,6 +200,7 @@ def test_speed_levers_keep_the_loss(packed_dir, tiny_model_dir, tmp_path, fused_
         "data_on_device": True,
         "fused_optimizer": True,
         "fused_lora": fused_lora == "auto",  # auto: LoRA dropout is 0 here, so the merged path
+        "fused_dropout_lora": False,  # nothing to fuse with dropout 0
     }
     with open(plain / "train_log.csv") as a, open(fast / "train_log.csv") as b:
         plain_loss = [float(row["loss"]) for row in csv.DictReader(a)]

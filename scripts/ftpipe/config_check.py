@@ -45,6 +45,10 @@ def recipe_problems(config: dict) -> list[str]:
         problems.append(
             f"train.speed.fused_lora: needs train.lora.dropout 0 (it is {dropout}); or use fused_lora: auto"
         )
+    if train.get("speed", {}).get("fused_dropout_lora") is True and not dropout:
+        problems.append(
+            "train.speed.fused_dropout_lora: needs train.lora.dropout > 0 (it is 0); or use fused_dropout_lora: auto"
+        )
     data = config.get("data", {})
     validation, test = data.get("validation_fraction", 0.05), data.get("test_fraction", 0.05)
     if validation + test >= 1:

@@ -86,7 +86,9 @@ def args_from_snakemake(smk, parser: argparse.ArgumentParser) -> argparse.Namesp
     values.pop("params_json", None)  # written by write_stage_record, not by the stage
     values.pop("stage_record", None)
     if any(action.dest == "processes" for action in parser._actions):
-        values["processes"] = int(dict(smk.resources.items()).get("gpu") or 1)  # one data-parallel process per GPU
+        gpus = dict(smk.resources.items()).get("gpu")
+        # A GPU rule: one data-parallel process per GPU; a CPU rule (prepare): one worker per thread it is given.
+        values["processes"] = int(gpus or 1) if gpus is not None else int(smk.threads)
     return namespace(parser, threads=smk.threads, **values)
 
 

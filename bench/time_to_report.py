@@ -1,0 +1,317 @@
+"""Time to a trained, evaluated adapter: raw file -> results/report.html through the whole workflow, timed.
+
+    python bench/train_throughput.py prepare          # once, on any machine: writes bench/work/tokenizer
+    python bench/time_to_report.py run --rows 1000000 --cores 16 --results-dir $OUT     # on the GPU node
+    python bench/time_to_report.py run --smoke        # CPU smoke test: 3,000 rows, a 2-layer model
+
+In a fresh work folder it (a) generates `--rows` AmazonTitles-shaped raw lines with scripts/make_catalog.py,
+(b) builds a TinyLlama-shaped model with random weights as a local folder (FACTS §1's shape; throughput does
+not depend on the weights) with a 32,000-token tokenizer cut from the SmolLM2 tokenizer that
+`train_throughput.py prepare` saved (its first 32,000 tokens and the merges that make them: TinyLlama's
+vocabulary size, so the model has TinyLlama's embedding and output shapes), (c) runs
+
+    snakemake --snakefile Snakefile --directory <work> --cores N \
+        --configfile presets/tinyllama.yaml <work>/overrides.yaml results/report.html
+
+where overrides.yaml sets data.raw and model.source to the two files above (the torch and tokenizer rules take
+every core Snakemake is given), and
+(d) writes the wall-clock total, every Snakemake benchmark TSV found under <work>/benchmarks (its seconds,
+peak RSS and CPU seconds, keyed by its path and mapped to its rule), the GPU's name and the core count to
+`time_to_report.json`. The steps before the workflow (catalog, model) are timed apart. A failed or timed-out
+workflow still writes the JSON, with the return code, the rules that finished and the log's tail.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "bench" / "work"
+TINY_SHAPE = dict(
+    hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2
+)
+# Smoke mode: the preset's recipe on a few thousand rows, with a handful of steps and titles.
+SMOKE_OVERRIDES = {
+    "data": {"sample_size": 2000},
+    "train": {"max_steps": 3, "logging_steps": 1},
+    "generate": {"num_titles": 2, "max_new_tokens": 8},
+    "metrics": {"num_titles": 4, "perplexity_rows": 8, "max_new_tokens": 8, "batch_size": 4},
+}
+TSV_FIELDS = {"s": "seconds", "max_rss": "max_rss_mb", "cpu_time": "cpu_seconds"}
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def build_model(out: Path, tiny: bool) -> dict:
+    """The random-weight TinyLlama-shaped model (or a 2-layer one) with the truncated tokenizer, saved to `out`."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from train_throughput import TINYLLAMA, truncated_tokenizer
+
+    source = WORK / "tokenizer"
+    if not (source / "tokenizer.json").exists():
+        raise SystemExit(f"time_to_report: {source} is missing: run `python bench/train_throughput.py prepare` first")
+    shape = {**TINYLLAMA, **(TINY_SHAPE if tiny else {})}
+    tokenizer_dir = truncated_tokenizer(source, out.with_name(out.name + "-tokenizer"), shape["vocab_size"])
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    if len(tokenizer) != shape["vocab_size"]:
+        raise SystemExit(f"time_to_report: the tokenizer has {len(tokenizer)} tokens, the model {shape['vocab_size']}")
+    # No pad token (see train_throughput.make_model: a zero embedding row turns the gradients NaN).
+    config = LlamaConfig(
+        **shape, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=None
+    )
+    torch.manual_seed(0)
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+        model = LlamaForCausalLM(config).to(torch.bfloat16)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return {"parameters": sum(p.numel() for p in model.parameters()), **shape}
+
+
+# ---------------------------------------------------------------- results
+
+
+def rule_names() -> list[str]:
+    """The workflow's rule names, read from the rule files (longest first, for prefix matching)."""
+    names = set()
+    for path in [ROOT / "Snakefile", *sorted((ROOT / "rules").glob("*.smk"))]:
+        names.update(re.findall(r"^rule\s+(\w+)\s*:", path.read_text(), flags=re.MULTILINE))
+    return sorted(names, key=len, reverse=True)
+
+
+def rule_of(relative: Path, rules: list[str]) -> str:
+    """The rule a benchmark TSV belongs to: its stem if that is a rule name, else the longest rule name the
+    stem starts with (a wildcard added to the file name, as `train_demo` or `train.demo`), else a folder named
+    after a rule (`benchmarks/train/demo.tsv`), else the stem itself."""
+    stem = relative.stem
+    if stem in rules:
+        return stem
+    for name in rules:  # longest first: `base_model_x` is base_model's, not a shorter rule's
+        if re.match(rf"{re.escape(name)}(?![A-Za-z0-9])", stem):
+            return name
+    for part in reversed(relative.parent.parts):
+        if part in rules:
+            return part
+    return stem
+
+
+def rules_from_log(log_text: str) -> dict:
+    """{benchmark path: rule} as Snakemake printed them: each job's `rule NAME:` (or `localrule NAME:`) block
+    lists its `benchmark:` path. The surest mapping; rule_of's guess from the path is the fallback."""
+    found, rule = {}, None
+    for line in log_text.splitlines():
+        if match := re.match(r"^(?:local)?rule (\w+):\s*$", line):
+            rule = match.group(1)
+        elif rule and (match := re.match(r"^\s+benchmark: (\S+)\s*$", line)):
+            found[match.group(1)] = rule
+    return found
+
+
+def benchmark_rows(work: Path, log_text: str = "") -> dict:
+    """Every Snakemake benchmark TSV under work/benchmarks: {relative path: {rule, seconds, ...}}. A TSV with
+    several rows (benchmark repeats) gives the mean and keeps the rows."""
+    rules = rule_names()
+    logged = rules_from_log(log_text)
+    found = {}
+    for path in sorted((work / "benchmarks").glob("**/*.tsv")):
+        relative = path.relative_to(work / "benchmarks")
+        rule = logged.get(str(path.relative_to(work))) or rule_of(relative, rules)
+        lines = [line.split("\t") for line in path.read_text().splitlines() if line.strip()]
+        if len(lines) < 2:
+            found[str(relative)] = {"rule": rule, "error": "no rows"}
+            continue
+        header, rows = lines[0], lines[1:]
+        parsed = []
+        for row in rows:
+            values = dict(zip(header, row, strict=False))
+            parsed.append({out: _number(values.get(field)) for field, out in TSV_FIELDS.items()})
+        entry = {"rule": rule}
+        for key in TSV_FIELDS.values():
+            numbers = [row[key] for row in parsed if row[key] is not None]
+            entry[key] = round(sum(numbers) / len(numbers), 3) if numbers else None
+        if len(parsed) > 1:
+            entry["repeats"] = parsed
+        found[str(relative)] = entry
+    return found
+
+
+def _number(text):
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def per_rule_seconds(benchmarks: dict) -> dict:
+    """Seconds by rule name, summed over the TSVs of a rule (several when a rule runs for several wildcards)."""
+    totals = {}
+    for entry in benchmarks.values():
+        if entry.get("seconds") is not None:
+            totals[entry["rule"]] = round(totals.get(entry["rule"], 0.0) + entry["seconds"], 3)
+    return totals
+
+
+def merge(into: dict, extra: dict) -> dict:
+    """Deep-merge `extra` into `into` (as Snakemake merges config files)."""
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            merge(into[key], value)
+        else:
+            into[key] = value
+    return into
+
+
+def gpu_name() -> str:
+    try:
+        names = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=30
+        ).stdout.split("\n")
+    except (OSError, subprocess.SubprocessError):
+        return "none (CPU)"
+    names = [name.strip() for name in names if name.strip()]
+    return ", ".join(names) if names else "none (CPU)"
+
+
+def tail(path: Path, chars: int = 6000) -> str:
+    return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+
+
+# ---------------------------------------------------------------- the run
+
+
+def run(args) -> dict:
+    cores = args.cores or len(os.sched_getaffinity(0))
+    rows = args.rows if args.rows is not None else (3000 if args.smoke else 1_000_000)
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="time_to_report-"))
+    if work.exists() and any(work.iterdir()):
+        raise SystemExit(f"time_to_report: the work folder {work} is not empty (the run needs a fresh one)")
+    work.mkdir(parents=True, exist_ok=True)
+    out_path = Path(args.results_dir) / (
+        args.out or ("time_to_report_cpu_smoke.json" if args.smoke else "time_to_report.json")
+    )
+    result = {
+        "gpu": gpu_name(),
+        "cores_given": cores,
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)),
+        "rows": rows,
+        "smoke": args.smoke,
+        "work": str(work),
+    }
+
+    def save():
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(json.dumps(result, indent=2) + "\n")
+
+    python = sys.executable
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    raw, model_dir = work / "trn.json", work / "model" / "tinyllama-random"
+    # Catalog and model side by side: two processes, neither part of the workflow's time.
+    t0 = time.perf_counter()
+    catalog = subprocess.Popen(
+        [python, str(ROOT / "scripts" / "make_catalog.py"), "--rows", str(rows), "--out", str(raw)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    model_cmd = [python, __file__, "model", "--out", str(model_dir)] + (["--tiny"] if args.smoke else [])
+    model = subprocess.run(model_cmd, capture_output=True, text=True, env=env)
+    result["model_seconds"] = round(time.perf_counter() - t0, 2)
+    catalog_out, _ = catalog.communicate()
+    result["inputs_seconds"] = round(time.perf_counter() - t0, 2)
+    if model.returncode or catalog.returncode:
+        result["error"] = f"inputs failed: model rc {model.returncode}, catalog rc {catalog.returncode}"
+        result["inputs_log"] = (model.stdout + model.stderr)[-4000:] + catalog_out[-2000:]
+        save()
+        return result
+    result["model"] = json.loads(model.stdout.strip().splitlines()[-1])
+    result["raw_bytes"] = raw.stat().st_size
+
+    overrides = {"data": {"raw": str(raw)}, "model": {"source": str(model_dir)}}
+    if args.smoke:
+        for section, values in SMOKE_OVERRIDES.items():
+            overrides.setdefault(section, {}).update(values)
+    if args.extra_config:
+        import yaml
+
+        merge(overrides, yaml.safe_load(args.extra_config))
+    (work / "overrides.yaml").write_text(json.dumps(overrides, indent=2) + "\n")  # JSON is YAML
+    shutil.copy(ROOT / "config.yaml", work / "config.yaml")  # the Snakefile's `configfile:` is read from there
+    command = [python, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(work)]
+    command += ["--cores", str(cores), "--configfile", str(ROOT / "presets" / "tinyllama.yaml")]
+    command += [str(work / "overrides.yaml"), "--printshellcmds", "--nocolor", "results/report.html"]
+    result["command"] = " ".join(command)
+    result["overrides"] = overrides
+    save()
+    log_path = work / "snakemake_run.log"
+    started = time.perf_counter()
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        try:
+            result["returncode"] = process.wait(timeout=args.timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, 9)  # Snakemake and the jobs it started (its own process group)
+            process.wait()
+            result["returncode"] = None
+            result["error"] = f"timed out after {args.timeout} s: the rules below are those that finished"
+    result["total_seconds"] = round(time.perf_counter() - started, 2)
+    result["benchmarks"] = benchmark_rows(work, log_path.read_text(errors="replace"))
+    result["per_rule_seconds"] = per_rule_seconds(result["benchmarks"])
+    result["report_written"] = (work / "results" / "report.html").exists()
+    if result["returncode"] != 0:
+        result.setdefault("error", f"snakemake exited with {result['returncode']}")
+        result["log_tail"] = tail(log_path)
+        for rule_log in sorted((work / "logs").glob("**/*.log")):
+            if "Error" in (text := tail(rule_log, 3000)) or "Traceback" in text:
+                result.setdefault("rule_log_tails", {})[str(rule_log.relative_to(work))] = text
+    timing = next((work / "results").glob("**/timing.json"), None) if (work / "results").exists() else None
+    if timing:
+        train = json.loads(timing.read_text())
+        keys = ("steps", "median_step_seconds", "tokens_per_second", "warmup_seconds", "total_seconds", "device")
+        result["train_timing"] = {key: train.get(key) for key in keys}
+    save()
+    print(json.dumps({k: v for k, v in result.items() if k not in ("benchmarks",)}, indent=2), flush=True)
+    if not args.keep_work:
+        shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    go = sub.add_parser("run", help="time the workflow from raw file to report")
+    go.add_argument("--rows", type=int, default=None, help="raw lines to generate (default 1,000,000; smoke 3,000)")
+    go.add_argument("--cores", type=int, default=None, help="snakemake --cores (default: the CPUs usable)")
+    go.add_argument("--smoke", action="store_true", help="CPU smoke test: few rows, a 2-layer model, few steps")
+    go.add_argument(
+        "--extra-config",
+        help="YAML merged into the overrides, e.g. '{train: {speed: {fused_dropout_lora: false}}}'",
+    )
+    go.add_argument("--timeout", type=float, default=None, help="stop the workflow after this many seconds")
+    go.add_argument("--work", help="the work folder (default: a new temporary folder)")
+    go.add_argument("--keep-work", action="store_true", help="keep the work folder")
+    go.add_argument("--results-dir", default=str(ROOT / "bench" / "results"))
+    go.add_argument("--out", help="file name of the results JSON")
+    build = sub.add_parser("model", help="build the random-weight model folder (run by `run` in its own process)")
+    build.add_argument("--out", required=True)
+    build.add_argument("--tiny", action="store_true")
+    args = parser.parse_args()
+    if args.command == "model":
+        print(json.dumps(build_model(Path(args.out), args.tiny)))
+    else:
+        run(args)
+
+
+if __name__ == "__main__":
+    main()
