@@ -1,3 +1,4 @@
+import os
 import re
 import sys
 from pathlib import Path
@@ -46,6 +47,23 @@ def TORCH_THREADS(wildcards):
         return workflow.cores
     except WorkflowError:  # no --cores (a report, a lint): the job does not run
         return 1
+
+
+# On a machine with a GPU the evaluation jobs compute there: generate and metrics may run side by side.
+HAS_GPU = (
+    Path("/dev/nvidiactl").exists() and os.environ.get("CUDA_VISIBLE_DEVICES") != ""
+)
+
+
+def EVAL_THREADS(wildcards):
+    """generate's and metrics' threads: half the cores with a GPU (the two run side by side), else all."""
+    cores = TORCH_THREADS(wildcards)
+    return max(1, cores // 2) if HAS_GPU else cores
+
+
+def ALL_BUT_ONE_CORE(wildcards):
+    """prepare's parsing processes: every core but one, which base_model uses meanwhile."""
+    return max(1, TORCH_THREADS(wildcards) - 1)
 
 
 wildcard_constraints:

@@ -17,6 +17,7 @@ rule prepare:
         "benchmarks/prepare/{key}.tsv"
     conda:
         "../envs/data.yaml"
+    threads: ALL_BUT_ONE_CORE
     params:
         **keyed_params("prepare"),
         stage_record=stage_record("prepare"),

@@ -12,7 +12,7 @@ rule generate:
         "benchmarks/runs/{run}/generate.tsv"
     conda:
         "../envs/train.yaml"
-    threads: TORCH_THREADS
+    threads: EVAL_THREADS
     resources:
         **resources_of(run_value("generate")),
     params:
@@ -29,6 +29,7 @@ rule metrics:
     input:
         test=of_run("prepare", f"{PREPARED}/test.jsonl"),
         validation=of_run("prepare", f"{PREPARED}/validation.jsonl"),
+        train=of_run("prepare", f"{PREPARED}/train.jsonl"),  # contamination of the scored references
         model_dir=of_run("base_model", f"{BASE_MODEL}/model"),
         adapter=of_run("train", f"{TRAINED}/adapter"),
         shared_code=SHARED_CODE,
@@ -45,7 +46,7 @@ rule metrics:
         "benchmarks/runs/{run}/metrics.tsv"
     conda:
         "../envs/train.yaml"
-    threads: TORCH_THREADS
+    threads: EVAL_THREADS
     resources:
         **resources_of(run_value("metrics")),
     params:

@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ftpipe import stage  # noqa: E402
 from ftpipe.io import atomic_path, read_json, write_json, write_text  # noqa: E402
-from ftpipe.pages import provenance, render  # noqa: E402
+from ftpipe.pages import metric_order, provenance, render  # noqa: E402
 from ftpipe.scoring import paired_difference  # noqa: E402
 
 log = logging.getLogger("ftpipe.compare")
@@ -80,7 +80,7 @@ def metric_names(rows: list[dict]) -> list[str]:
     names = []
     for row in rows:
         names += [name for name in row["quality"] if name not in names]
-    return names
+    return metric_order(names)
 
 
 def side_by_side(args) -> list[dict]:

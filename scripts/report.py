@@ -12,7 +12,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ftpipe import stage  # noqa: E402
 from ftpipe.io import read_json, write_json, write_text  # noqa: E402
-from ftpipe.pages import png_data_uri, provenance, render  # noqa: E402
+from ftpipe.pages import METRIC_HELP, metric_order, png_data_uri, provenance, render  # noqa: E402
 
 log = logging.getLogger("ftpipe.report")
 
@@ -49,6 +49,7 @@ def build_report(args) -> str:
     counts, timing, history = read_json(args.counts), read_json(args.timing), read_json(args.history)
     token_stats, pack_stats = read_json(args.token_stats), read_json(args.pack_stats)
     run = lineage.get("run") or config.get("run_name")
+    metrics = read_json(args.metrics)
     return render(
         "run.html.j2",
         run=run,
@@ -60,7 +61,9 @@ def build_report(args) -> str:
         lengths_png=png_data_uri(args.lengths_png),
         curve_png=png_data_uri(args.curve_png),
         timing={key: value for key, value in timing.items() if not isinstance(value, dict)},
-        metrics=read_json(args.metrics),
+        metrics=metrics,
+        metric_names=metric_order(next(iter(metrics["variants"].values()))),
+        metric_help=METRIC_HELP,
         samples=read_json(args.samples),
         sample_columns=SAMPLE_COLUMNS,
         lineage=lineage,

@@ -60,9 +60,10 @@ SPEED_DEFAULTS = {
     # (the recipe's is 0.05) and 16-bit base weights; true: required (an error where impossible).
     "fused_lora": "auto",
     # LoRA dropout fused into the LoRA down-projection (a Triton kernel that draws the mask from a seed while
-    # reading x, and again in the backward, instead of storing it). auto: on GPUs where LoRA dropout > 0;
-    # true: also elsewhere (the pure-PyTorch reference path); false: PEFT's dropout and lora_A.
-    "fused_dropout_lora": "auto",
+    # reading x, and again in the backward, instead of storing it): a memory lever, off by default. On an H200
+    # it saved 30% of the memory (13.3 instead of 19.1 GiB) and cost 17% of the speed (64.5k instead of 77.9k
+    # tokens/s). auto: on GPUs where LoRA dropout > 0; true: also elsewhere (the reference path).
+    "fused_dropout_lora": False,
 }
 
 

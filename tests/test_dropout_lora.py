@@ -145,7 +145,7 @@ def test_plan_takes_it_on_gpus_with_dropout_and_true_insists():
     def plan(wanted, dropout, device="cuda"):
         return resolved({"fused_dropout_lora": wanted}, dropout, device)["fused_dropout_lora"]
 
-    assert SPEED_DEFAULTS["fused_dropout_lora"] == "auto"
+    assert SPEED_DEFAULTS["fused_dropout_lora"] is False  # measured slower on an H200: a memory lever
     assert plan("auto", 0.05) is True  # the recipe on a GPU
     assert plan("auto", 0.05, device="cpu") is False
     assert plan("auto", 0.0) is False  # dropout 0: fused_lora's case

@@ -272,7 +272,7 @@ def slurm_run(slurm_cluster, tiny_catalog, tiny_model_dir, tmp_path_factory):
         # The profile's threads for the torch and tokenizer rules (sbatch --cpus-per-task) are sized for cluster
         # nodes; this test's node has the machine's cores.
         "--set-threads",
-        *(f"{rule}={min(2, os.cpu_count() or 1)}" for rule in ("tokenize", "train", "generate", "metrics")),
+        *(f"{rule}={min(2, os.cpu_count() or 1)}" for rule in ("prepare", "tokenize", "train", "generate", "metrics")),
         "results/report.html",
         "results/compare.html",
     ]

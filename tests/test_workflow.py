@@ -262,6 +262,8 @@ def test_metrics_are_deterministic(finished_run, tmp_path):
                     str(data / "test.jsonl"),
                     "--validation",
                     str(data / "validation.jsonl"),
+                    "--train",
+                    str(data / "train.jsonl"),
                     "--model-dir",
                     str(run_folder(finished_run, "tiny", "base_model") / "model"),
                     "--adapter",

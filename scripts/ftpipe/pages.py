@@ -14,6 +14,22 @@ from pathlib import Path
 TEMPLATES = Path(__file__).resolve().parents[2] / "report" / "templates"
 PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "datasets", "snakemake", "pandas", "matplotlib")
 
+METRIC_HELP = {
+    "rouge_l": "longest common word subsequence with the reference, F1 (0-100)",
+    "chrf": "character n-gram F-score against the reference (0-100)",
+    "title_coverage": "share of the title's content words the description mentions (%)",
+    "distinct_2": "distinct word pairs over all word pairs (%): low means repetition",
+    "length_ratio": "words of the description over words of the reference",
+    "perplexity": "of the reference descriptions given the prompt: lower is better",
+}
+
+
+def metric_order(names) -> list[str]:
+    """Quality measures in a fixed order: the known ones first, perplexity last."""
+    found = list(names)
+    known = [name for name in METRIC_HELP if name in found and name != "perplexity"]
+    return known + [name for name in found if name not in METRIC_HELP] + ["perplexity"] * ("perplexity" in found)
+
 
 def render(template: str, **context) -> str:
     import jinja2
