@@ -35,6 +35,7 @@ def generate(args) -> dict:
         key: getattr(args, key)
         for key in ("max_new_tokens", "do_sample", "temperature", "top_p", "repetition_penalty", "stop_strings", "seed")
     }
+    settings["cache_implementation"] = args.cache
     tokenizer = load_tokenizer(args.adapter)
     model = load_for_inference(args.model_dir, args.quantization, device)
     plain = [args.base_prompt_template.format(title=title) for title in titles]

@@ -136,6 +136,7 @@ def metrics(args) -> dict:
         "repetition_penalty": args.repetition_penalty,
         "stop_strings": args.stop_strings,
         "seed": args.seed,
+        "cache_implementation": args.cache,
     }
     generations, nll = run_variants(args, tests, validation, settings, device)
     scores = {v: per_title_scores(generations[v], tests) for v in VARIANTS}

@@ -91,6 +91,17 @@ def test_length_sorted_batches_come_back_in_prompt_order(tiny_model_dir):
         assert together[index].tolist() == alone.tolist()
 
 
+def test_static_cache_gives_the_dynamic_caches_greedy_tokens(tiny_model_dir, adapter_dir):
+    """generate.cache / metrics.cache: static (the benchmark's fastest GPU path) decodes the same tokens."""
+    fast = merge_adapter(
+        load_for_inference(str(tiny_model_dir), DEFAULT_QUANTIZATION, torch.device("cpu")), str(adapter_dir)
+    )
+    tokenizer = load_tokenizer(str(adapter_dir))
+    dynamic = generate_new_ids(fast, tokenizer, prompts(), {**GREEDY, "cache_implementation": "dynamic"}, batch_size=4)
+    static = generate_new_ids(fast, tokenizer, prompts(), {**GREEDY, "cache_implementation": "static"}, batch_size=4)
+    assert [row.tolist() for row in static] == [row.tolist() for row in dynamic]
+
+
 def write_rows(path: Path, rows: list[dict]) -> str:
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return str(path)

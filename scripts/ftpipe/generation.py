@@ -28,6 +28,13 @@ def add_generation_args(parser) -> None:
     add("--seed", type=int, default=42)
     add("--batch-size", type=batch_size_arg, default="auto", help="rows per batch; auto: as many as fit, up to 1024")
     add("--threads", type=int, default=None, help="CPU threads for torch (the rule's threads); default all")
+    add(
+        "--cache",
+        choices=["dynamic", "static"],
+        default="dynamic",
+        help="KV cache: static compiles the decoding step (about 40 s once on a GPU) and then decodes about 2x as "
+        "fast: worth it for thousands of titles",
+    )
     add("--sample-seed", type=int, default=0, help="seed of the test-title sample (same in every stage and run)")
     add("--instruction-template", required=True, help="tagged prompt with {title}")
     add("--base-prompt-template", required=True, help="plain prompt for the base model, with {title}")
@@ -139,6 +146,8 @@ def generate_new_ids(
     order = longest_first(lengths) if sort_by_length else list(range(len(prompts)))
     batch_size = resolve_batch_size(batch_size, model, max(lengths, default=0) + settings["max_new_tokens"])
     extra = {key: settings[key] for key in ("min_new_tokens", "cache_implementation") if settings.get(key)}
+    if extra.get("cache_implementation") == "dynamic":
+        del extra["cache_implementation"]  # transformers' default
     new_ids: list[torch.Tensor | None] = [None] * len(prompts)
     for start in range(0, len(order), batch_size):
         indices = order[start : start + batch_size]
