@@ -16,7 +16,6 @@ probability 1 - p, independently, a fresh mask for every call in training.
 from __future__ import annotations
 
 import os
-import types
 
 import torch
 
@@ -308,15 +307,7 @@ def fusable(module) -> str | None:
 
 
 def fuse_dropout_lora_layers(model) -> int:
-    """Switch every LoRA Linear layer of a PEFT model to the fused dropout operator; returns the count. Raises
-    ValueError naming the first layer that cannot take it (a run never mixes the two paths)."""
-    from peft.tuners.lora import Linear as LoraLinear
+    """Switch every LoRA Linear layer of a PEFT model to the fused dropout operator; returns the count."""
+    from .fused_lora import switch_lora_forward
 
-    layers = [(name, module) for name, module in model.named_modules() if isinstance(module, LoraLinear)]
-    for name, module in layers:
-        reason = fusable(module)
-        if reason:
-            raise ValueError(f"fused dropout LoRA is not possible for {name}: {reason}")
-    for _, module in layers:
-        module.forward = types.MethodType(dropout_lora_forward, module)
-    return len(layers)
+    return switch_lora_forward(model, dropout_lora_forward, fusable, "fused dropout LoRA")

@@ -63,15 +63,20 @@ def merged_forward(self, x, *args, **kwargs):
 
 
 def fuse_lora_layers(model) -> int:
-    """Switch every LoRA linear layer of a PEFT model to the merged path; returns the count. Raises
-    ValueError naming the first layer that cannot take it, so a run never silently mixes the two paths."""
+    """Switch every LoRA linear layer of a PEFT model to the merged path; returns the count."""
+    return switch_lora_forward(model, merged_forward, fusable, "fused LoRA")
+
+
+def switch_lora_forward(model, forward, why_not, what: str) -> int:
+    """Give every LoRA linear layer of a PEFT model the forward `forward`; returns the count. Raises ValueError
+    naming the first layer that cannot take it (`why_not(module)` says why), so a run never mixes two paths."""
     from peft.tuners.lora import Linear as LoraLinear
 
     layers = [(name, module) for name, module in model.named_modules() if isinstance(module, LoraLinear)]
     for name, module in layers:
-        reason = fusable(module)
+        reason = why_not(module)
         if reason:
-            raise ValueError(f"fused LoRA is not possible for {name}: {reason}")
+            raise ValueError(f"{what} is not possible for {name}: {reason}")
     for _, module in layers:
-        module.forward = types.MethodType(merged_forward, module)
+        module.forward = types.MethodType(forward, module)
     return len(layers)
