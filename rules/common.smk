@@ -1,5 +1,6 @@
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -51,7 +52,8 @@ def TORCH_THREADS(wildcards):
 
 # On a machine with a GPU the evaluation jobs compute there: generate and metrics may run side by side.
 HAS_GPU = (
-    Path("/dev/nvidiactl").exists() and os.environ.get("CUDA_VISIBLE_DEVICES") != ""
+    shutil.which("nvidia-smi") is not None
+    and os.environ.get("CUDA_VISIBLE_DEVICES") != ""
 )
 
 
