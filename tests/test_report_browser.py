@@ -60,3 +60,44 @@ def test_comparison_renders_offline(finished_experiment, tmp_path):
     assert errors == []
     assert requests == [page.resolve().as_uri()]
     assert (tmp_path / "compare.png").stat().st_size > 20_000
+
+
+def test_a_comparison_of_twelve_runs_renders(finished_experiment, tmp_path):
+    """Twelve runs (the tiny experiment's three, each under four names) on one page, opened in Chromium."""
+    import json
+    import sys
+
+    from tests.conftest import ROOT, run_folder
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from compare import build_parser, compare
+
+    from ftpipe.stage import namespace
+
+    results = finished_experiment / "results"
+    names = {f"{run}{copy}": run for copy in range(4) for run in "abc"}
+    per_run = {"metrics": [], "samples": [], "timings": [], "train_logs": [], "histories": [], "reports": []}
+    lineages = {}
+    for name, run in names.items():
+        trained = run_folder(finished_experiment, run, "train")
+        for key, path in (
+            ("metrics", results / "runs" / run / "metrics.json"),
+            ("samples", results / "runs" / run / "samples.json"),
+            ("timings", trained / "timing.json"),
+            ("train_logs", trained / "train_log.csv"),
+            ("histories", trained / "training_history.json"),
+            ("reports", results / "runs" / run / "report.html"),
+        ):
+            per_run[key].append(str(path))
+        lineages[name] = json.loads((results / "runs" / run / "lineage.json").read_text())
+    outputs = {
+        "page": str(tmp_path / "compare.html"),
+        "table": str(tmp_path / "compare.json"),
+        "csv": str(tmp_path / "c.csv"),
+    }
+    args = namespace(build_parser(), runs=list(names), baseline="a0", lineages=lineages, **per_run, **outputs)
+    table = compare(args)
+    assert len(table["runs"]) == 12
+    assert all(row["paired"] is None or isinstance(row["paired"], dict) for row in table["runs"])
+    errors, _ = open_in_chromium(tmp_path / "compare.html", tmp_path / "twelve.png")
+    assert errors == []
