@@ -269,12 +269,12 @@ def slurm_run(slurm_cluster, tiny_catalog, tiny_model_dir, tmp_path_factory):
         # The tiny jobs take seconds: first status check after 5 s instead of the plugin's 40 s.
         "--slurm-init-seconds-before-status-checks",
         "5",
-        # The profile's threads for the torch and tokenizer rules (sbatch --cpus-per-task) are sized for cluster
-        # nodes; this test's node has the machine's cores.
-        "--set-threads",
-        *(f"{rule}={min(2, os.cpu_count() or 1)}" for rule in ("prepare", "tokenize", "train", "generate", "metrics")),
         "results/report.html",
         "results/compare.html",
+        # The profile's threads for the torch and tokenizer rules (sbatch --cpus-per-task) are sized for cluster
+        # nodes; this test's node has the machine's cores. (Last: the option takes every word after it.)
+        "--set-threads",
+        *(f"{rule}={min(2, os.cpu_count() or 1)}" for rule in ("prepare", "tokenize", "train", "generate", "metrics")),
     ]
     output = workdir / "snakemake.out"
     started = time.monotonic()
@@ -306,6 +306,11 @@ def test_the_workflow_finishes_on_slurm(slurm_run):
     print(f"snakemake on SLURM: {slurm_run.seconds:.0f} s")
 
 
+def rule_of(job: dict) -> str:
+    """The rule a SLURM job ran: the plugin's comment is rule_<rule>, then _wildcards_<values> if it has any."""
+    return re.fullmatch(r"rule_(\w+?)(?:_wildcards_.*)?", job["Comment"]).group(1)
+
+
 def job_log(slurm_run, rule: str, job: dict) -> str:
     """The plugin's per-job log (sbatch --output), kept by the profile next to the rules' own logs."""
     # logs/slurm/rule_<rule>/[<wildcard values>/]<job id>.log
@@ -329,7 +334,7 @@ def job_run(slurm_run, rule: str, job: dict) -> str:
 def test_every_non_local_rule_ran_as_a_slurm_job(slurm_run):
     by_rule: dict[str, list[dict]] = {}
     for job in slurm_run.jobs:
-        by_rule.setdefault(job["Comment"].removeprefix("rule_"), []).append(job)  # the plugin names the rule
+        by_rule.setdefault(rule_of(job), []).append(job)  # the plugin names the rule
     # plots and the pages are localrules: not on the cluster; the data is shared, each run trains apart.
     assert {rule: len(jobs) for rule, jobs in by_rule.items()} == JOBS_PER_RULE
     for rule, jobs in by_rule.items():
@@ -358,7 +363,7 @@ def test_the_gpu_rules_were_given_the_gpu(slurm_run):
         job_id, visible = line.split()
         task_env.setdefault(job_id, set()).add(visible)
     for job in slurm_run.jobs:
-        rule = job["Comment"].removeprefix("rule_")
+        rule = rule_of(job)
         if rule in GPU_RULES:
             # the run's <rule>.resources -> sbatch --gpus, --mem, -t
             gpus = gpus_of(rule, job_run(slurm_run, rule, job))
