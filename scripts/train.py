@@ -127,7 +127,7 @@ def fused_dropout_lora_plan(wanted, args, device: torch.device) -> bool:
     if not args.lora["dropout"]:
         raise SystemExit(
             "train: speed.fused_dropout_lora needs lora.dropout > 0 (with dropout 0 there is no mask to fuse, and "
-            "fused_lora folds the LoRA into the weight instead). Set speed.fused_dropout_lora: auto."
+            "fused_lora folds the LoRA into the weight instead). Set speed.fused_dropout_lora: false."
         )
     return True
 
