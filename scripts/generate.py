@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ftpipe import stage  # noqa: E402
-from ftpipe.generation import add_generation_args, generate_texts, use_threads  # noqa: E402
+from ftpipe.generation import add_generation_args, generate_texts  # noqa: E402
 from ftpipe.heldout import sample_rows, sample_summary  # noqa: E402
 from ftpipe.io import write_json  # noqa: E402
 from ftpipe.modeling import load_for_inference, load_tokenizer, merge_adapter, pick_device  # noqa: E402
@@ -26,7 +26,7 @@ log = logging.getLogger("ftpipe.generate")
 
 def generate(args) -> dict:
     device = pick_device()
-    log.info("device %s, %d CPU threads", device, use_threads(args.threads))
+    log.info("device %s, %d CPU threads", device, stage.use_threads(args.threads))
     rows = sample_rows(args.test, args.num_titles, args.sample_seed)
     if not rows:
         raise SystemExit(f"generate: {args.test} has no rows: the test split is empty (too few rows or groups)")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ftpipe import stage  # noqa: E402
-from ftpipe.generation import AUTO_BATCH_CPU, add_generation_args, generate_texts, use_threads  # noqa: E402
+from ftpipe.generation import AUTO_BATCH_CPU, add_generation_args, generate_texts  # noqa: E402
 from ftpipe.heldout import MIN_SOUND_TITLES, contamination, sample_rows, sample_summary  # noqa: E402
 from ftpipe.io import write_json  # noqa: E402
 from ftpipe.modeling import load_for_inference, load_tokenizer, merge_adapter, pick_device  # noqa: E402
@@ -122,7 +122,7 @@ def run_variants(args, tests: list[dict], validation: list[dict], settings: dict
 
 def metrics(args) -> dict:
     device = pick_device()
-    log.info("device %s, %d CPU threads", device, use_threads(args.threads))
+    log.info("device %s, %d CPU threads", device, stage.use_threads(args.threads))
     tests = sample_rows(args.test, args.num_titles, args.sample_seed)
     validation = sample_rows(args.validation, args.perplexity_rows, args.sample_seed)
     if not tests:

@@ -177,19 +177,8 @@ def tokenize_split(encoder, eos: int, chunks, max_len: int, completion_only: boo
     stats.update(fits=int(counts[0]), truncated=int(counts[1]), dropped=int(counts[2]))
 
 
-def use_threads(threads: int) -> None:
-    """Give the Rust tokenizer's thread pool `threads` threads (the rule's threads, which follow --cores).
-
-    The pool is rayon's, sized once, at the first parallel encode of the process, from RAYON_NUM_THREADS
-    (RAYON_RS_NUM_CPUS, its old name, counts only without it), so an inherited RAYON_NUM_THREADS would win
-    over the old name alone; TOKENIZERS_PARALLELISM=false, which some environments set, makes encode_batch
-    serial. Both are set here, before any encode."""
-    os.environ["RAYON_NUM_THREADS"] = os.environ["RAYON_RS_NUM_CPUS"] = str(max(threads, 1))
-    os.environ["TOKENIZERS_PARALLELISM"] = "true" if threads > 1 else "false"
-
-
 def tokenize(args) -> dict:
-    use_threads(args.threads)
+    stage.use_threads(args.threads)  # before the first encode: the tokenizer's pool is sized once
     import datasets
 
     tokenizer = load_tokenizer(args.model_dir)

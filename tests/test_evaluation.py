@@ -10,11 +10,11 @@ import pytest
 import torch
 import yaml
 
-from ftpipe.generation import generate_new_ids, use_threads
+from ftpipe.generation import generate_new_ids
 from ftpipe.heldout import contamination, sample_rows, sample_summary
 from ftpipe.modeling import DEFAULT_QUANTIZATION, load_base_model, load_for_inference, load_tokenizer, merge_adapter
 from ftpipe.scoring import distinct_2, length_ratio, title_coverage
-from ftpipe.stage import namespace
+from ftpipe.stage import namespace, use_threads
 from tests.conftest import ROOT
 
 CONFIG = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
@@ -143,7 +143,13 @@ def test_contamination_finds_copied_references(tmp_path):
 def test_use_threads_caps_at_the_machine(monkeypatch):
     import os
 
-    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "RAYON_RS_NUM_CPUS"):
+    for variable in (
+        "OMP_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "RAYON_NUM_THREADS",
+        "RAYON_RS_NUM_CPUS",
+        "TOKENIZERS_PARALLELISM",
+    ):
         monkeypatch.setenv(variable, os.environ.get(variable, ""))  # restored after the test
     before = torch.get_num_threads()
     try:

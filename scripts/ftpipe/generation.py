@@ -6,12 +6,9 @@ the prompts' order), and on a GPU the batches are large: decoding one token cost
 rows as for 256, so rows per batch is most of the speed (bench/README.md).
 """
 
-import os
-
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from . import stage
 from .modeling import DEFAULT_QUANTIZATION
 from .prompts import cut_at_stop
 from .stage import json_arg
@@ -76,13 +73,6 @@ def kv_cache_bytes_per_token(model) -> int:
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
     return 2 * config.num_hidden_layers * kv_heads * head_dim * next(model.parameters()).element_size()
-
-
-def use_threads(threads: int | None) -> int:
-    """The rule's threads for torch (stage.use_threads; all cores when none are given, on the command line);
-    returns the count in use."""
-    stage.use_threads(threads or os.cpu_count() or 1)  # torch is imported here, so its pool is set too
-    return torch.get_num_threads()
 
 
 class StopOnText(StoppingCriteria):

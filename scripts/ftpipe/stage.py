@@ -51,14 +51,20 @@ def run(main, parser: argparse.ArgumentParser, script_globals: dict) -> None:
         raise SystemExit(1)
 
 
-def use_threads(threads: int) -> None:
-    """Compute libraries use the rule's threads (at most the machine's cores) rather than every core: two
-    torch jobs that each take every core of a small machine slow each other down many times over."""
-    count = str(max(1, min(int(threads), os.cpu_count() or 1)))
-    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "RAYON_RS_NUM_CPUS"):
-        os.environ[variable] = count
+def use_threads(threads: int | None) -> int:
+    """Compute libraries use `threads` threads (the rule's; None: every core, as from the command line), at most
+    the machine's cores: two torch jobs that each take every core of a small machine slow each other down many
+    times over. Returns the count. The Rust tokenizer's pool (rayon) is sized once, at the first parallel encode,
+    from RAYON_NUM_THREADS (RAYON_RS_NUM_CPUS, its old name, counts only without it), and
+    TOKENIZERS_PARALLELISM=false, which some environments set, makes encode_batch serial: both are set here."""
+    cores = os.cpu_count() or 1
+    count = max(1, min(int(threads or cores), cores))
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "RAYON_NUM_THREADS", "RAYON_RS_NUM_CPUS"):
+        os.environ[variable] = str(count)
+    os.environ["TOKENIZERS_PARALLELISM"] = "true" if count > 1 else "false"
     if "torch" in sys.modules:  # imported by the script already: its thread pool exists
-        sys.modules["torch"].set_num_threads(int(count))
+        sys.modules["torch"].set_num_threads(count)
+    return count
 
 
 def _run_logged(main, get_args, name: str) -> str | None:
