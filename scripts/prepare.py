@@ -18,7 +18,6 @@ import json
 import logging
 import math
 import pickle
-import re
 import sys
 import tempfile
 import unicodedata
@@ -45,7 +44,6 @@ IN_MEMORY_SAMPLE = 10_000  # a larger sample is spilled to disk: a kept row cost
 READ_BYTES = 8 << 20
 _BOM = b"\xef\xbb\xbf"
 _encode = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(x, ensure_ascii=False), one encoder
-_NON_WORD = re.compile(r"[\W_]+")
 _CONTROL_CATEGORIES = {"Cc", "Cf", "Cs", "Co"}
 
 
@@ -339,7 +337,7 @@ def _text_problem(name: str, value, obj: dict) -> str | None:
 
 def title_key(title: str) -> str:
     """The normalized title: case and punctuation do not make two products different."""
-    key = _NON_WORD.sub(" ", title.casefold()).strip()
+    key = normalized_text(title)
     # A title of emoji or punctuation only has no word at all: its own characters tell it apart.
     return key or " ".join(title.split())
 
@@ -355,17 +353,17 @@ def assign_split(key: str, validation_fraction: float, test_fraction: float, see
     return split_of_digest(key_digest(key), validation_fraction, test_fraction, seed)
 
 
-def row_digests(items) -> tuple:
-    """The (title, description) digest arrays of (number, key, record) items: what grouping needs of a row."""
-    from array import array
+def row_digests(key: str, record: dict) -> tuple[int, int]:
+    """The (title, description) digests of a row: all that grouping needs of it."""
+    return key_digest(key), key_digest(normalized_text(record["content"]))
 
+
+def digest_arrays(pairs) -> tuple:
+    """Two uint64 arrays (titles, descriptions) from (title digest, description digest) pairs."""
     import numpy as np
 
-    titles, descriptions = array("Q"), array("Q")
-    for _, key, record in items:
-        titles.append(key_digest(key))
-        descriptions.append(key_digest(normalized_text(record["content"])))
-    return np.frombuffer(titles, dtype=np.uint64), np.frombuffer(descriptions, dtype=np.uint64)
+    table = np.array(list(pairs), dtype=np.uint64).reshape(-1, 2)
+    return table[:, 0], table[:, 1]
 
 
 class Deduplicator:
@@ -573,7 +571,8 @@ def bottom_k_mask(priorities, sample_size: int):
 
 
 class SpilledSample:
-    """bottom_k_sample with the records pickled to a temporary file: memory holds 20 bytes per record."""
+    """bottom_k_sample with the records pickled to a temporary file: memory holds 36 bytes per record (its
+    priority, line number, size and the two digests grouping needs, so the file is read once, to write)."""
 
     def __init__(self, folder: Path, seed: int):
         from array import array
@@ -582,28 +581,41 @@ class SpilledSample:
         self.priorities = array("d")
         self.numbers = array("q")
         self.sizes = array("I")  # a line is at most MAX_LINE_BYTES
+        self.digests = array("Q")  # title and description digest of each record, in turn
         self.handle = tempfile.TemporaryFile(dir=folder, prefix=".prepare-sample-", buffering=1 << 20)
 
     def add(self, records) -> None:
-        priorities, numbers, sizes, write, dumps = (
+        priorities, numbers, sizes, digests, write, dumps = (
             self.priorities,
             self.numbers,
             self.sizes,
+            self.digests,
             self.handle.write,
             pickle.dumps,
         )
         for number, key, record in records:
             priorities.append(sample_priority(record, self.seed))
             numbers.append(number)
+            digests.extend(row_digests(key, record))
             sizes.append(write(dumps((key, record), pickle.HIGHEST_PROTOCOL)))
 
-    def select(self, sample_size: int):
-        """Yield the sampled (number, key, record) items in input order; their count is in self.sampled."""
-        mask = bottom_k_mask(self.priorities, sample_size).tolist()
-        self.sampled = mask.count(True)
+    def choose(self, sample_size: int) -> int:
+        """Pick the sample: the `sample_size` records of highest priority; returns how many."""
+        self.mask = bottom_k_mask(self.priorities, sample_size)
+        return int(self.mask.sum())
+
+    def chosen_digests(self) -> tuple:
+        """The (titles, descriptions) digest arrays of the chosen records, in input order."""
+        import numpy as np
+
+        table = np.frombuffer(self.digests, dtype=np.uint64).reshape(-1, 2)[self.mask]
+        return table[:, 0], table[:, 1]
+
+    def chosen(self):
+        """Yield the chosen (number, key, record) items in input order."""
         self.handle.seek(0)
         loads, read, seek = pickle.loads, self.handle.read, self.handle.seek
-        for chosen, number, size in zip(mask, self.numbers, self.sizes, strict=True):
+        for chosen, number, size in zip(self.mask.tolist(), self.numbers, self.sizes, strict=True):
             if chosen:
                 yield number, *loads(read(size))
             else:
@@ -668,14 +680,14 @@ def write_sample(accepted, args, writer: "SplitWriter") -> int:
     sample_size = args.sample_size
     if sample_size is not None and sample_size <= IN_MEMORY_SAMPLE:
         rows = bottom_k_sample(accepted, sample_size, args.seed)
-        writer.write(lambda: iter(rows))
+        writer.write(rows, digest_arrays(row_digests(key, record) for _, key, record in rows))
         return len(rows)
     spill = SpilledSample(Path(args.train).parent, args.seed)
     try:
         spill.add(accepted)
-        keep = len(spill.numbers) if sample_size is None else sample_size
-        writer.write(lambda: spill.select(keep))
-        return spill.sampled
+        sampled = spill.choose(len(spill.numbers) if sample_size is None else sample_size)
+        writer.write(spill.chosen(), spill.chosen_digests())
+        return sampled
     finally:
         spill.close()
 
@@ -707,17 +719,17 @@ class SplitWriter:
     def __exit__(self, *exc):
         return self.stack.__exit__(*exc)
 
-    def write(self, replay) -> None:
-        """Write the rows of `replay()` (an iterator of (number, key, record), called twice: once to group
-        the rows, once to write them), each to its group's split."""
+    def write(self, items, digests: tuple) -> None:
+        """Write the (number, key, record) items, each to its group's split; `digests` holds the items'
+        (titles, descriptions) digest arrays, in the same order, for the grouping."""
         args, rows = self.args, self.rows
-        titles, descriptions = row_digests(replay())
+        titles, descriptions = digests
         codes, self.grouping = group_splits(
             titles, descriptions, args.validation_fraction, args.test_fraction, args.seed
         )
         writes = [self.handles[name].write for name in SPLITS]
         instruction, response = args.instruction_template, args.response_template
-        for (number, _, record), code in zip(replay(), codes.tolist(), strict=True):
+        for (number, _, record), code in zip(items, codes.tolist(), strict=True):
             title = record["title"]
             row = {
                 "line": number,
