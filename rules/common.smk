@@ -8,6 +8,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 from ftpipe.config_check import check_config  # noqa: E402
 from ftpipe.experiments import (  # noqa: E402
     KEY_PATTERN,
+    STAGE_FOLDERS,
     ExperimentPlan,
     SourceHashes,
     stage_params,
@@ -33,11 +34,15 @@ BASELINE = PLAN.baseline
 SHARED_CODE = sorted(
     str(path) for path in (Path(workflow.basedir) / "scripts" / "ftpipe").glob("*.py")
 )
-PREPARED = "results/data/prepared/{key}"
-BASE_MODEL = "results/base_model/{key}"
-TOKENIZED = "results/data/tokenized/{key}"
-PACKED = "results/data/packed/{key}"
-TRAINED = "results/train/{key}"
+# The pages' templates: an input of the rules that render them, so an edit to one renders the pages again.
+TEMPLATES = sorted(
+    str(path) for path in (Path(workflow.basedir) / "report" / "templates").glob("*.j2")
+)
+# Each keyed stage's output folder (the experiments module names them; lineage.json records them).
+PREPARED, BASE_MODEL, TOKENIZED, PACKED, TRAINED = (
+    f"{STAGE_FOLDERS[stage]}/{{key}}"
+    for stage in ("prepare", "base_model", "tokenize", "pack", "train")
+)
 RUN_DIR = "results/runs/{run}"
 
 
@@ -117,17 +122,18 @@ def of_run(stage, pattern):
     return lambda wildcards: pattern.format(key=PLAN.keys[wildcards.run][stage])
 
 
-def run_params(section, *exclude):
-    """The rule's params from one config section of the job's run."""
-    names = [
-        name
-        for name in PLAN.runs[BASELINE][section]
-        if name not in ("resources", *exclude)
-    ]
+def run_params(section):
+    """The rule's params from one config section of the job's run (its resources excepted)."""
+    names = [name for name in PLAN.runs[BASELINE][section] if name != "resources"]
     return {
         name: (lambda wildcards, name=name: PLAN.runs[wildcards.run][section][name])
         for name in names
     }
+
+
+def every_run(stage, pattern):
+    """Paths of a keyed stage's output, one per run, in the runs' order (for the comparison)."""
+    return [pattern.format(key=PLAN.keys[run][stage]) for run in RUNS]
 
 
 def run_value(section, *keys):

@@ -40,7 +40,7 @@ rule run_report:
         metrics=rules.metrics.output.metrics,
         curve_png=rules.plots.output.curve,
         lengths_png=rules.plots.output.lengths,
-        shared_code=SHARED_CODE,
+        shared_code=SHARED_CODE + TEMPLATES,
     output:
         report=f"{RUN_DIR}/report.html",
         lineage=f"{RUN_DIR}/lineage.json",
@@ -76,20 +76,11 @@ rule compare:
     input:
         metrics=expand(rules.metrics.output.metrics, run=RUNS),
         samples=expand(rules.generate.output.samples, run=RUNS),
-        timings=[
-            f"{TRAINED}/timing.json".format(key=PLAN.keys[run]["train"])
-            for run in RUNS
-        ],
-        train_logs=[
-            f"{TRAINED}/train_log.csv".format(key=PLAN.keys[run]["train"])
-            for run in RUNS
-        ],
-        histories=[
-            f"{TRAINED}/training_history.json".format(key=PLAN.keys[run]["train"])
-            for run in RUNS
-        ],
+        timings=every_run("train", f"{TRAINED}/timing.json"),
+        train_logs=every_run("train", f"{TRAINED}/train_log.csv"),
+        histories=every_run("train", f"{TRAINED}/training_history.json"),
         reports=expand(rules.run_report.output.report, run=RUNS),
-        shared_code=SHARED_CODE,
+        shared_code=SHARED_CODE + TEMPLATES,
     output:
         page="results/compare.html",
         table="results/compare.json",

@@ -243,6 +243,11 @@ def test_editing_a_stage_script_reruns_that_stage_and_after(finished_run):
         assert planned_rules(finished_run, {}) == {"pack"} | RULES_AFTER_TRAIN
 
 
+def test_editing_a_page_template_renders_the_pages_again(finished_run):
+    with changed_file(ROOT / "report" / "templates" / "run.html.j2", b"\n"):
+        assert planned_rules(finished_run, {}) == {"run_report", "report"}
+
+
 def test_editing_the_shared_package_reruns_the_stages(finished_run):
     with changed_file(ROOT / "scripts" / "ftpipe" / "prompts.py", b"\n"):
         assert planned_rules(finished_run, {}) >= {"prepare", "tokenize", "pack", "train", "report"}

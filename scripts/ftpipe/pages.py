@@ -24,6 +24,12 @@ METRIC_HELP = {
 }
 
 
+def measure(value: dict | None, name: str, signed: bool = False) -> str:
+    """A quality measure with its interval, to the digits that its scale needs (perplexity is its own key)."""
+    digits = 2 if name in ("perplexity", "length_ratio") else 1
+    return interval(value, digits, signed, key="perplexity" if name == "perplexity" else "mean")
+
+
 def metric_order(names) -> list[str]:
     """Quality measures in a fixed order: the known ones first, perplexity last."""
     found = list(names)
@@ -41,7 +47,7 @@ def render(template: str, **context) -> str:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    environment.filters.update(interval=interval, number=number)
+    environment.filters.update(interval=interval, measure=measure, number=number)
     created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return environment.get_template(template).render(created=created, **context)
 
