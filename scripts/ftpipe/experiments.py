@@ -247,10 +247,6 @@ class ExperimentPlan:
                 self.records[stage].setdefault(keys[stage], {**record, "key": keys[stage], "config": run_config})
             self.keys[name] = keys
 
-    def record(self, stage: str, key: str) -> dict:
-        """What a stage key stands for: its params, upstream keys and (prepare) source; plus a run's config."""
-        return self.records[stage][key]
-
     def params(self, stage: str, key: str) -> dict:
         return self.records[stage][key]["params"]
 
