@@ -178,3 +178,18 @@ def test_generation_stops_at_the_templates_end_of_turn(tokenizer_dir):
     assert generate_texts(model, tokenizer, [prompt], {**settings, "stop_strings": prompt_format.stop_strings}, 1) == [
         "Nice tutu"
     ]
+
+
+def test_a_templates_bos_is_not_doubled_when_the_tokenizer_adds_one(tokenizer_dir):
+    from tokenizers.processors import TemplateProcessing
+
+    tokenizer = load_tokenizer(str(tokenizer_dir))
+    bos = (tokenizer.bos_token, tokenizer.bos_token_id)
+    tokenizer.backend_tokenizer.post_processor = TemplateProcessing(single=f"{bos[0]} $A", special_tokens=[bos])
+    tokenizer.chat_template = "{{ bos_token }}" + TEXT_END_TEMPLATE
+    prompt_format = PromptFormat(CHAT_INSTRUCTION, "{content}", "chat_template", None, tokenizer)
+    prompt = prompt_format.prompt(TITLES[0])
+    assert prompt == rendered(tokenizer, TITLES[0]).removeprefix(bos[0]) and not prompt.startswith(bos[0])
+    ids = tokenizer(prompt_format.text(TITLES[0], CONTENTS[0]))["input_ids"]
+    assert ids[0] == bos[1] and ids[1] != bos[1]
+    prompt_format.check(TITLES[0], CONTENTS[0])
