@@ -193,3 +193,15 @@ def test_a_templates_bos_is_not_doubled_when_the_tokenizer_adds_one(tokenizer_di
     ids = tokenizer(prompt_format.text(TITLES[0], CONTENTS[0]))["input_ids"]
     assert ids[0] == bos[1] and ids[1] != bos[1]
     prompt_format.check(TITLES[0], CONTENTS[0])
+
+
+def test_a_template_that_changes_its_text_is_refused(tokenizer_dir):
+    tokenizer = load_tokenizer(str(tokenizer_dir))
+    tokenizer.chat_template = TEXT_END_TEMPLATE.replace("m['content']", "m['content'] | upper")
+    with pytest.raises(PromptFormatError, match="does not show the title"):
+        PromptFormat(CHAT_INSTRUCTION, "{content}", "chat_template", None, tokenizer)
+    tokenizer.chat_template = TEXT_END_TEMPLATE.replace("m['content']", "m['content'] | trim")
+    prompt_format = PromptFormat(CHAT_INSTRUCTION, "{content}", "chat_template", None, tokenizer)
+    prompt_format.check(TITLES[0], CONTENTS[0])
+    with pytest.raises(PromptFormatError, match="changes the text it is given"):
+        prompt_format.check("Tutu ", CONTENTS[0])  # the template trims the message; the pieces cannot
