@@ -22,11 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ftpipe import stage  # noqa: E402
-from ftpipe.generation import AUTO_BATCH_CPU, add_generation_args, generate_texts  # noqa: E402
+from ftpipe.generation import AUTO_BATCH_CPU, add_generation_args, generate_texts, prompt_format_of  # noqa: E402
 from ftpipe.heldout import MIN_SOUND_TITLES, contamination, sample_rows, sample_summary  # noqa: E402
 from ftpipe.io import write_json  # noqa: E402
 from ftpipe.modeling import load_for_inference, load_tokenizer, merge_adapter, pick_device  # noqa: E402
-from ftpipe.prompts import instruction_text  # noqa: E402
 from ftpipe.scoring import (  # noqa: E402
     bootstrap_mean,
     chrf,
@@ -47,9 +46,9 @@ NLL_BATCH = (
 )
 
 
-def variant_prompts(args, titles: list[str]) -> dict[str, list[str]]:
+def variant_prompts(args, prompt_format, titles: list[str]) -> dict[str, list[str]]:
     plain = [args.base_prompt_template.format(title=title) for title in titles]
-    tagged = [instruction_text(args.instruction_template, title) for title in titles]
+    tagged = [prompt_format.prompt(title) for title in titles]
     return {"base_plain": plain, "base_tagged": tagged, "adapter": tagged}
 
 
@@ -104,10 +103,12 @@ def run_variants(args, tests: list[dict], validation: list[dict], settings: dict
     the dequantized base for the base variants, then the adapter merged into it."""
     nll_batch = scoring_batch(args.batch_size, device)
     tokenizer = load_tokenizer(args.adapter)
+    prompt_format = prompt_format_of(args, tokenizer)
+    settings["stop_strings"] = prompt_format.stop_strings  # resolved here, with the tokenizer; metrics.json shows it
     model = load_for_inference(args.model_dir, args.quantization, device)
-    test_prompts = variant_prompts(args, [row["title"] for row in tests])
-    val_prompts = variant_prompts(args, [row["title"] for row in validation])
-    tagged_responses = [args.response_template.format(content=row["content"]) for row in validation]
+    test_prompts = variant_prompts(args, prompt_format, [row["title"] for row in tests])
+    val_prompts = variant_prompts(args, prompt_format, [row["title"] for row in validation])
+    tagged_responses = [prompt_format.response(row["content"]) for row in validation]
     val_responses = {"base_plain": [row["content"] for row in validation], "base_tagged": tagged_responses}
     val_responses["adapter"] = tagged_responses
     generations, nll = {}, {}
@@ -185,7 +186,6 @@ def build_parser() -> argparse.ArgumentParser:
     add("--metrics", required=True, help="output: metrics JSON")
     add("--num-titles", type=int, default=50)
     add("--perplexity-rows", type=int, default=200)
-    add("--response-template", required=True, help="response text with {content}")
     add_generation_args(parser)
     return parser
 

@@ -32,7 +32,6 @@ from ftpipe import stage  # noqa: E402
 from ftpipe.grouping import SPLITS, group_splits, key_digest, normalized_text, split_of_digest  # noqa: E402
 from ftpipe.html_text import html_text  # noqa: E402
 from ftpipe.io import atomic_path, write_json  # noqa: E402
-from ftpipe.prompts import instruction_text, training_text  # noqa: E402
 from ftpipe.raw_input import HEAD_BYTES, InputError, check_head, open_input, read_errors, split_array  # noqa: E402
 
 log = logging.getLogger("ftpipe.prepare")
@@ -728,16 +727,8 @@ class SplitWriter:
             titles, descriptions, args.validation_fraction, args.test_fraction, args.seed
         )
         writes = [self.handles[name].write for name in SPLITS]
-        instruction, response = args.instruction_template, args.response_template
         for (number, _, record), code in zip(items, codes.tolist(), strict=True):
-            title = record["title"]
-            row = {
-                "line": number,
-                **record,
-                "prompt": instruction_text(instruction, title),
-                "text": training_text(instruction, response, title, record["content"]),
-            }
-            writes[code](_encode(row) + "\n")
+            writes[code](_encode({"line": number, **record}) + "\n")
             rows[SPLITS[code]] += 1
         self.total = sum(rows.values())
         empty = [split for split in SPLITS if rows[split] == 0 and self.total]
@@ -763,8 +754,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--validation-fraction", type=float, default=0.05)
     parser.add_argument("--test-fraction", type=float, default=0.05)
-    parser.add_argument("--instruction-template", required=True, help="prompt text with {title}")
-    parser.add_argument("--response-template", required=True, help="response text with {content}")
     parser.add_argument(
         "--processes",
         type=int,

@@ -14,7 +14,6 @@ from prepare import assign_split, build_parser, prepare, title_key
 from ftpipe.grouping import connected_components, group_splits, normalized_text
 from ftpipe.stage import namespace
 
-TEMPLATE = "<bos><start_of_turn>user\n{title}<end_of_turn>\n<start_of_turn>model\n"
 SPLITS = ("train", "validation", "test")
 
 
@@ -46,8 +45,6 @@ def run_prepare(raw: Path, out: Path, **overrides) -> dict:
         duplicate_titles="keep_all",
         validation_fraction=0.1,
         test_fraction=0.1,
-        instruction_template=TEMPLATE,
-        response_template="{content}<eos>",
     )
     return prepare(namespace(build_parser(), **{**values, **overrides}))
 

@@ -12,8 +12,6 @@ from prepare import InputError, assign_split, build_parser, parse_line, prepare,
 
 from ftpipe.stage import namespace
 
-TEMPLATE = "<bos><start_of_turn>user\n{title}<end_of_turn>\n<start_of_turn>model\n"
-
 
 def line(**fields) -> bytes:
     return json.dumps({"uid": "B000000001", "title": "Girls Ballet Tutu", "content": "A pink tutu.", **fields}).encode()
@@ -28,8 +26,6 @@ def args_for(raw: Path, out: Path, **overrides) -> Namespace:
         counts=str(out / "counts.json"),
         validation_fraction=0.2,
         test_fraction=0.2,
-        instruction_template=TEMPLATE,
-        response_template="{content}<eos>",
     )
     return namespace(build_parser(), **{**values, **overrides})
 
@@ -298,7 +294,7 @@ def test_rule_threads_reach_prepare_processes():
     def smk(threads, resources):
         inputs = Named(raw="trn.json")
         outputs = Named({name: f"{name}.out" for name in ("train", "validation", "test", "counts", "rejects")})
-        params = Named(instruction_template="{title}", response_template="{content}")
+        params = Named(seed=42)
         return SimpleNamespace(input=inputs, output=outputs, params=params, threads=threads, resources=Named(resources))
 
     assert args_from_snakemake(smk(6, {"mem_mb": 1000}), build_parser()).processes == 6

@@ -87,6 +87,12 @@ def planned_rules(workdir: Path, overrides: dict) -> set[str]:
         ({"tokenize": {"max_len": 96}}, {"tokenize", "pack"} | RULES_AFTER_TRAIN),
         ({"pack": {"mode": "reference"}}, {"pack"} | RULES_AFTER_TRAIN),
         ({"data": {"seed": 1}}, {"prepare", "tokenize", "pack"} | RULES_AFTER_TRAIN),
+        # The prompt is applied in tokenize: an edit re-tokenizes and retrains, the raw file is not read again.
+        ({"prompt": {"instruction": "Describe: {title}\n"}}, {"tokenize", "pack"} | RULES_AFTER_TRAIN),
+        ({"prompt": {"response": "{content}</s>"}}, {"tokenize", "pack"} | RULES_AFTER_TRAIN),
+        ({"prompt": {"format": "chat_template"}}, {"tokenize", "pack"} | RULES_AFTER_TRAIN),
+        ({"prompt": {"stop_strings": ["<eos>"]}}, {"generate", "metrics", "run_report", "report"}),
+        ({"prompt": {"base_plain": "Describe: {title}\n"}}, {"generate", "metrics", "run_report", "report"}),
     ],
     ids=lambda value: json.dumps(value) if isinstance(value, dict) else None,
 )
@@ -120,6 +126,11 @@ def after_train(*runs: str, everyone=("a", "b", "c")) -> dict[str, list[str]]:
         (
             {"experiment": {"runs": {"c": {"train": {"lora": {"r": 4}}, "data": {"seed": 7}}}}},
             {"prepare": ["c"], "tokenize": ["c"], "pack": ["c"], **after_train("c")},
+        ),
+        # A prompt of one run: that run's tokenize and what follows; the prepared data stays shared.
+        (
+            {"experiment": {"runs": {"c": {"train": {"lora": {"r": 4}}, "prompt": {"instruction": "Say: {title}\n"}}}}},
+            {"tokenize": ["c"], "pack": ["c"], **after_train("c")},
         ),
     ],
     ids=lambda value: json.dumps(value) if isinstance(value, dict) and value else None,
@@ -287,6 +298,8 @@ def test_metrics_are_deterministic(finished_run, tmp_path):
                     config["prompt"]["response"],
                     "--base-prompt-template",
                     config["prompt"]["base_plain"],
+                    "--stop-strings",
+                    *config["prompt"]["stop_strings"],
                 ]
             )
         )

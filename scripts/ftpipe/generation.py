@@ -10,7 +10,7 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from .modeling import DEFAULT_QUANTIZATION
-from .prompts import cut_at_stop
+from .prompts import PROMPT_FORMATS, PromptFormat, PromptFormatError, cut_at_stop
 from .stage import json_arg
 
 
@@ -21,7 +21,7 @@ def add_generation_args(parser) -> None:
     add("--adapter", required=True, help="adapter folder")
     add("--max-new-tokens", type=int, default=128)
     add("--repetition-penalty", type=float, default=1.1)
-    add("--stop-strings", nargs="*", default=["<end_of_turn>", "<eos>"])
+    add("--stop-strings", nargs="*", default=None, help="default: the prompt format's end of turn")
     add("--seed", type=int, default=42)
     add("--batch-size", type=batch_size_arg, default="auto", help="rows per batch; auto: as many as fit, up to 1024")
     add("--threads", type=int, default=None, help="CPU threads for torch (the rule's threads); default all")
@@ -33,9 +33,21 @@ def add_generation_args(parser) -> None:
         "fast: worth it for thousands of titles",
     )
     add("--sample-seed", type=int, default=0, help="seed of the test-title sample (same in every stage and run)")
+    add("--prompt-format", choices=PROMPT_FORMATS, default="plain", help="as in tokenize")
     add("--instruction-template", required=True, help="tagged prompt with {title}")
+    add("--response-template", required=True, help="response with {content}")
     add("--base-prompt-template", required=True, help="plain prompt for the base model, with {title}")
     add("--quantization", type=json_arg, default=DEFAULT_QUANTIZATION, help="JSON, as in training")
+
+
+def prompt_format_of(args, tokenizer) -> PromptFormat:
+    """The prompt format of a generating stage's arguments (add_generation_args), as tokenize applied it."""
+    try:
+        return PromptFormat(
+            args.instruction_template, args.response_template, args.prompt_format, args.stop_strings, tokenizer
+        )
+    except PromptFormatError as err:
+        raise SystemExit(str(err)) from None
 
 
 AUTO_BATCH_CPU = 16  # a CPU gains little from more rows
