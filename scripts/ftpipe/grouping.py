@@ -63,19 +63,25 @@ def group_splits(
     validation_fraction: float,
     test_fraction: float,
     seed: int,
+    description_pairs: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, dict]:
     """The split of every row (an index into SPLITS) and the grouping's counts.
 
     Rows sharing a title digest or a description digest are one group, also through chains (title A ~
-    description X ~ title B ~ description Y ...). A group goes where its smallest title digest would go
-    alone (independent of the row order; a group of one title keeps its title's split). Counts: groups,
+    description X ~ title B ~ description Y ...); `description_pairs` (two arrays of description digests,
+    ftpipe.near_duplicates) joins the groups of near-duplicate descriptions too. A group goes where its
+    smallest title digest would go alone (independent of the row order; a group of one title keeps its
+    title's split). Counts: groups,
     the largest group's rows, and rows moved (rows whose own title alone would have gone elsewhere)."""
     if len(title_digests) == 0:
         return np.zeros(0, dtype=np.int8), {"groups": 0, "largest_group": 0, "rows_moved": 0}
     titles, title_ids = np.unique(title_digests, return_inverse=True)  # sorted: a smaller id, a smaller digest
-    _, description_ids = np.unique(description_digests, return_inverse=True)
-    n_nodes = len(titles) + int(description_ids.max()) + 1
-    labels = connected_components(title_ids, description_ids + len(titles), n_nodes)
+    descriptions, description_ids = np.unique(description_digests, return_inverse=True)
+    left, right = title_ids, description_ids + len(titles)
+    if description_pairs is not None:
+        near_left, near_right = (np.searchsorted(descriptions, digests) + len(titles) for digests in description_pairs)
+        left, right = np.concatenate((left, near_left)), np.concatenate((right, near_right))
+    labels = connected_components(left, right, len(titles) + len(descriptions))
     _, groups = np.unique(labels[title_ids], return_inverse=True)
     representative = np.full(int(groups.max()) + 1, len(titles), dtype=np.int64)
     np.minimum.at(representative, groups, title_ids)
