@@ -272,3 +272,15 @@ def test_near_duplicate_split_is_deterministic_and_independent_of_row_order(tmp_
     assert where == {s: {r["uid"] for r in rows_} for s, rows_ in split_rows(tmp_path / "c").items()}
     assert first["grouping"] == again["grouping"] == moved["grouping"]
     assert first["contamination"] == moved["contamination"]
+
+
+def test_ascii_normalization_is_the_regexs():
+    from ftpipe.grouping import _NON_WORD
+
+    rng = random.Random(0)
+    alphabet = "aZq_9 \t\n-.,;:'\"!?()[]{}<>/\\|@#$%^&*+=~`\x00\x1f\x7f"
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12))) for _ in range(20000)]
+    texts += [row["content"] for row in variant_catalog(families=50)]
+    for text in texts:
+        assert normalized_text(text) == _NON_WORD.sub(" ", text.casefold()).strip(), repr(text)
+    assert normalized_text("Café  au-LAIT_x") == "café au lait x"  # not ASCII: the regex itself

