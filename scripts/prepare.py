@@ -639,6 +639,8 @@ class SpilledSample:
         if self.signatures is None:
             return None
         values, has_words = self.signatures.result()
+        if self.mask.all():  # every row (no sample size): no copy
+            return values, has_words
         return values[self.mask], has_words[self.mask]
 
     def chosen(self):
