@@ -194,14 +194,14 @@ def near_duplicate_pairs(
     `threshold` of their values is kept."""
     digests, first = np.unique(description_digests, return_index=True)
     keep = has_words[first]
-    digests, table = digests[keep], row_signatures[first[keep]]
-    num_perm = table.shape[1]
+    digests, row_of = digests[keep], first[keep]  # a description's row: the signatures are not copied
+    num_perm = row_signatures.shape[1]
     rows = band_rows(threshold, num_perm)
     bands = num_perm // rows
     need = int(np.ceil(threshold * num_perm - 1e-9))  # equal values a kept pair has
     found, compared = [], 0
     for band in range(bands):
-        keys = _band_keys(table[:, band * rows : (band + 1) * rows])
+        keys = _band_keys(row_signatures[row_of, band * rows : (band + 1) * rows])
         order = np.argsort(keys, kind="stable")
         ordered = keys[order]
         for distance in range(1, min(NEIGHBOURS, len(order) - 1) + 1):
@@ -210,7 +210,7 @@ def near_duplicate_pairs(
                 break  # no bucket holds distance + 1 descriptions
             left, right = order[same], order[same + distance]
             compared += len(same)
-            found.append(_verified(table, np.minimum(left, right), np.maximum(left, right), need))
+            found.append(_verified(row_signatures, row_of, np.minimum(left, right), np.maximum(left, right), need))
     codes = np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
     left, right = codes // max(len(digests), 1), codes % max(len(digests), 1)
     stats = {"bands": bands, "band_rows": rows, "compared": compared, "pairs": len(codes)}
@@ -224,14 +224,15 @@ def _band_keys(values: np.ndarray) -> np.ndarray:
     return _mix(combined)
 
 
-def _verified(table: np.ndarray, left: np.ndarray, right: np.ndarray, need: int) -> np.ndarray:
-    """left * n + right for the pairs whose signatures agree in at least `need` values."""
+def _verified(table: np.ndarray, row_of: np.ndarray, left: np.ndarray, right: np.ndarray, need: int) -> np.ndarray:
+    """left * n + right for the pairs of descriptions whose signatures (`table[row_of[d]]`) agree in at least
+    `need` values."""
     kept = []
     for start in range(0, len(left), VERIFY_PAIRS):
         part_left, part_right = left[start : start + VERIFY_PAIRS], right[start : start + VERIFY_PAIRS]
-        agree = (table[part_left] == table[part_right]).sum(axis=1)
+        agree = (table[row_of[part_left]] == table[row_of[part_right]]).sum(axis=1)
         chosen = agree >= need
-        kept.append(part_left[chosen].astype(np.int64) * len(table) + part_right[chosen])
+        kept.append(part_left[chosen].astype(np.int64) * len(row_of) + part_right[chosen])
     return np.concatenate(kept) if kept else np.zeros(0, dtype=np.int64)
 
 
