@@ -769,7 +769,7 @@ class SplitWriter:
         codes, self.assignments, self.grouping = grouped_splits(
             digests,
             signatures,
-            near_duplicate_settings(args)["threshold"],
+            near_duplicate_settings(args),
             args.validation_fraction,
             args.test_fraction,
             args.seed,

@@ -202,6 +202,18 @@ def test_a_product_family_lands_on_one_side(tmp_path):
     assert leak["near_duplicate_groups"]["test"]["ngram_overlap_percent"] == 0
 
 
+def test_near_duplicate_groups_above_max_group_are_left_apart(tmp_path):
+    raw = write_catalog(tmp_path / "trn.json", family_catalog())  # families of 5 rows
+    joined = run_prepare(raw, tmp_path / "five", near_duplicates={"threshold": 0.5, "max_group": 5})
+    assert all(len(splits) == 1 for splits in family_splits(tmp_path / "five").values())
+    assert joined["grouping"]["near_duplicates"]["rows_left_apart"] == 0
+    apart = run_prepare(raw, tmp_path / "four", near_duplicates={"threshold": 0.5, "max_group": 4})
+    assert apart["grouping"]["near_duplicates"]["near_groups_left_apart"] == 60
+    assert apart["grouping"]["near_duplicates"]["rows_left_apart"] == 300
+    assert apart["grouping"]["groups"] == 300 and apart["grouping"]["largest_group"] == 1
+    assert sum(len(splits) > 1 for splits in family_splits(tmp_path / "four").values()) > 20
+
+
 def test_contamination_is_heldouts_measure_on_the_written_splits(tmp_path):
     rows = family_catalog(families=40, seed=2)
     counts = run_prepare(write_catalog(tmp_path / "trn.json", rows), tmp_path, near_duplicates={"threshold": None})

@@ -22,7 +22,7 @@ import numpy as np
 
 from .grouping import group_splits
 
-DEFAULT = {"threshold": 0.7, "shingle": 5, "num_perm": 64}
+DEFAULT = {"threshold": 0.7, "shingle": 5, "num_perm": 64, "max_group": 1000}
 BLOCK_CHARS = 1 << 18  # texts hashed together: transient memory is about 40 bytes a character of a block
 NEIGHBOURS = 8  # in a band's bucket, each description is compared with the next NEIGHBOURS (sorted by digest)
 MIN_RECALL = 0.9  # bands are chosen so that a pair exactly at the threshold is a candidate this often
@@ -239,23 +239,29 @@ def _verified(table: np.ndarray, row_of: np.ndarray, left: np.ndarray, right: np
 def grouped_splits(
     digests: tuple[np.ndarray, np.ndarray],
     signatures: tuple[np.ndarray, np.ndarray] | None,
-    threshold: float | None,
+    settings: dict,
     validation_fraction: float,
     test_fraction: float,
     seed: int,
 ) -> tuple[np.ndarray, dict, dict]:
     """(split codes, assignments, grouping counts): the group split of rows with (title, description)
-    `digests`, near-duplicate descriptions joined when `threshold` is set (`signatures`: (values, has_words)).
-    `assignments` names each split assignment computed: the exact groups alone, and with near-duplicates."""
+    `digests`, near-duplicate descriptions joined when `settings` (DEFAULT's keys) has a threshold
+    (`signatures`: (values, has_words)). `assignments` names each split assignment computed: the exact groups
+    alone, and with near-duplicates."""
     exact, grouping = group_splits(*digests, validation_fraction, test_fraction, seed)
-    if threshold is None:
+    if settings["threshold"] is None:
         return exact, {"exact_groups": exact}, grouping
-    left, right, pairs = near_duplicate_pairs(digests[1], *signatures, threshold)
-    joined, grouping_joined = group_splits(*digests, validation_fraction, test_fraction, seed, (left, right))
+    left, right, pairs = near_duplicate_pairs(digests[1], *signatures, settings["threshold"])
+    joined, grouping_joined = group_splits(
+        *digests, validation_fraction, test_fraction, seed, (left, right), settings["max_group"]
+    )
+    left_apart = {key: grouping_joined.pop(key, 0) for key in ("near_groups_left_apart", "rows_left_apart")}
     grouping_joined["near_duplicates"] = {
-        "threshold": threshold,
+        "threshold": settings["threshold"],
+        "max_group": settings["max_group"],
         **pairs,
         "groups_joined": grouping["groups"] - grouping_joined["groups"],
         "rows_moved": int((joined != exact).sum()),  # rows in another split than the exact groups give
+        **left_apart,
     }
     return joined, {"exact_groups": exact, "near_duplicate_groups": joined}, grouping_joined
