@@ -3,10 +3,12 @@
 Every input line ends in exactly one outcome: `kept`, `repaired` (kept after a repair) or `rejected`
 (written to the rejects file with its line number, reason and raw text). JSON Lines input is streamed,
 so memory stays bounded whatever the file size; a JSON array file is read whole. The split is by group
-(ftpipe.grouping: rows sharing a normalized title or description), so every sampled row is seen before the
-first is written: all rows without a sample size, and a sample of more than IN_MEMORY_SAMPLE rows, are
-spilled to a temporary file next to the outputs (only priorities, line numbers and key digests stay in
-memory) and written back in order.
+(ftpipe.grouping: rows sharing a normalized title or description; ftpipe.near_duplicates: near-duplicate
+descriptions), so every sampled row is seen before the first is written: all rows without a sample size, and
+a sample of more than IN_MEMORY_SAMPLE rows, are spilled to a temporary file next to the outputs (only
+priorities, line numbers, key digests and MinHash signatures stay in memory) and written back in order.
+counts.json tells what the grouping did and how much of the held-out descriptions train has seen
+(ftpipe.split_leakage; docs/splits.md).
 """
 
 import argparse
@@ -715,7 +717,7 @@ def write_sample(accepted, args, writer: "SplitWriter") -> int:
     if sample_size is not None and sample_size <= IN_MEMORY_SAMPLE:
         rows = bottom_k_sample(accepted, sample_size, args.seed)
         digests = digest_arrays(row_digests(key, record, signatures) for _, key, record in rows)
-        writer.write(rows, digests, signatures and signatures.result())
+        writer.write(rows, digests, signatures.result() if signatures else None)
         return len(rows)
     spill = SpilledSample(Path(args.train).parent, args.seed, signatures)
     try:
