@@ -296,3 +296,17 @@ def test_ascii_normalization_is_the_regexs():
     for text in texts:
         assert normalized_text(text) == _NON_WORD.sub(" ", text.casefold()).strip(), repr(text)
     assert normalized_text("Café  au-LAIT_x") == "café au lait x"  # not ASCII: the regex itself
+
+
+def test_the_signature_store_keeps_the_order_of_its_blocks(monkeypatch):
+    """Blocks hashed in the background thread, several in flight, come back in the order the texts came."""
+    import ftpipe.near_duplicates as near
+
+    monkeypatch.setattr(near, "BLOCK_CHARS", 300)
+    texts = [normalized_text(row["content"]) for row in family_catalog(families=20)] + [""]
+    store = near.SignatureStore(5, 32)
+    for text in texts:
+        store.add(text)
+    values, has_words = store.result()
+    assert (values == signatures(texts, 5, 32)).all()
+    assert has_words.tolist() == [bool(text) for text in texts]

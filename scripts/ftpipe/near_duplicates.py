@@ -151,8 +151,11 @@ class SignatureStore:
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         """(signatures, has_words) of every text added, in order (views of the store, not copies)."""
-        if self.pending:
-            self.in_flight.append(_Done(signatures(self.pending, self.shingle, self.num_perm)))
+        if self.pending:  # in the thread if it runs: one thread at a time hashes (it grows a shared table)
+            if self.executor is None:
+                self.in_flight.append(_Done(signatures(self.pending, self.shingle, self.num_perm)))
+            else:
+                self.in_flight.append(self.executor.submit(signatures, self.pending, self.shingle, self.num_perm))
             self.pending, self.pending_chars = [], 0
         while self.in_flight:
             self.values.frombytes(self.in_flight.popleft().result().tobytes())
