@@ -95,17 +95,11 @@ def _seen_in_train(train_path: str, descriptions: set[str], ngrams: set[tuple]) 
             text = normalized_text(json.loads(line)["content"])
             if text in descriptions:
                 exact.add(text)
-            found |= ngrams_in(text.split(), starts, ngrams)
+            words = text.split()
+            for i in range(len(words) - NGRAM + 1):
+                if words[i] in starts and (gram := tuple(words[i : i + NGRAM])) in ngrams:
+                    found.add(gram)
     return exact, found
-
-
-def ngrams_in(words: list[str], starts: set, ngrams: set) -> set:
-    """Which of `ngrams` occur in `words`; `starts` holds their first words (most positions start none)."""
-    return {
-        gram
-        for i in range(len(words) - NGRAM + 1)
-        if words[i] in starts and (gram := tuple(words[i : i + NGRAM])) in ngrams
-    }
 
 
 def _contamination_warning(matches: int, n: int, overlap: dict | None):
