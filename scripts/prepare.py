@@ -3,10 +3,12 @@
 Every input line ends in exactly one outcome: `kept`, `repaired` (kept after a repair) or `rejected`
 (written to the rejects file with its line number, reason and raw text). JSON Lines input is streamed,
 so memory stays bounded whatever the file size; a JSON array file is read whole. The split is by group
-(ftpipe.grouping: rows sharing a normalized title or description), so every sampled row is seen before the
-first is written: all rows without a sample size, and a sample of more than IN_MEMORY_SAMPLE rows, are
-spilled to a temporary file next to the outputs (only priorities, line numbers and key digests stay in
-memory) and written back in order.
+(ftpipe.grouping: rows sharing a normalized title or description; ftpipe.near_duplicates: near-duplicate
+descriptions), so every sampled row is seen before the first is written: all rows without a sample size, and
+a sample of more than IN_MEMORY_SAMPLE rows, are spilled to a temporary file next to the outputs (only
+priorities, line numbers, key digests and MinHash signatures stay in memory) and written back in order.
+counts.json tells what the grouping did and how much of the held-out descriptions train has seen
+(ftpipe.split_leakage; docs/splits.md).
 """
 
 import argparse
@@ -29,10 +31,13 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ftpipe import stage  # noqa: E402
-from ftpipe.grouping import SPLITS, group_splits, key_digest, normalized_text, split_of_digest  # noqa: E402
+from ftpipe.grouping import SPLITS, key_digest, normalized_text, split_of_digest  # noqa: E402
 from ftpipe.html_text import html_text  # noqa: E402
 from ftpipe.io import atomic_path, write_json  # noqa: E402
+from ftpipe.near_duplicates import DEFAULT as NEAR_DUPLICATES  # noqa: E402
+from ftpipe.near_duplicates import SignatureStore, grouped_splits  # noqa: E402
 from ftpipe.raw_input import HEAD_BYTES, InputError, check_head, open_input, read_errors, split_array  # noqa: E402
+from ftpipe.split_leakage import split_contamination  # noqa: E402
 
 log = logging.getLogger("ftpipe.prepare")
 
@@ -352,9 +357,26 @@ def assign_split(key: str, validation_fraction: float, test_fraction: float, see
     return split_of_digest(key_digest(key), validation_fraction, test_fraction, seed)
 
 
-def row_digests(key: str, record: dict) -> tuple[int, int]:
-    """The (title, description) digests of a row: all that grouping needs of it."""
-    return key_digest(key), key_digest(normalized_text(record["content"]))
+def row_digests(key: str, record: dict, signatures: SignatureStore | None = None) -> tuple[int, int]:
+    """The (title, description) digests of a row: all that grouping needs of it, with the description's
+    MinHash signature, added to `signatures` when near-duplicates are grouped."""
+    description = normalized_text(record["content"])
+    if signatures is not None:
+        signatures.add(description)
+    return key_digest(key), key_digest(description)
+
+
+def signature_store(args) -> SignatureStore | None:
+    """Where the rows' MinHash signatures go; None when near-duplicates are not grouped."""
+    settings = near_duplicate_settings(args)
+    if settings["threshold"] is None:
+        return None
+    return SignatureStore(settings["shingle"], settings["num_perm"])
+
+
+def near_duplicate_settings(args) -> dict:
+    """The near-duplicate grouping's settings, defaults filled in (a command line may give the threshold only)."""
+    return {**NEAR_DUPLICATES, **args.near_duplicates}
 
 
 def digest_arrays(pairs) -> tuple:
@@ -571,9 +593,10 @@ def bottom_k_mask(priorities, sample_size: int):
 
 class SpilledSample:
     """bottom_k_sample with the records pickled to a temporary file: memory holds 36 bytes per record (its
-    priority, line number, size and the two digests grouping needs, so the file is read once, to write)."""
+    priority, line number, size and the two digests grouping needs, so the file is read once, to write),
+    and the MinHash signature of its description when `signatures` is given."""
 
-    def __init__(self, folder: Path, seed: int):
+    def __init__(self, folder: Path, seed: int, signatures: SignatureStore | None = None):
         from array import array
 
         self.seed = seed
@@ -582,20 +605,22 @@ class SpilledSample:
         self.sizes = array("I")  # a line is at most MAX_LINE_BYTES
         self.digests = array("Q")  # title and description digest of each record, in turn
         self.handle = tempfile.TemporaryFile(dir=folder, prefix=".prepare-sample-", buffering=1 << 20)
+        self.signatures = signatures
 
     def add(self, records) -> None:
-        priorities, numbers, sizes, digests, write, dumps = (
+        priorities, numbers, sizes, digests, write, dumps, signatures = (
             self.priorities,
             self.numbers,
             self.sizes,
             self.digests,
             self.handle.write,
             pickle.dumps,
+            self.signatures,
         )
         for number, key, record in records:
             priorities.append(sample_priority(record, self.seed))
             numbers.append(number)
-            digests.extend(row_digests(key, record))
+            digests.extend(row_digests(key, record, signatures))
             sizes.append(write(dumps((key, record), pickle.HIGHEST_PROTOCOL)))
 
     def choose(self, sample_size: int) -> int:
@@ -609,6 +634,15 @@ class SpilledSample:
 
         table = np.frombuffer(self.digests, dtype=np.uint64).reshape(-1, 2)[self.mask]
         return table[:, 0], table[:, 1]
+
+    def chosen_signatures(self) -> tuple | None:
+        """The (signatures, has_words) of the chosen records, in input order; None without signatures."""
+        if self.signatures is None:
+            return None
+        values, has_words = self.signatures.result()
+        if self.mask.all():  # every row (no sample size): no copy
+            return values, has_words
+        return values[self.mask], has_words[self.mask]
 
     def chosen(self):
         """Yield the chosen (number, key, record) items in input order."""
@@ -658,6 +692,7 @@ def prepare(args) -> dict:
         },
         "splits": split_rows,
         "grouping": writer.grouping,
+        "contamination": writer.contamination(),
         "warnings": writer.warnings,
     }
     write_json(args.counts, summary)
@@ -677,15 +712,17 @@ def write_sample(accepted, args, writer: "SplitWriter") -> int:
     splits; returns the rows sampled. Grouping needs every sampled row before the first is written: up to
     IN_MEMORY_SAMPLE rows wait in memory, more in a spill file next to the outputs."""
     sample_size = args.sample_size
+    signatures = signature_store(args)
     if sample_size is not None and sample_size <= IN_MEMORY_SAMPLE:
         rows = bottom_k_sample(accepted, sample_size, args.seed)
-        writer.write(rows, digest_arrays(row_digests(key, record) for _, key, record in rows))
+        digests = digest_arrays(row_digests(key, record, signatures) for _, key, record in rows)
+        writer.write(rows, digests, signatures.result() if signatures else None)
         return len(rows)
-    spill = SpilledSample(Path(args.train).parent, args.seed)
+    spill = SpilledSample(Path(args.train).parent, args.seed, signatures)
     try:
         spill.add(accepted)
         sampled = spill.choose(len(spill.numbers) if sample_size is None else sample_size)
-        writer.write(spill.chosen(), spill.chosen_digests())
+        writer.write(spill.chosen(), spill.chosen_digests(), spill.chosen_signatures())
         return sampled
     finally:
         spill.close()
@@ -700,6 +737,13 @@ class SplitWriter:
         self.total = 0
         self.grouping = {"groups": 0, "largest_group": 0, "rows_moved": 0}
         self.warnings: list[str] = []
+        self.codes = self.descriptions = None
+        self.assignments: dict = {}
+
+    def contamination(self) -> dict:
+        """What train has seen of the held-out descriptions, in the written files (ftpipe.split_leakage)."""
+        paths = {"train": self.args.train, "validation": self.args.validation, "test": self.args.test}
+        return split_contamination(paths, self.codes, self.assignments, self.descriptions)
 
     def __enter__(self):
         from contextlib import ExitStack
@@ -718,14 +762,20 @@ class SplitWriter:
     def __exit__(self, *exc):
         return self.stack.__exit__(*exc)
 
-    def write(self, items, digests: tuple) -> None:
+    def write(self, items, digests: tuple, signatures: tuple | None = None) -> None:
         """Write the (number, key, record) items, each to its group's split; `digests` holds the items'
-        (titles, descriptions) digest arrays, in the same order, for the grouping."""
+        (titles, descriptions) digest arrays, in the same order, for the grouping, and `signatures` their
+        descriptions' MinHash signatures where near-duplicates are grouped."""
         args, rows = self.args, self.rows
-        titles, descriptions = digests
-        codes, self.grouping = group_splits(
-            titles, descriptions, args.validation_fraction, args.test_fraction, args.seed
+        codes, self.assignments, self.grouping = grouped_splits(
+            digests,
+            signatures,
+            near_duplicate_settings(args),
+            args.validation_fraction,
+            args.test_fraction,
+            args.seed,
         )
+        self.codes, self.descriptions = codes, digests[1]
         writes = [self.handles[name].write for name in SPLITS]
         for (number, _, record), code in zip(items, codes.tolist(), strict=True):
             writes[code](_encode({"line": number, **record}) + "\n")
@@ -752,6 +802,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--sample-size", type=int, default=None, help="rows to sample (default: all)")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--near-duplicates",
+        type=stage.json_arg,
+        default=NEAR_DUPLICATES,
+        help='near-duplicate descriptions join one group: JSON {"threshold": Jaccard or null (off), "shingle": '
+        'words, "num_perm": hash functions}',
+    )
     parser.add_argument("--validation-fraction", type=float, default=0.05)
     parser.add_argument("--test-fraction", type=float, default=0.05)
     parser.add_argument(

@@ -50,6 +50,9 @@ def test_every_target(finished_run):
         assert values["perplexity"]["perplexity"] > 1
     assert "Quality on held-out data" in report and "run tiny on trn.json" in report
     assert "data:image/png;base64," in report and "http://" not in report.split("<h2>Configuration")[0]
+    leak = json.loads((run_folder(finished_run, "tiny", "prepare") / "counts.json").read_text())["contamination"]
+    assert "near-duplicates joined" in report  # the split's contamination before and after near-duplicate grouping
+    assert f"(n = {leak['near_duplicate_groups']['test']['references']})" in report
     for stage in ("prepare", "tokenize", "pack", "base_model", "train"):
         key = run_folder(finished_run, "tiny", stage).name
         assert (finished_run / "logs" / stage / f"{key}.log").stat().st_size > 0
@@ -93,6 +96,7 @@ def planned_rules(workdir: Path, overrides: dict) -> set[str]:
         ({"prompt": {"format": "chat_template"}}, {"tokenize", "pack"} | RULES_AFTER_TRAIN),
         ({"prompt": {"stop_strings": ["<eos>"]}}, {"generate", "metrics", "run_report", "report"}),
         ({"prompt": {"base_plain": "Describe: {title}\n"}}, {"generate", "metrics", "run_report", "report"}),
+        ({"data": {"near_duplicates": {"threshold": 0.5}}}, {"prepare", "tokenize", "pack"} | RULES_AFTER_TRAIN),
     ],
     ids=lambda value: json.dumps(value) if isinstance(value, dict) else None,
 )

@@ -47,6 +47,7 @@ def stage_params(stage: str, config: dict) -> dict:
             "seed": data["seed"],
             "validation_fraction": data["validation_fraction"],
             "test_fraction": data["test_fraction"],
+            "near_duplicates": data["near_duplicates"],
         }
     if stage == "base_model":
         model = config["model"]
