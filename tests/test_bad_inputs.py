@@ -51,8 +51,8 @@ STOPS = {
     "empty.json": r"empty\.json: the file is empty",
     "utf16.json": r"utf16\.json: line 1: the file is UTF-16",
     "utf16_without_bom.json": r"utf16_without_bom\.json: line 1: the file is UTF-16",
-    "binary_png.json": r"binary_png\.json: a PNG image, not JSON text",
-    "binary_data.bin": r"binary_data\.bin: binary data, not JSON text",
+    "binary_png.json": r"binary_png\.json: a PNG image, not a catalog",
+    "binary_data.bin": r"binary_data\.bin: binary data, not a catalog",
     "zip_two_members.zip": r"two_members\.zip: a zip archive of 2 files \(trn\.json, tst\.json\); only a zip of one",
     "truncated_gzip.json.gz": r"truncated_gzip\.json\.gz: the gzip data cannot be read to the end: damaged or cut",
     "gzip_in_gzip.json.gz": r"gzip_in_gzip\.json\.gz: gzip data \(inside its gzip compression\); decompress it first",
@@ -224,10 +224,10 @@ def test_whatever_one_line_raises_is_its_reject_reason(raw, reason, tmp_path):
 
 
 def test_an_unexpected_error_in_one_line_is_a_reject_with_its_detail(tmp_path, monkeypatch):
-    import prepare as stage
+    from ftpipe import repairs
 
-    real = stage._clean
-    monkeypatch.setattr(stage, "_clean", lambda obj, r: real(obj, r) if obj["title"] != "Boom" else 1 / 0)
+    real = repairs.clean_record
+    monkeypatch.setattr(repairs, "clean_record", lambda obj, r, c: real(obj, r, c) if obj["title"] != "Boom" else 1 / 0)
     source = tmp_path / "trn.json"
     source.write_text('{"title": "Good", "content": "Kept."}\n{"title": "Boom", "content": "x"}\n')
     counts = prepare(args_for(source, tmp_path, validation_fraction=0.0, test_fraction=0.0))
@@ -259,7 +259,7 @@ def test_a_compressed_tar_archive_is_named(tmp_path):
         info = tarfile.TarInfo("trn.json")
         info.size = len(data)
         archive.addfile(info, io.BytesIO(data))
-    with pytest.raises(InputError, match=r"trn\.json\.tar\.gz: a tar archive; extract the JSON file from it \(inside"):
+    with pytest.raises(InputError, match=r"trn\.json\.tar\.gz: a tar archive; extract the catalog file from it \("):
         prepare(args_for(raw, tmp_path))
 
 

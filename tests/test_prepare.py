@@ -8,8 +8,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from prepare import InputError, assign_split, build_parser, parse_line, prepare, title_key
+from prepare import InputError, assign_split, build_parser, prepare, title_key
 
+from ftpipe.repairs import parse_line
 from ftpipe.stage import namespace
 
 TEMPLATE = "<bos><start_of_turn>user\n{title}<end_of_turn>\n<start_of_turn>model\n"
@@ -180,7 +181,7 @@ def test_printable_text_has_no_whitespace_but_space():
 
 @pytest.mark.parametrize("value", ["a b", " a b", "a b ", "a  b", "a\u00a0b", "a\tb", "", " ", "a\u2028b"])
 def test_clean_text_whitespace_matches_split(value):
-    from prepare import clean_text
+    from ftpipe.repairs import clean_text
 
     repairs = []
     cleaned = clean_text(value, repairs)
@@ -192,19 +193,20 @@ def test_lines_across_read_blocks(tmp_path, monkeypatch):
     """Lines read in blocks are the lines of iterating the file: BOM, CRLF, a last line without newline."""
     import hashlib
 
-    import prepare as stage
+    from ftpipe import raw_records
 
     data = b"\xef\xbb\xbf" + b"".join(
-        [b'{"a": 1}\r\n', b"\n", b"x" * 50 + b"\n", b"y\r\r\n", b"  \n", b"z" * 23 + b"\n", b"tail\r"]
+        [b'{"title": 1, "content": 2}\r\n', b"\n", b"x" * 50 + b"\n", b"y\r\r\n", b"  \n", b"z" * 23 + b"\n", b"tail\r"]
     )
     raw = tmp_path / "trn.json"
     raw.write_bytes(data)
     expected = [line for part in data.removeprefix(b"\xef\xbb\xbf").split(b"\n")[:-1] for line in [part.rstrip(b"\r")]]
     expected.append(b"tail")
     for block in (1, 2, 7, 64, 1 << 20):
-        monkeypatch.setattr(stage, "READ_BYTES", block)
+        monkeypatch.setattr(raw_records, "READ_BYTES", block)
         digest = hashlib.sha256()
-        assert list(stage.iter_lines(raw, digest)) == list(enumerate(expected, start=1))
+        with raw_records.open_catalog(raw, digest) as catalog:
+            assert list(catalog.items) == list(enumerate(expected, start=1))
         assert digest.hexdigest() == hashlib.sha256(data).hexdigest()
 
 
@@ -255,7 +257,9 @@ def test_several_processes_give_the_one_process_outputs(tmp_path, monkeypatch, s
     monkeypatch.setattr(prepare_stage, "MAX_LINE_BYTES", 600)  # some lines are over it
     monkeypatch.setattr(prepare_stage, "IN_MEMORY_SAMPLE", in_memory)
     pools, pool = [], prepare_stage.parse_in_processes
-    monkeypatch.setattr(prepare_stage, "parse_in_processes", lambda lines, n: pools.append(n) or pool(lines, n))
+    monkeypatch.setattr(
+        prepare_stage, "parse_in_processes", lambda lines, n, **kw: pools.append(n) or pool(lines, n, **kw)
+    )
     raw = tmp_path / "trn.json"
     write_jsonl(raw, generate_records(1003, seed=3, quirk_rate=0.3))
     outputs = {}
@@ -271,8 +275,11 @@ def test_several_processes_give_the_one_process_outputs(tmp_path, monkeypatch, s
 
 
 def test_parse_in_processes_hands_out_each_lines_own_result():
-    """The pool's results, in order, are _parse of each line under the size limit, whatever the block size."""
-    from prepare import MAX_LINE_BYTES, _parse, parse_in_processes
+    """The pool's results, in order, are the JSON parser's result for each line under the size limit, whatever
+    the block size."""
+    from prepare import MAX_LINE_BYTES, parse_in_processes
+
+    from ftpipe.repairs import parse_json_record
 
     lines = [(n, line(title=f"Tutu {n}", content="x" * (n % 5))) for n in range(1, 60)]
     lines.insert(20, (99, b"{" + b" " * MAX_LINE_BYTES + b"}"))
@@ -281,7 +288,7 @@ def test_parse_in_processes_hands_out_each_lines_own_result():
     for number, raw in numbered:
         seen.append(number)
         if len(raw) <= MAX_LINE_BYTES:
-            assert parse(raw) == _parse(raw)
+            assert parse(raw) == parse_json_record(raw)
     assert seen == [number for number, _ in lines]
 
 
@@ -311,16 +318,18 @@ def test_a_line_that_raises_in_a_worker_is_rejected_as_in_one_process(tmp_path, 
     reason and detail whether it was parsed in the main process or in a worker."""
     import prepare as prepare_stage
 
-    parse = prepare_stage._parse
+    from ftpipe import repairs
 
-    def planted(raw):
-        if b"Tutu 7" in raw:
+    clean = repairs.clean_record
+
+    def planted(obj, found, columns=repairs.STANDARD_COLUMNS):
+        if obj["title"] == "Tutu 7":
             raise ValueError("planted")
-        if b"Tutu 9" in raw:
+        if obj["title"] == "Tutu 9":
             raise RecursionError("deep")
-        return parse(raw)
+        return clean(obj, found, columns)
 
-    monkeypatch.setattr(prepare_stage, "_parse", planted)  # the forked workers inherit it
+    monkeypatch.setattr(repairs, "clean_record", planted)  # the forked workers inherit it
     monkeypatch.setattr(prepare_stage, "PARSE_BLOCK_LINES", 3)
     raw = tmp_path / "trn.json"
     raw.write_bytes(b"\n".join(line(title=f"Tutu {n}") for n in range(12)) + b"\n")

@@ -47,6 +47,8 @@ def stage_params(stage: str, config: dict) -> dict:
             "seed": data["seed"],
             "validation_fraction": data["validation_fraction"],
             "test_fraction": data["test_fraction"],
+            "columns": data.get("columns"),
+            "delimiter": data.get("delimiter"),
             "instruction_template": prompt["instruction"],
             "response_template": prompt["response"],
         }
