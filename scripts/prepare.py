@@ -381,7 +381,7 @@ def prepare(args) -> dict:
         "warnings": writer.warnings,
     }
     write_json(args.counts, summary)
-    log.info("%s: %d lines -> %s; splits %s", raw, summary["input_lines"], dict(counts), split_rows)
+    log.info("%s: %d records -> %s; splits %s", raw, summary["input_lines"], dict(counts), split_rows)
     if not sampled:
         raise InputError(f"{raw}: no usable rows (rejected: {dict(reasons)}); see {args.rejects}")
     if not split_rows["train"]:

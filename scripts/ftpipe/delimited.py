@@ -150,9 +150,23 @@ class DelimitedRecordParser:
             return None, found, "malformed_csv", f"{len(rows)} rows in one record"
         [fields] = rows
         if len(fields) != self.width:
-            return None, found, "wrong_field_count", f"{len(fields)} fields where the header has {self.width}"
-        obj = {canonical: fields[index] for canonical, index in self.indexes.items()}
+            return (
+                None,
+                found,
+                "wrong_field_count",
+                f"{len(fields)} fields (delimiter {self.dialect['delimiter']!r}) where the header has {self.width}",
+            )
+        obj = {canonical: _unescaped(fields[index], found) for canonical, index in self.indexes.items()}
         return (*repairs.clean_record(obj, found), None)
+
+
+def _unescaped(value: str, found: list[str]) -> str:
+    """Line breaks written as the two characters \\n (WooCommerce's exporter does) read as line breaks."""
+    if "\\n" not in value:
+        return value
+    if "escaped_newlines" not in found:
+        found.append("escaped_newlines")
+    return value.replace("\\r\\n", "\n").replace("\\n", "\n")
 
 
 def _csv_problem(err: csv.Error) -> tuple[str, str]:

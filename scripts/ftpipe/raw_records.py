@@ -133,11 +133,12 @@ def json_catalog(path: Path, stream, head: bytes, kind: str | None, columns: dic
 
 
 def _keys_of(raws) -> list[str]:
-    """The keys of the JSON objects among `raws`, in the order they first appear."""
+    """The keys of the JSON objects among `raws` (a line cut from an array may end in a comma), in the order
+    they first appear."""
     keys: dict[str, None] = {}
     for raw in raws:
         try:
-            obj = orjson.loads(raw)
+            obj = orjson.loads(raw.rstrip().removesuffix(b","))
         except orjson.JSONDecodeError:
             continue
         if isinstance(obj, dict):
