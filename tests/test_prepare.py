@@ -6,11 +6,12 @@ import json
 from argparse import Namespace
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from prepare import InputError, assign_split, build_parser, prepare, title_key
 
-from ftpipe.repairs import parse_line
+from ftpipe.repairs import parse_json_record
 from ftpipe.stage import namespace
 
 TEMPLATE = "<bos><start_of_turn>user\n{title}<end_of_turn>\n<start_of_turn>model\n"
@@ -18,6 +19,11 @@ TEMPLATE = "<bos><start_of_turn>user\n{title}<end_of_turn>\n<start_of_turn>model
 
 def line(**fields) -> bytes:
     return json.dumps({"uid": "B000000001", "title": "Girls Ballet Tutu", "content": "A pink tutu.", **fields}).encode()
+
+
+def parse_line(raw: bytes) -> SimpleNamespace:
+    """One JSON line through prepare's parser: its record, repairs, reject reason and the parser's message."""
+    return SimpleNamespace(**dict(zip(("record", "repairs", "reason", "detail"), parse_json_record(raw), strict=True)))
 
 
 def args_for(raw: Path, out: Path, **overrides) -> Namespace:
@@ -56,6 +62,8 @@ def test_clean_line_is_kept_unchanged():
         (b'{"title": "Tutu", "content": "Caf\xe9 au lait."}', "invalid_utf8", "Caf\u00e9 au lait."),
         (b'{"title": "Tutu", "content": "\x93Smart\x94 \x81"}', "invalid_utf8", "\u201cSmart\u201d"),
         (json.dumps({"Title": "Tutu", "content": "A pink tutu."}).encode(), "field_name_case", "A pink tutu."),
+        (line(content="A pink tutu.") + b",", "array_element_comma", "A pink tutu."),
+        (line(content="A pink tutu.") + b"]", "array_element_comma", "A pink tutu."),
     ],
 )
 def test_repairs(raw, repair, expected_content):
@@ -63,6 +71,19 @@ def test_repairs(raw, repair, expected_content):
     assert outcome.reason is None
     assert repair in outcome.repairs
     assert outcome.record["content"] == expected_content
+
+
+@pytest.mark.parametrize(
+    "raw, reason, detail",
+    [
+        (b'{"uid": "1", "title": "Tut', "invalid_json", "Unterminated string starting at: line 1 column 23 (char 22)"),
+        (b'{"title": "T", "content": "c" "x"}', "invalid_json", "Expecting ',' delimiter: line 1 column 31 (char 30)"),
+        (b'{"title": "T", oops},', "array_element_invalid_json", "Expecting property name enclosed in double quotes"),
+    ],
+)
+def test_a_json_reject_carries_the_parsers_message(raw, reason, detail):
+    outcome = parse_line(raw)
+    assert outcome.reason == reason and outcome.detail.startswith(detail)
 
 
 def test_list_stored_as_string_is_parsed():

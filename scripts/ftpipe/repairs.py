@@ -14,7 +14,6 @@ import html
 import json
 import math
 import unicodedata
-from dataclasses import dataclass, field
 
 import orjson
 
@@ -23,28 +22,6 @@ from .html_text import html_text
 STANDARD_COLUMNS = {"title": "title", "content": "content", "uid": "uid"}
 _encode = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(x, ensure_ascii=False), one encoder
 _CONTROL_CATEGORIES = {"Cc", "Cf", "Cs", "Co"}
-
-
-@dataclass
-class Outcome:
-    """What happened to one input record."""
-
-    record: dict | None = None
-    repairs: list[str] = field(default_factory=list)
-    reason: str | None = None  # set when rejected
-    detail: str | None = None  # the parser's message, where it gave one
-
-
-# ---------------------------------------------------------------- parsing and repairing one line
-
-
-def parse_line(raw: bytes, columns: dict = STANDARD_COLUMNS) -> Outcome:
-    """Decode, parse and clean one raw JSON line into an Outcome (record with repairs, or a reject reason)."""
-    try:
-        record, repairs, reason, detail = parse_json_record(raw, columns)
-    except Exception as err:
-        record, repairs, reason, detail = None, [], failure_reason(err), f"{type(err).__name__}: {err}"
-    return Outcome(record=record, repairs=repairs, reason=reason, detail=detail)
 
 
 def failure_reason(err: Exception) -> str:
