@@ -71,7 +71,7 @@ def open_catalog(path: Path, digest, columns: dict | None = None, delimiter: str
             else:
                 from .delimited import delimited_catalog
 
-                catalog = delimited_catalog(path, _guarded(path, kind, stream, head), columns, delimiter)
+                catalog = delimited_catalog(path, _GuardedStream(path, kind, stream, head), columns, delimiter)
         yield catalog
 
 
@@ -90,32 +90,29 @@ def _read(path: Path, kind: str | None, read):
         raise InputError(f"{path}: {what} cannot be read to the end: damaged or cut short ({err})") from None
 
 
-def _guarded(path: Path, kind: str | None, stream, head: bytes):
-    """`stream`'s blocks, `head` first, with read errors turned into one InputError."""
+class _GuardedStream:
+    """A stream's blocks, `head` (bytes read already) first, with read errors turned into one InputError."""
 
-    class Guarded:
-        first = head
+    def __init__(self, path: Path, kind: str | None, stream, head: bytes = b""):
+        self.path, self.kind, self.stream, self.head = path, kind, stream, head
 
-        def read(self, size: int = -1) -> bytes:
-            if self.first:
-                block, self.first = self.first, b""
-                return block
-            return _read(path, kind, lambda: stream.read(size))
-
-    return Guarded()
+    def read(self, size: int = -1) -> bytes:
+        if self.head:
+            block, self.head = self.head, b""
+            return block
+        return _read(self.path, self.kind, lambda: self.stream.read(size))
 
 
 # ---------------------------------------------------------------- JSON Lines and JSON arrays
 
 
 def json_catalog(path: Path, stream, head: bytes, kind: str | None, columns: dict | None) -> Catalog:
-    guarded = _guarded(path, kind, stream, b"")
     if head.removeprefix(BOM).lstrip().startswith(b"["):
         format_name, items = "json_array", _iter_array(path, head + _read(path, kind, stream.read))
     else:
         # Lines ended by CR alone (old Mac files): the first block has several and no LF.
         newline = b"\r" if b"\n" not in head and head.count(b"\r") > 1 else b"\n"
-        format_name, items = "json_lines", iter_jsonl(guarded, head, newline)
+        format_name, items = "json_lines", iter_jsonl(_GuardedStream(path, kind, stream), head, newline)
     first = list(islice(items, PEEK_RECORDS))
     keys = _keys_of(raw for _, raw in first)
     if keys:
