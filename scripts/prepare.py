@@ -27,6 +27,7 @@ from ftpipe import repairs as record_repairs  # noqa: E402
 from ftpipe import stage  # noqa: E402
 from ftpipe.grouping import SPLITS, group_splits, key_digest, normalized_text, split_of_digest  # noqa: E402
 from ftpipe.io import atomic_path, write_json  # noqa: E402
+from ftpipe.parse_workers import parse_in_processes  # noqa: E402
 from ftpipe.prompts import instruction_text, training_text  # noqa: E402
 from ftpipe.raw_input import InputError  # noqa: E402
 from ftpipe.raw_records import open_catalog  # noqa: E402
@@ -125,7 +126,8 @@ def accepted_records(
     kept = repaired = rejected = repeated_uids = 0
     lines, parse = catalog.items, catalog.parse
     if processes >= MIN_PARSE_PROCESSES:
-        lines, parse = parse_in_processes(lines, processes - 1, parse=parse)  # the main process has the rest
+        # The main process has the rest of the work.
+        lines, parse = parse_in_processes(lines, processes - 1, parse, MAX_LINE_BYTES)
     try:
         for number, raw in lines:
             try:  # costs nothing unless a line raises
@@ -155,74 +157,9 @@ def accepted_records(
         counts.update(kept=kept, repaired=repaired, rejected=rejected, repeated_uids=repeated_uids)
 
 
-PARSE_BLOCK_LINES = 4096  # lines per task of a parsing worker
 # Fewer processes parse in the main process: on a 2-core machine 2 processes (the main one and a worker) took
 # 5.3 s for 200k generated rows against 4.3 s for one (moving the lines and results costs more than it saves).
 MIN_PARSE_PROCESSES = 4
-
-
-def parse_in_processes(lines, processes: int, block_lines: int | None = None, parse=None):
-    """`parse` (a catalog's, by default the JSON line parser) in `processes` worker processes, for
-    accepted_records: returns (the same (number, raw) lines, a `parse(raw)` that gives each line's result).
-    Blocks of lines go to a pool of forked workers, at most 2 x `processes` blocks ahead of the consumer
-    (memory stays bounded); a block's lines are yielded once its results are back, and `parse` hands those
-    out in order, one per line of at most MAX_LINE_BYTES (the lines accepted_records parses), so the outcome
-    of every line is the one-process outcome. Deduplication, sampling and writing stay with the caller, in
-    input order."""
-    import multiprocessing
-    from collections import deque
-
-    results = deque()
-    block_lines = block_lines or PARSE_BLOCK_LINES
-    parse = parse or record_repairs.parse_json_record
-
-    def numbered_lines():
-        with multiprocessing.get_context("fork").Pool(processes) as pool:
-            in_flight = deque()
-            block = []
-            for item in lines:
-                block.append(item)
-                if len(block) == block_lines:
-                    in_flight.append((block, pool.apply_async(_parse_block, ([raw for _, raw in block], parse))))
-                    block = []
-                    if len(in_flight) > 2 * processes:
-                        yield from _finished(in_flight.popleft(), results)
-            if block:
-                in_flight.append((block, pool.apply_async(_parse_block, ([raw for _, raw in block], parse))))
-            while in_flight:
-                yield from _finished(in_flight.popleft(), results)
-
-    def parsed(raw):
-        result = results.popleft()
-        if isinstance(result, Exception):  # what parsing raised for this line, raised here as in one process
-            raise result
-        return result
-
-    return numbered_lines(), parsed
-
-
-def _finished(block_and_result, results):
-    block, result = block_and_result
-    results.extend(result.get())
-    return block
-
-
-def _parse_block(raws: list[bytes], parse) -> list:
-    """A worker's task: `parse` of each line that accepted_records parses (at most MAX_LINE_BYTES), or the
-    exception it raised (one that does not survive pickling becomes a RuntimeError with its text)."""
-    results = []
-    for raw in raws:
-        if len(raw) > MAX_LINE_BYTES:
-            continue
-        try:
-            results.append(parse(raw))
-        except Exception as err:
-            try:
-                pickle.loads(pickle.dumps(err))
-            except Exception:
-                err = RuntimeError(f"{type(err).__name__}: {err}")
-            results.append(err)
-    return results
 
 
 def write_reject(rejects, number: int, reason: str, raw: bytes, detail: str | None = None, where=None) -> None:

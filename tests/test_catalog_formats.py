@@ -228,9 +228,9 @@ def test_csv_records_split_across_read_blocks(tmp_path, monkeypatch):
 
 def test_csv_in_worker_processes_gives_the_one_process_outputs(tmp_path, monkeypatch):
     """The CSV record parser goes to the parsing workers (pickled) and gives the same bytes as one process."""
-    import prepare as prepare_stage
+    from ftpipe import parse_workers
 
-    monkeypatch.setattr(prepare_stage, "PARSE_BLOCK_LINES", 2)
+    monkeypatch.setattr(parse_workers, "PARSE_BLOCK_LINES", 2)
     outputs = {}
     for processes in (1, 4):
         counts = run(CATALOGS / "shopify_products.csv", tmp_path / f"p{processes}", processes=processes)

@@ -274,12 +274,14 @@ def test_several_processes_give_the_one_process_outputs(tmp_path, monkeypatch, s
     import prepare as prepare_stage
     from make_catalog import generate_records, write_jsonl
 
-    monkeypatch.setattr(prepare_stage, "PARSE_BLOCK_LINES", 7)  # many blocks, the last one short
+    from ftpipe import parse_workers
+
+    monkeypatch.setattr(parse_workers, "PARSE_BLOCK_LINES", 7)  # many blocks, the last one short
     monkeypatch.setattr(prepare_stage, "MAX_LINE_BYTES", 600)  # some lines are over it
     monkeypatch.setattr(prepare_stage, "IN_MEMORY_SAMPLE", in_memory)
     pools, pool = [], prepare_stage.parse_in_processes
     monkeypatch.setattr(
-        prepare_stage, "parse_in_processes", lambda lines, n, **kw: pools.append(n) or pool(lines, n, **kw)
+        prepare_stage, "parse_in_processes", lambda lines, n, *rest: pools.append(n) or pool(lines, n, *rest)
     )
     raw = tmp_path / "trn.json"
     write_jsonl(raw, generate_records(1003, seed=3, quirk_rate=0.3))
@@ -298,13 +300,14 @@ def test_several_processes_give_the_one_process_outputs(tmp_path, monkeypatch, s
 def test_parse_in_processes_hands_out_each_lines_own_result():
     """The pool's results, in order, are the JSON parser's result for each line under the size limit, whatever
     the block size."""
-    from prepare import MAX_LINE_BYTES, parse_in_processes
+    from prepare import MAX_LINE_BYTES
 
+    from ftpipe.parse_workers import parse_in_processes
     from ftpipe.repairs import parse_json_record
 
     lines = [(n, line(title=f"Tutu {n}", content="x" * (n % 5))) for n in range(1, 60)]
     lines.insert(20, (99, b"{" + b" " * MAX_LINE_BYTES + b"}"))
-    numbered, parse = parse_in_processes(iter(lines), 2, block_lines=4)
+    numbered, parse = parse_in_processes(iter(lines), 2, parse_json_record, MAX_LINE_BYTES, block_lines=4)
     seen = []
     for number, raw in numbered:
         seen.append(number)
@@ -337,9 +340,7 @@ def test_rule_threads_reach_prepare_processes():
 def test_a_line_that_raises_in_a_worker_is_rejected_as_in_one_process(tmp_path, monkeypatch):
     """A line whose parsing raises (here a planted ValueError and RecursionError) is rejected with the same
     reason and detail whether it was parsed in the main process or in a worker."""
-    import prepare as prepare_stage
-
-    from ftpipe import repairs
+    from ftpipe import parse_workers, repairs
 
     clean = repairs.clean_record
 
@@ -351,7 +352,7 @@ def test_a_line_that_raises_in_a_worker_is_rejected_as_in_one_process(tmp_path, 
         return clean(obj, found, columns)
 
     monkeypatch.setattr(repairs, "clean_record", planted)  # the forked workers inherit it
-    monkeypatch.setattr(prepare_stage, "PARSE_BLOCK_LINES", 3)
+    monkeypatch.setattr(parse_workers, "PARSE_BLOCK_LINES", 3)
     raw = tmp_path / "trn.json"
     raw.write_bytes(b"\n".join(line(title=f"Tutu {n}") for n in range(12)) + b"\n")
     outputs = {}
