@@ -271,3 +271,24 @@ def test_common_column_names_are_recognized(names, expected):
     from ftpipe.columns import choose_columns
 
     assert choose_columns("f.csv", names, None, "CSV header") == (expected, ["title", "content", "uid"])
+
+
+def test_excel_sep_line_names_the_delimiter_and_is_not_a_record(tmp_path):
+    raw = tmp_path / "excel.csv"
+    raw.write_bytes(b"sep=;\r\nName;Description\r\nMug;A mug, blue.\r\nBowl;\r\n")
+    counts = run(raw, tmp_path / "out")
+    assert counts["catalog"]["delimiter"] == ";" and counts["catalog"]["columns"]["title"] == "Name"
+    assert_accounted(counts, 2)
+    (reject,) = rows(tmp_path / "out", "rejects")
+    assert (reject["line"], reject["first_line"], reject["reason"]) == (2, 4, "empty_content")
+
+
+@pytest.mark.parametrize("delimiter", ["tab", "\\t", "\t"])
+def test_a_tab_delimiter_may_be_named(delimiter, tmp_path):
+    counts = run(CATALOGS / "google_merchant_feed.tsv", tmp_path, delimiter=delimiter)
+    assert counts["catalog"]["delimiter"] == "\t" and counts["outcomes"]["kept"] == 2
+
+
+def test_a_delimiter_of_several_characters_stops_with_one_line(tmp_path):
+    with pytest.raises(InputError, match=r"google_merchant_feed\.tsv: data\.delimiter must be one character"):
+        run(CATALOGS / "google_merchant_feed.tsv", tmp_path, delimiter="||")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from array import array
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from .columns import choose_columns
 from .raw_input import BOM, InputError
 
 DELIMITERS = (",", "\t", ";", "|")  # the ones recognized, in order of preference when counts tie
+TAB_NAMES = {"\\t": "\t", "tab": "\t", "TAB": "\t"}  # how a tab is written on a command line
 READ_BYTES = 8 << 20
 MAX_FIELD_CHARS = 1 << 20  # as prepare's MAX_LINE_BYTES: a quote that never closes stops swallowing lines here
 csv.field_size_limit(MAX_FIELD_CHARS)
@@ -30,10 +32,18 @@ def delimited_catalog(path: Path, stream, columns: dict | None, delimiter: str |
     from .raw_records import Catalog
 
     lines = raw_lines(stream)
-    first_line = next(lines, b"")
-    delimiter = delimiter or sniff_delimiter(first_line.decode("utf-8", errors=repairs.LEGACY_BYTES))
+    first_line, skipped = next(lines, b""), 0
+    excel = re.fullmatch(rb"sep=(.)\r?\n?", first_line)
+    if excel:  # Excel's "sep=;" line names the delimiter; the header follows it
+        delimiter = delimiter or excel.group(1).decode("latin-1")
+        first_line, skipped = next(lines, b""), 1
+    delimiter = TAB_NAMES.get(delimiter, delimiter) or sniff_delimiter(
+        first_line.decode("utf-8", errors=repairs.LEGACY_BYTES)
+    )
+    if len(delimiter) != 1:
+        raise InputError(f"{path}: data.delimiter must be one character (or \\t, tab), not {delimiter!r}")
     dialect = {"delimiter": delimiter, "quotechar": '"', "doublequote": True, "strict": True}
-    records = split_records(_prepend(first_line, lines), dialect)
+    records = split_records(_prepend(first_line, lines), dialect, skipped)
     header = _header(path, records)
     chosen, detected = choose_columns(path, header, columns, "CSV header")
     indexes = {canonical: header.index(name) for canonical, name in chosen.items() if name is not None}
@@ -115,9 +125,11 @@ class _TakenLines:
         return raw
 
 
-def split_records(lines, dialect: dict):
-    """Yield (the line the record starts on, its raw bytes, its fields or the csv.Error it raised)."""
+def split_records(lines, dialect: dict, skipped: int = 0):
+    """Yield (the line the record starts on, its raw bytes, its fields or the csv.Error it raised); `skipped`
+    lines were read before `lines`."""
     taken = _TakenLines(lines)
+    taken.count = skipped
     reader = csv.reader(taken, **dialect)
     while True:
         start = taken.count + 1
