@@ -87,6 +87,7 @@ def planned_rules(workdir: Path, overrides: dict) -> set[str]:
         ({"tokenize": {"max_len": 96}}, {"tokenize", "pack"} | RULES_AFTER_TRAIN),
         ({"pack": {"mode": "reference"}}, {"pack"} | RULES_AFTER_TRAIN),
         ({"data": {"seed": 1}}, {"prepare", "tokenize", "pack"} | RULES_AFTER_TRAIN),
+        ({"data": {"columns": {"title": "title"}}}, {"prepare", "tokenize", "pack"} | RULES_AFTER_TRAIN),
     ],
     ids=lambda value: json.dumps(value) if isinstance(value, dict) else None,
 )
