@@ -97,6 +97,7 @@ def planned_rules(workdir: Path, overrides: dict) -> set[str]:
         ({"prompt": {"stop_strings": ["<eos>"]}}, {"generate", "metrics", "run_report", "report"}),
         ({"prompt": {"base_plain": "Describe: {title}\n"}}, {"generate", "metrics", "run_report", "report"}),
         ({"data": {"near_duplicates": {"threshold": 0.5}}}, {"prepare", "tokenize", "pack"} | RULES_AFTER_TRAIN),
+        ({"data": {"columns": {"title": "title"}}}, {"prepare", "tokenize", "pack"} | RULES_AFTER_TRAIN),
     ],
     ids=lambda value: json.dumps(value) if isinstance(value, dict) else None,
 )

@@ -48,6 +48,8 @@ def stage_params(stage: str, config: dict) -> dict:
             "validation_fraction": data["validation_fraction"],
             "test_fraction": data["test_fraction"],
             "near_duplicates": data["near_duplicates"],
+            "columns": data.get("columns"),
+            "delimiter": data.get("delimiter"),
         }
     if stage == "base_model":
         model = config["model"]
