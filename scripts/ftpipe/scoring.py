@@ -16,19 +16,29 @@ STOPWORDS = frozenset(
 )
 
 
-def rouge_l(predictions: list[str], references: list[str]) -> list[float]:
-    """ROUGE-L F1 (with stemming) per example, 0..100."""
+def rouge_l(predictions: list[str], references: list[str]) -> dict[str, list[float]]:
+    """ROUGE-L (with stemming) per example, 0..100: `f` (F1), `precision` (share of the description's words
+    on the longest common subsequence) and `recall` (share of the reference's): a description that runs on
+    past the reference loses precision, one cut short loses recall."""
     from rouge_score import rouge_scorer
 
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-    return [100 * scorer.score(ref, pred)["rougeL"].fmeasure for pred, ref in zip(predictions, references, strict=True)]
+    scores = [scorer.score(ref, pred)["rougeL"] for pred, ref in zip(predictions, references, strict=True)]
+    return {
+        "f": [100 * score.fmeasure for score in scores],
+        "precision": [100 * score.precision for score in scores],
+        "recall": [100 * score.recall for score in scores],
+    }
 
 
-def chrf(predictions: list[str], references: list[str]) -> list[float]:
-    """chrF per example, 0..100."""
+def chrf(predictions: list[str], references: list[str], beta: int = 2) -> list[float]:
+    """chrF per example, 0..100. beta=2 (sacrebleu's default, the usual chrF) weighs recall twice as much as
+    precision, which favours descriptions longer than the reference; beta=1 weighs them equally."""
     import sacrebleu
 
-    return [sacrebleu.sentence_chrf(pred, [ref]).score for pred, ref in zip(predictions, references, strict=True)]
+    return [
+        sacrebleu.sentence_chrf(pred, [ref], beta=beta).score for pred, ref in zip(predictions, references, strict=True)
+    ]
 
 
 def words(text: str) -> list[str]:
