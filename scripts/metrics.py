@@ -38,12 +38,11 @@ from ftpipe.modeling import load_for_inference, load_tokenizer, merge_adapter, p
 from ftpipe.prompts import instruction_text  # noqa: E402
 from ftpipe.scoring import (  # noqa: E402
     bootstrap_mean,
-    chrf,
     description_nll,
     distinct_2,
     length_ratio,
     paired_difference,
-    rouge_l,
+    reference_scores_parallel,
     title_coverage,
 )
 
@@ -86,20 +85,22 @@ def bootstrap_perplexity(nll_counts: list[tuple], seed: int, samples: int = 1000
     }
 
 
-def per_title_scores(predictions: list[str], tests: list[dict]) -> dict[str, list[float]]:
-    """Every per-title metric of one variant, in the order of `tests`."""
+def per_title_scores(generations: dict[str, list[str]], tests: list[dict], processes: int) -> dict[str, dict]:
+    """Every per-title metric of every variant, in the order of `tests`: the reference-based ones of all
+    variants in one pass over `processes` processes."""
     references, titles = [row["content"] for row in tests], [row["title"] for row in tests]
-    rouge = rouge_l(predictions, references)
-    return {
-        "rouge_l": rouge["f"],
-        "rouge_l_precision": rouge["precision"],
-        "rouge_l_recall": rouge["recall"],
-        "chrf": chrf(predictions, references),
-        "chrf_beta1": chrf(predictions, references, beta=1),
-        "title_coverage": title_coverage(predictions, titles),
-        "distinct_2": distinct_2(predictions),
-        "length_ratio": length_ratio(predictions, references),
-    }
+    predictions = [text for variant in VARIANTS for text in generations[variant]]
+    against = reference_scores_parallel(predictions, references * len(VARIANTS), processes)
+    scores = {}
+    for index, variant in enumerate(VARIANTS):
+        part = slice(index * len(tests), (index + 1) * len(tests))
+        scores[variant] = {
+            **{name: values[part] for name, values in against.items()},
+            "title_coverage": title_coverage(generations[variant], titles),
+            "distinct_2": distinct_2(generations[variant]),
+            "length_ratio": length_ratio(generations[variant], references),
+        }
+    return scores
 
 
 def small_data_warnings(n_titles: int, n_validation: int) -> list[str]:
@@ -174,7 +175,8 @@ def metrics(args) -> dict:
     clock = Stopwatch()
     started = time.perf_counter()
     device = pick_device()
-    log.info("device %s, %d CPU threads", device, stage.use_threads(args.threads))
+    threads = stage.use_threads(args.threads)
+    log.info("device %s, %d CPU threads", device, threads)
     tests = sample_rows(args.test, args.num_titles, args.sample_seed)
     validation = sample_rows(args.validation, args.perplexity_rows, args.sample_seed)
     if not tests:
@@ -202,7 +204,7 @@ def metrics(args) -> dict:
     }
     generations, ended, nll = run_variants(args, tests, validation, settings, device, clock)
     with clock.part("scoring"):
-        scores = {v: per_title_scores(generations[v], tests) for v in VARIANTS}
+        scores = per_title_scores(generations, tests, threads)
         summaries = {
             v: {
                 **{metric: bootstrap_mean(scores[v][metric], args.seed) for metric in PER_TITLE},
