@@ -75,7 +75,9 @@ def experiment_config(catalogs: dict[str, Path], seeds: list[int], args) -> dict
     recipes = {recipe: ablation["experiment"]["runs"][recipe] or {} for recipe in RECIPES}
     shared = {key: value for key, value in ablation.items() if key != "experiment"}
     if args.model_source:
-        shared = deep_merge(shared, {"model": {"source": str(args.model_source)}})
+        folder = Path(args.model_source).expanduser()  # Snakemake runs in the work folder: a folder goes absolute
+        source = str(folder.resolve()) if folder.is_dir() else args.model_source
+        shared = deep_merge(shared, {"model": {"source": source}})
     if args.steps:
         shared = deep_merge(shared, {"train": {"max_steps": args.steps}})
     if args.titles:
