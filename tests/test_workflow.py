@@ -162,6 +162,10 @@ def test_the_comparison_pairs_runs_on_the_same_titles(finished_experiment):
     assert lines[0].startswith("run,baseline,paired_with,differs,") and len(lines) == 4
     page = (results / "compare.html").read_text()
     assert "Comparison of 3 runs" in page and "data:image/png;base64," in page
+    assert "ended / hit cap" in page and "minus a" in page
+    report = (results / "runs" / "b" / "report.html").read_text()
+    assert "Generation budget:" in report and "ran into the budget" in report
+    assert "Evaluation time (s): budget" in report
     assert all(f'href="runs/{run}/report.html"' in page for run in "abc")
 
 
