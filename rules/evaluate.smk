@@ -59,5 +59,6 @@ rule metrics:
         base_prompt_template=run_value("prompt", "base_plain"),
         stop_strings=run_value("prompt", "stop_strings"),
         quantization=run_value("train", "quantization"),
+        max_len=run_value("tokenize", "max_len"),  # bounds the auto generation budget
     script:
         "../scripts/metrics.py"
