@@ -24,7 +24,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ftpipe import distributed, stage  # noqa: E402
 from ftpipe.checkpoints import load_adapter_weights, load_checkpoint, save_checkpoint  # noqa: E402
+from ftpipe.compile_cache import use_compile_cache  # noqa: E402
 from ftpipe.dropout_lora import fuse_dropout_lora_layers  # noqa: E402
+from ftpipe.fp8_base import fp8_base_layers, fp8_unavailable  # noqa: E402
 from ftpipe.fused_lora import fuse_lora_layers  # noqa: E402
 from ftpipe.io import atomic_path, write_json, write_text  # noqa: E402
 from ftpipe.modeling import (  # noqa: E402
@@ -64,6 +66,10 @@ SPEED_DEFAULTS = {
     # it saved 30% of the memory (13.3 instead of 19.1 GiB) and cost 17% of the speed (64.5k instead of 77.9k
     # tokens/s). auto: on GPUs where LoRA dropout > 0; true: also elsewhere (the reference path).
     "fused_dropout_lora": False,
+    # The frozen base's matmuls (forward and input gradient) in FP8 e4m3 with per-channel weight scales and
+    # per-token activation scales (ftpipe.fp8_base). auto: on GPUs with FP8 tensor cores (compute capability
+    # 8.9+, e.g. H100) with a 16-bit base; true: required (an error where impossible). See bench/README.md.
+    "fp8_base": "auto",
 }
 
 
@@ -105,6 +111,7 @@ def resolve_plan(args, device: torch.device, world: int = 1) -> dict:
         "fused_optimizer": False,
         "fused_lora": False,
         "fused_dropout_lora": False,
+        "fp8_base": False,
     }
     if levers_on:
         plan.update({key: speed[key] for key in plan if key in speed and key not in ("micro_batch", "enabled")})
@@ -112,6 +119,7 @@ def resolve_plan(args, device: torch.device, world: int = 1) -> dict:
         plan["compile_scope"] = None
     plan["compile_loss"] = plan["compile_loss"] and plan["compile_scope"] == "layers"  # "model" includes it
     plan["cuda_graphs"] = plan["cuda_graphs"] and plan["compile"] and device.type == "cuda"
+    plan["fp8_base"] = fp8_base_plan(plan["fp8_base"], args, plan, device)
     plan["fused_lora"] = fused_lora_plan(plan["fused_lora"], args, plan)
     plan["fused_dropout_lora"] = fused_dropout_lora_plan(plan["fused_dropout_lora"], args, device)
     return plan
@@ -132,12 +140,33 @@ def fused_dropout_lora_plan(wanted, args, device: torch.device) -> bool:
     return True
 
 
+def fp8_base_plan(wanted, args, plan: dict, device: torch.device) -> bool:
+    """The FP8 base needs FP8 tensor cores and 16-bit base weights to quantize, and leaves the LoRA apart (so
+    not with fused_lora: true). `auto` takes it where possible and logs why not; `true` stops with the reason."""
+    if not wanted:
+        return False
+    four_bit = args.quantization.get("load_in_4bit") and not plan["dequantize_base"]
+    reason = fp8_unavailable(device) or (
+        "the base stays 4-bit (speed.dequantize_base: false)"
+        if four_bit
+        else "speed.fused_lora: true merges the LoRA into a 16-bit weight"
+        if plan["fused_lora"] is True
+        else None
+    )
+    if reason and wanted == "auto":
+        log.info("fp8_base off: %s", reason)
+        return False
+    if reason:
+        raise SystemExit(f"train: speed.fp8_base: true is not possible: {reason}. Set speed.fp8_base: auto or false.")
+    return True
+
+
 def fused_lora_plan(wanted, args, plan: dict) -> bool:
     """The merged LoRA path computes x (W + s B A)^T: no dropout on the LoRA input, and W in 16/32 bits.
-    `auto` takes it where possible; `true` stops with the reason where it is not."""
+    `auto` takes it where possible (not beside the FP8 base); `true` stops with the reason where it is not."""
     four_bit = args.quantization.get("load_in_4bit") and not plan["dequantize_base"]
     if wanted == "auto":
-        return not args.lora["dropout"] and not four_bit
+        return not args.lora["dropout"] and not four_bit and not plan["fp8_base"]
     if not wanted:
         return False
     if args.lora["dropout"]:
@@ -222,6 +251,8 @@ def build_model(args, plan: dict, device, dtype):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     model = get_peft_model(model, lora_config(args.lora))
+    if plan["fp8_base"]:
+        log.info("FP8 base: %d frozen linear layers run their matmuls in e4m3", fp8_base_layers(model, dtype))
     if plan["fused_lora"]:
         log.info("fused LoRA: %d layers compute x (W + s B A)^T in one matmul", fuse_lora_layers(model))
     if plan["fused_dropout_lora"]:
@@ -389,6 +420,8 @@ def run_training(args, blocks: dict) -> dict:
     enable_tf32()
     torch.manual_seed(args.seed)
     plan = resolve_plan(args, device, distributed.world_size())
+    if plan["compile"]:
+        use_compile_cache(device)
     train_blocks, val_blocks = blocks["train"], blocks["validation"]
     eval_steps = validation_steps(args.eval_steps, val_blocks)
     if plan["data_on_device"]:
@@ -485,7 +518,9 @@ def run_training(args, blocks: dict) -> dict:
     if not distributed.is_main():
         distributed.teardown()
         return {}
+    save_started = time.perf_counter()
     finish(args, model, state, checkpoint_dir)
+    save_seconds = time.perf_counter() - save_started
     timing = timing_summary(
         step_seconds,
         wait_seconds,
@@ -496,6 +531,10 @@ def run_training(args, blocks: dict) -> dict:
         dtype,
         state["step"],
     )
+    # Where the stage's time went: loading blocks and model (and wrapping it for compilation), the loop (its
+    # first steps compile), writing the adapter and logs.
+    timing["setup_seconds"] = round(run_started - started, 3)
+    timing["save_seconds"] = round(save_seconds, 3)
     timing["plan"] = plan
     write_json(args.timing, timing)
     log.info("timing: %s", timing)

@@ -17,6 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from ftpipe.compile_cache import cache_key
 from tests.conftest import SCRIPTS
 
 LORA = '{"r": 4, "alpha": 8, "dropout": 0.05, "target_modules": ["q_proj", "v_proj", "down_proj"]}'
@@ -172,17 +173,23 @@ def test_dequantized_base_computes_the_same_logits(tiny_model_dir):
 
 
 @pytest.mark.parametrize("fused_lora", [False, "auto"])
-def test_speed_levers_keep_the_loss(packed_dir, tiny_model_dir, tmp_path, fused_lora):
+def test_speed_levers_keep_the_loss(packed_dir, tiny_model_dir, tmp_path, fused_lora, monkeypatch):
     """The fast path (one big micro-batch, dequantized base, bf16 autocast, torch.compile of each layer, data
     on the device; with and without the merged LoRA path) runs on the CPU too; its loss curve matches the
     plain float32 path's within 1% and it trains the same adapter (LoRA dropout 0, so that no random masks
-    differ; bf16 rounding is the rest)."""
+    differ; bf16 rounding is the rest). Its compiled graphs land in the workflow's compile cache, under the
+    working directory, keyed by torch's version and the device."""
     speed = {"enabled": True, "micro_batch": 4, "compile": True, "fused_lora": fused_lora}
     levers = json.dumps(speed)  # CUDA graphs (on by default) are off without CUDA
     plain, fast = tmp_path / "plain", tmp_path / "fast"
     common = ["--save-steps", "100", "--learning-rate", "1e-2", "--lora", LORA.replace("0.05", "0.0")]
     assert run_train(cli_args(packed_dir, tiny_model_dir, plain, *common)).wait(timeout=600) == 0
-    assert run_train(cli_args(packed_dir, tiny_model_dir, fast, *common, "--speed", levers)).wait(timeout=900) == 0
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    fast_run = run_train(cli_args(packed_dir, tiny_model_dir, fast, *common, "--speed", levers), cwd=tmp_path)
+    assert fast_run.wait(timeout=900) == 0
+    cache = tmp_path / ".snakemake" / "compile_cache" / cache_key(torch.device("cpu"))
+    assert any(cache.glob("*/*.py")), "no compiled code in the compile cache"
+    assert any((cache / "fxgraph").rglob("*")), "no FX-graph cache entries"
     plan = json.loads((fast / "timing.json").read_text())["plan"]
     assert plan == {
         "speed_levers": True,
@@ -201,6 +208,7 @@ def test_speed_levers_keep_the_loss(packed_dir, tiny_model_dir, tmp_path, fused_
         "fused_optimizer": True,
         "fused_lora": fused_lora == "auto",  # auto: LoRA dropout is 0 here, so the merged path
         "fused_dropout_lora": False,  # nothing to fuse with dropout 0
+        "fp8_base": False,  # auto: no FP8 tensor cores on a CPU
     }
     with open(plain / "train_log.csv") as a, open(fast / "train_log.csv") as b:
         plain_loss = [float(row["loss"]) for row in csv.DictReader(a)]

@@ -9,6 +9,7 @@ rows as for 256, so rows per batch is most of the speed (bench/README.md).
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
+from .compile_cache import use_compile_cache
 from .modeling import DEFAULT_QUANTIZATION
 from .prompts import cut_at_stop
 from .stage import json_arg
@@ -138,6 +139,8 @@ def generate_new_ids(
     extra = {key: settings[key] for key in ("min_new_tokens", "cache_implementation") if settings.get(key)}
     if extra.get("cache_implementation") == "dynamic":
         del extra["cache_implementation"]  # transformers' default
+    if extra.get("cache_implementation") == "static" and device.type == "cuda":
+        use_compile_cache(device)  # transformers compiles the decoding step for the static cache
     new_ids: list[torch.Tensor | None] = [None] * len(prompts)
     for start in range(0, len(order), batch_size):
         indices = order[start : start + batch_size]
