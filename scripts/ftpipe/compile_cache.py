@@ -7,7 +7,7 @@ machine (gone with a fresh node, or on another node of a cluster); here it is a 
 `.snakemake/compile_cache/<torch version>_<GPU name>/` under the working directory, so that the second job
 with the same shapes (another run, another training setting, the same stage again) and the second run of
 the workflow start warm. Outputs do not change: a cache hit loads the same kernels the compiler would build.
-A TORCHINDUCTOR_CACHE_DIR already set (by the user or a cluster profile) is left as it is.
+A TORCHINDUCTOR_CACHE_DIR set by the user or a cluster profile (not torch's default) is left as it is.
 """
 
 from __future__ import annotations
@@ -34,8 +34,13 @@ def use_compile_cache(device: torch.device, root: Path = DEFAULT_ROOT) -> Path:
     """Point Inductor's caches (Triton's binaries are kept inside them) at `root`/<key> unless a cache folder is
     already set, and make sure the FX-graph and AOT autograd caches are on. Call before the first torch.compile
     runs. Returns the folder in use."""
-    if os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
-        folder = Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    chosen = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    # torch writes its default (/tmp/torchinductor_<user>) into the environment the first time it asks, so
+    # that value counts as unset.
+    if chosen and chosen != default_cache_dir():
+        folder = Path(chosen)
     else:
         folder = (root / cache_key(device)).resolve()
         folder.mkdir(parents=True, exist_ok=True)
