@@ -72,7 +72,7 @@ def test_dropout_is_refused(base):
 
 def resolved(speed: dict, dropout: float = 0.0, device: str = "cpu") -> dict:
     """The training stage's plan for the recipe with these speed levers and LoRA dropout (a 4-bit base)."""
-    from train import resolve_plan
+    from ftpipe.speed_plan import resolve_plan
 
     args = argparse.Namespace(
         speed={"enabled": True, **speed},
@@ -87,7 +87,7 @@ def resolved(speed: dict, dropout: float = 0.0, device: str = "cpu") -> dict:
 
 
 def test_auto_takes_the_merged_path_where_possible_and_true_insists():
-    from train import SPEED_DEFAULTS
+    from ftpipe.speed_plan import SPEED_DEFAULTS
 
     def plan(fused_lora, dropout: float, dequantize_base: bool = True):
         return resolved({"fused_lora": fused_lora, "dequantize_base": dequantize_base}, dropout)["fused_lora"]

@@ -70,7 +70,10 @@ def test_grad_accumulation_matches_one_big_batch(packed_dir, tiny_model_dir):
     """8 blocks as 4 micro-batches of 2 and as 1 micro-batch of 8 give the same update, though the blocks
     carry different numbers of labelled tokens."""
     import datasets
-    from train import build_model, build_parser, resolve_plan, train_step
+    from train import build_parser
+
+    from ftpipe.speed_plan import resolve_plan
+    from ftpipe.training import build_model, train_step
 
     data = datasets.load_from_disk(str(packed_dir)).with_format("torch")["train"]
     blocks = data[list(range(8))]
