@@ -76,6 +76,7 @@ def run_training(args, blocks: dict) -> dict:
         training.state["step"],
     )
     timing["plan"] = plan
+    timing["adapters"] = training.adapters
     write_json(args.timing, timing)
     log.info("timing: %s", timing)
     distributed.teardown()
@@ -106,6 +107,7 @@ class Training:
     save_steps: int
     checkpoint_dir: Path
     state: dict
+    adapters: dict  # trainable parameters, adapted module names, warnings about the target list
 
 
 def setup(args, plan: dict, blocks: dict, device: torch.device) -> Training:
@@ -116,7 +118,7 @@ def setup(args, plan: dict, blocks: dict, device: torch.device) -> Training:
     train_blocks, val_blocks = blocks["train"], blocks["validation"]
     if plan["data_on_device"]:
         train_blocks = {key: value.to(device) for key, value in train_blocks.items()}
-    model = build_model(args, plan, device, dtype)
+    model, adapters = build_model(args, plan, device, dtype)
     forward = compile_model(model, plan) if plan["compile"] else model
     step_size = plan["micro_batch"] * plan["grad_accum"] * plan["world_size"]
     n_blocks = len(train_blocks["input_ids"])
@@ -165,6 +167,7 @@ def setup(args, plan: dict, blocks: dict, device: torch.device) -> Training:
         save_steps=save_steps,
         checkpoint_dir=checkpoint_dir,
         state=state,
+        adapters=adapters,
     )
 
 

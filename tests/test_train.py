@@ -87,7 +87,7 @@ def test_grad_accumulation_matches_one_big_batch(packed_dir, tiny_model_dir):
     for micro_batch in (2, 8):
         torch.manual_seed(0)
         plan = resolve_plan(args, torch.device("cpu"))
-        model = build_model(args, plan, torch.device("cpu"), torch.float32)
+        model, _ = build_model(args, plan, torch.device("cpu"), torch.float32)
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.SGD(params, lr=1.0)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
@@ -204,6 +204,7 @@ def test_speed_levers_keep_the_loss(packed_dir, tiny_model_dir, tmp_path, fused_
         "fused_optimizer": True,
         "fused_lora": fused_lora == "auto",  # auto: LoRA dropout is 0 here, so the merged path
         "fused_dropout_lora": False,  # nothing to fuse with dropout 0
+        "levers_off": {},  # every lever applies to this Llama
     }
     with open(plain / "train_log.csv") as a, open(fast / "train_log.csv") as b:
         plain_loss = [float(row["loss"]) for row in csv.DictReader(a)]

@@ -8,7 +8,14 @@ one dict, the plan, that the rest of training reads (and that timing.json record
 
 from __future__ import annotations
 
+import logging
+
 import torch
+
+from .dropout_lora import fuse_dropout_lora_layers
+from .fused_lora import fuse_lora_layers
+
+log = logging.getLogger("ftpipe.train")
 
 SPEED_DEFAULTS = {
     "enabled": "auto",  # auto: on GPUs only; true/false to force
@@ -69,6 +76,7 @@ def resolve_plan(args, device: torch.device, world: int = 1) -> dict:
         "fused_optimizer": False,
         "fused_lora": False,
         "fused_dropout_lora": False,
+        "levers_off": {},  # lever -> why this model cannot take it (auto levers only; set when applied)
     }
     if levers_on:
         plan.update({key: speed[key] for key in plan if key in speed and key not in ("micro_batch", "enabled")})
@@ -117,23 +125,58 @@ def fused_lora_plan(wanted, args, plan: dict) -> bool:
     return True
 
 
+def turn_off(plan: dict, lever: str, reason: str) -> None:
+    """A lever on in the plan that this model cannot take: off, with the reason logged and kept in the plan."""
+    log.warning("speed.%s turned off: %s", lever, reason)
+    plan["levers_off"][lever] = reason
+
+
+def apply_fused_lora(model, plan: dict, speed: dict | None) -> None:
+    """Switch the LoRA layers to the fused path the plan holds (fused_lora or fused_dropout_lora). Where a layer
+    cannot take it (another layer type, DoRA...), a lever set to `auto` is turned off with the reason and one
+    set to true stops the stage; the layers are checked before any is switched, so a run never mixes paths."""
+    fusers = {"fused_lora": fuse_lora_layers, "fused_dropout_lora": fuse_dropout_lora_layers}
+    for lever, fuse in fusers.items():
+        if not plan[lever]:
+            continue
+        try:
+            log.info("%s: %d LoRA layers", lever, fuse(model))
+        except ValueError as err:
+            if {**SPEED_DEFAULTS, **(speed or {})}[lever] is True:
+                raise SystemExit(f"train: speed.{lever}: {err}") from None
+            plan[lever] = False
+            turn_off(plan, lever, str(err))
+
+
+def decoder_layers(model) -> list[torch.nn.Module]:
+    """The model's repeated blocks, found by the class names transformers lists in `_no_split_modules`
+    (LlamaDecoderLayer, Phi3DecoderLayer, ...)."""
+    layer_classes = set(getattr(model.get_base_model(), "_no_split_modules", None) or [])
+    return [module for module in model.modules() if type(module).__name__ in layer_classes]
+
+
 def compile_model(model, plan: dict):
     """torch.compile the whole model, or each decoder layer in place: the layers are alike, so one
     compilation serves all of them and the warm-up is a fraction of the whole model's. With CUDA graphs,
     each compiled graph is replayed instead of launching its kernels one by one from Python. With
     `compile_loss`, the cross-entropy is compiled too: transformers copies the logits to float32 first,
     the compiled loss reads them once."""
-    scope, cuda_graphs = plan["compile_scope"], plan["cuda_graphs"]
-    mode = "reduce-overhead" if cuda_graphs else None
+    mode = "reduce-overhead" if plan["cuda_graphs"] else None
+    layers = decoder_layers(model) if plan["compile_scope"] == "layers" else []
+    if plan["compile_scope"] == "layers" and not layers:
+        plan["compile_scope"], plan["compile_loss"] = "model", False
+        turn_off(
+            plan,
+            "compile_scope",
+            "no decoder layer class in the model's _no_split_modules: the whole model is compiled",
+        )
     if plan["compile_loss"]:
         base = model.get_base_model()
         base.loss_function = torch.compile(base.loss_function, mode=mode)
-    if cuda_graphs:
+    if plan["cuda_graphs"]:
         # Each forward starts a new "step" for the graphs' memory: no output of the last one is read again.
         model.register_forward_pre_hook(lambda *_: torch.compiler.cudagraph_mark_step_begin())
-    layer_classes = set(getattr(model.get_base_model(), "_no_split_modules", None) or [])
-    layers = [module for module in model.modules() if type(module).__name__ in layer_classes]
-    if scope == "model" or not layers:
+    if plan["compile_scope"] == "model":
         return torch.compile(model, mode=mode)
     for layer in layers:
         layer.compile(mode=mode)

@@ -49,8 +49,15 @@ def write_train_log(path: str, history: list[dict]) -> None:
 
 
 def flops_per_token(model, gradient_checkpointing: bool) -> float:
-    """Training FLOPs per token with a frozen base: forward 2N, backward 2N (activations only), +2N recompute."""
+    """Training FLOPs per token with a frozen base: forward 2N, backward 2N (activations only), +2N recompute.
+
+    N counts the weights that multiply activations: an input embedding table is a lookup, counted only when it
+    is tied to the output layer (Llama-3.2, Qwen, Gemma), else architectures with and without tied embeddings
+    would not compare."""
     _, n_params = model.get_nb_trainable_parameters()  # counts 4-bit packed weights at their real size
+    embedding, head = model.get_input_embeddings(), model.get_output_embeddings()
+    if head is None or embedding.weight is not head.weight:
+        n_params -= embedding.weight.numel()
     return float((6 if gradient_checkpointing else 4) * n_params)
 
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import torch
 
 from . import distributed
-from .dropout_lora import fuse_dropout_lora_layers
-from .fused_lora import fuse_lora_layers
 from .io import atomic_path
+from .lora_targets import adapter_summary, resolve_targets
 from .modeling import dequantize_base, load_base_model, lora_config
+from .speed_plan import apply_fused_lora
 
 log = logging.getLogger("ftpipe.train")
 
@@ -76,8 +76,9 @@ def step_indices(step: int, steps_per_epoch: int, step_size: int, n_blocks: int,
 # ---------------------------------------------------------------- model
 
 
-def build_model(args, plan: dict, device, dtype):
-    """The base model (4-bit as configured, optionally dequantized once) with a fresh LoRA adapter."""
+def build_model(args, plan: dict, device, dtype) -> tuple:
+    """The base model (4-bit as configured, optionally dequantized once) with a fresh LoRA adapter on the
+    checked target modules; and what timing.json says about the adapter (ftpipe.lora_targets.adapter_summary)."""
     from peft import get_peft_model, prepare_model_for_kbit_training
     from peft.tuners.tuners_utils import BaseTunerLayer
 
@@ -95,18 +96,17 @@ def build_model(args, plan: dict, device, dtype):
     elif plan["gradient_checkpointing"]:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
-    model = get_peft_model(model, lora_config(args.lora))
-    if plan["fused_lora"]:
-        log.info("fused LoRA: %d layers compute x (W + s B A)^T in one matmul", fuse_lora_layers(model))
-    if plan["fused_dropout_lora"]:
-        log.info("fused dropout LoRA: %d layers draw the dropout mask inside lora_A", fuse_dropout_lora_layers(model))
+    targets, warnings = resolve_targets(model, args.lora["target_modules"])
+    model = get_peft_model(model, lora_config({**args.lora, "target_modules": targets}))
+    apply_fused_lora(model, plan, args.speed)
     if plan["mixed_precision"]:
         # PEFT casts each LoRA input to the adapter's float32; under autocast that is a wasted round trip.
         for module in model.modules():
             if isinstance(module, BaseTunerLayer):
                 module.cast_input_dtype_enabled = False
-    log.info("trainable parameters: %d", sum(p.numel() for p in model.parameters() if p.requires_grad))
-    return model
+    adapters = adapter_summary(model, warnings)
+    log.info("LoRA adapters on %s", adapters)
+    return model, adapters
 
 
 # ---------------------------------------------------------------- one optimizer step and evaluation
