@@ -108,15 +108,22 @@ def test_a_lora_model_on_the_fp8_base_keeps_loss_and_gradients(base):
         assert relative < 0.1, (name, relative)
 
 
-def test_a_4bit_or_biased_base_is_refused(base):
+def test_a_bias_is_added_and_a_base_that_is_not_linear_is_refused(base):
+    torch.manual_seed(5)
+    linear = torch.nn.Linear(32, 16).double()
+    fp8 = Fp8Linear(linear, torch.float32)
+    x = torch.randn(8, 32, dtype=torch.float64)
+    exact = linear(x).detach()
+    assert float(row_errors(fp8(x.float()), exact).max()) < 0.1
+    assert float(row_errors(fp8(x.float()) - linear.bias.float(), exact - linear.bias.detach()).max()) < 0.1
     model = lora_model(base)
-    model.base_model.model.model.layers[0].self_attn.q_proj.base_layer.bias = torch.nn.Parameter(torch.zeros(64))
-    with pytest.raises(ValueError, match=r"layers\.0\.self_attn\.q_proj: its base layer .* without bias"):
+    model.base_model.model.model.layers[0].self_attn.q_proj.base_layer = torch.nn.Identity()
+    with pytest.raises(ValueError, match=r"layers\.0\.self_attn\.q_proj: its base layer is Identity"):
         fp8_base_layers(model, torch.float32)
 
 
 def resolved(speed: dict, dropout: float = 0.05, device: str = "cpu") -> dict:
-    from train import resolve_plan
+    from ftpipe.speed_plan import resolve_plan
 
     args = argparse.Namespace(
         speed={"enabled": True, **speed},
@@ -140,10 +147,10 @@ def test_auto_is_off_without_fp8_tensor_cores_and_says_why(caplog):
 
 
 def test_on_an_fp8_gpu_auto_takes_it_and_leaves_the_lora_unfused(monkeypatch):
-    import train
+    from ftpipe import speed_plan
 
-    monkeypatch.setattr(train, "fp8_unavailable", lambda device: None)  # as on an H100
-    assert train.SPEED_DEFAULTS["fp8_base"] == "auto"
+    monkeypatch.setattr(speed_plan, "fp8_unavailable", lambda device: None)  # as on an H100
+    assert speed_plan.SPEED_DEFAULTS["fp8_base"] == "auto"
     assert resolved({}, device="cuda")["fp8_base"] is True
     on_dropout_0 = resolved({}, dropout=0.0, device="cuda")
     assert on_dropout_0["fp8_base"] is True and on_dropout_0["fused_lora"] is False

@@ -71,7 +71,10 @@ def test_grad_accumulation_matches_one_big_batch(packed_dir, tiny_model_dir):
     """8 blocks as 4 micro-batches of 2 and as 1 micro-batch of 8 give the same update, though the blocks
     carry different numbers of labelled tokens."""
     import datasets
-    from train import build_model, build_parser, resolve_plan, train_step
+    from train import build_parser
+
+    from ftpipe.speed_plan import resolve_plan
+    from ftpipe.training import build_model, train_step
 
     data = datasets.load_from_disk(str(packed_dir)).with_format("torch")["train"]
     blocks = data[list(range(8))]
@@ -85,7 +88,7 @@ def test_grad_accumulation_matches_one_big_batch(packed_dir, tiny_model_dir):
     for micro_batch in (2, 8):
         torch.manual_seed(0)
         plan = resolve_plan(args, torch.device("cpu"))
-        model = build_model(args, plan, torch.device("cpu"), torch.float32)
+        model, _ = build_model(args, plan, torch.device("cpu"), torch.float32)
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.SGD(params, lr=1.0)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
@@ -190,7 +193,9 @@ def test_speed_levers_keep_the_loss(packed_dir, tiny_model_dir, tmp_path, fused_
     cache = tmp_path / ".snakemake" / "compile_cache" / cache_key(torch.device("cpu"))
     assert any(cache.glob("*/*.py")), "no compiled code in the compile cache"
     assert any((cache / "fxgraph").rglob("*")), "no FX-graph cache entries"
-    plan = json.loads((fast / "timing.json").read_text())["plan"]
+    timing = json.loads((fast / "timing.json").read_text())
+    assert timing["setup_seconds"] > 0 and timing["save_seconds"] > 0  # time_to_report's breakdown reads them
+    plan = timing["plan"]
     assert plan == {
         "speed_levers": True,
         "world_size": 1,
@@ -209,6 +214,7 @@ def test_speed_levers_keep_the_loss(packed_dir, tiny_model_dir, tmp_path, fused_
         "fused_lora": fused_lora == "auto",  # auto: LoRA dropout is 0 here, so the merged path
         "fused_dropout_lora": False,  # nothing to fuse with dropout 0
         "fp8_base": False,  # auto: no FP8 tensor cores on a CPU
+        "levers_off": {},  # every lever applies to this Llama
     }
     with open(plain / "train_log.csv") as a, open(fast / "train_log.csv") as b:
         plain_loss = [float(row["loss"]) for row in csv.DictReader(a)]

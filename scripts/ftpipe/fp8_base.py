@@ -76,14 +76,14 @@ class Fp8Matmul(torch.autograd.Function):
 
 
 class Fp8Linear(torch.nn.Module):
-    """A frozen nn.Linear (no bias) whose matmuls run in FP8. `weight` (e4m3, a frozen parameter, so parameter
-    counts stay those of the model) and its per-output-channel scales serve the forward pass; the transposed
-    copy (a buffer) and its per-input-channel scales serve the input gradient. Output in `out_dtype`."""
+    """A frozen nn.Linear whose matmuls run in FP8. `weight` (e4m3, a frozen parameter, so parameter counts
+    stay those of the model) and its per-output-channel scales serve the forward pass; the transposed copy (a
+    buffer) and its per-input-channel scales serve the input gradient. The bias, if any (Qwen2's q/k/v), is
+    added in `out_dtype`, the output's dtype."""
 
     def __init__(self, linear: torch.nn.Linear, out_dtype: torch.dtype):
         super().__init__()
-        if linear.bias is not None:
-            raise ValueError("Fp8Linear takes a linear layer without bias")
+        self.bias = None if linear.bias is None else torch.nn.Parameter(linear.bias.detach(), requires_grad=False)
         weight = linear.weight.detach()
         self.in_features, self.out_features, self.out_dtype = linear.in_features, linear.out_features, out_dtype
         values, scale = quantize_rows(weight)
@@ -94,7 +94,8 @@ class Fp8Linear(torch.nn.Module):
         self.register_buffer("weight_t_scale", scale_t)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return Fp8Matmul.apply(x, self.weight, self.weight_scale, self.weight_t, self.weight_t_scale, self.out_dtype)
+        out = Fp8Matmul.apply(x, self.weight, self.weight_scale, self.weight_t, self.weight_t_scale, self.out_dtype)
+        return out if self.bias is None else out + self.bias.to(out.dtype)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, e4m3 per-channel scales"
@@ -102,17 +103,17 @@ class Fp8Linear(torch.nn.Module):
 
 def fp8_base_layers(model, out_dtype: torch.dtype) -> int:
     """Replace the base layer of every LoRA linear layer of a PEFT model by its FP8 version; returns the count.
-    Raises ValueError naming the first layer whose base is not a 16/32-bit nn.Linear without bias (a 4-bit
-    base, say), so a run never mixes two paths."""
+    Raises ValueError naming the first layer whose base is not a 16/32-bit nn.Linear (a 4-bit base, say), so a
+    run never mixes two paths."""
     from peft.tuners.lora import Linear as LoraLinear
 
     layers = [(name, module) for name, module in model.named_modules() if isinstance(module, LoraLinear)]
     for name, module in layers:
         base = module.base_layer
-        if type(base) is not torch.nn.Linear or base.bias is not None:
+        if type(base) is not torch.nn.Linear:
             raise ValueError(
                 f"fp8_base is not possible for {name}: its base layer is {type(base).__name__}, not a 16/32-bit "
-                "nn.Linear without bias (set speed.dequantize_base: true)"
+                "nn.Linear (set speed.dequantize_base: true)"
             )
     for _, module in layers:
         module.base_layer = Fp8Linear(module.base_layer, out_dtype)
