@@ -213,7 +213,7 @@ def test_speed_levers_keep_the_loss(packed_dir, tiny_model_dir, tmp_path, fused_
         "fused_optimizer": True,
         "fused_lora": fused_lora == "auto",  # auto: LoRA dropout is 0 here, so the merged path
         "fused_dropout_lora": False,  # nothing to fuse with dropout 0
-        "fp8_base": False,  # auto: no FP8 tensor cores on a CPU
+        "fp8_base": False,  # off by default (and no FP8 tensor cores on a CPU)
         "levers_off": {},  # every lever applies to this Llama
     }
     with open(plain / "train_log.csv") as a, open(fast / "train_log.csv") as b:
