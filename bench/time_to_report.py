@@ -186,6 +186,42 @@ def tail(path: Path, chars: int = 6000) -> str:
     return path.read_text(errors="replace")[-chars:] if path.exists() else ""
 
 
+def train_breakdown(rule_seconds: float | None, timing: dict) -> dict:
+    """The training rule's seconds cut into start (interpreter, imports), load (blocks, model, LoRA, compile
+    wrappers), warm-up (the first steps: compilation, CUDA-graph capture), work (the other steps) and save."""
+    total, setup, save = (timing.get(key) for key in ("total_seconds", "setup_seconds", "save_seconds"))
+    warmup = timing.get("warmup_seconds")
+    if None in (total, setup, save, warmup):
+        return {"rule_seconds": rule_seconds, "note": "timing.json has no setup/save seconds (older train.py)"}
+    return {
+        "rule_seconds": rule_seconds,
+        "start": round(rule_seconds - total, 2) if rule_seconds else None,
+        "load": setup,
+        "warmup": warmup,
+        "work": round(total - setup - save - warmup, 2),
+        "save": save,
+    }
+
+
+def breakdown(work: Path, per_rule: dict) -> dict:
+    """Train, generate and metrics: their rule seconds and where they went, as far as their outputs say (train's
+    timing.json; a `timing` record in metrics.json or the generations' JSON, where the stage writes one)."""
+    results = work / "results"
+    found = {"train": {}, "generate": {}, "metrics": {}}
+    timing = next(results.glob("**/timing.json"), None) if results.exists() else None
+    found["train"] = train_breakdown(per_rule.get("train"), json.loads(timing.read_text()) if timing else {})
+    for rule, pattern in (("generate", "**/generat*.json"), ("metrics", "**/metrics.json")):
+        found[rule] = {"rule_seconds": per_rule.get(rule)}
+        for path in sorted(results.glob(pattern)) if results.exists() else []:
+            try:
+                record = json.loads(path.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                continue
+            if isinstance(record, dict) and isinstance(record.get("timing"), dict):
+                found[rule][str(path.relative_to(work))] = record["timing"]
+    return found
+
+
 # ---------------------------------------------------------------- the run
 
 
@@ -215,6 +251,9 @@ def run(args) -> dict:
 
     python = sys.executable
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if args.compile_cache:  # shared between runs: the second finds the first's compiled graphs
+        env["TORCHINDUCTOR_CACHE_DIR"] = str(Path(args.compile_cache).resolve())
+        result["compile_cache"] = env["TORCHINDUCTOR_CACHE_DIR"]
     raw, model_dir = work / "trn.json", work / "model" / "tinyllama-random"
     # Catalog and model side by side: two processes, neither part of the workflow's time.
     t0 = time.perf_counter()
@@ -280,6 +319,7 @@ def run(args) -> dict:
         train = json.loads(timing.read_text())
         keys = ("steps", "median_step_seconds", "tokens_per_second", "warmup_seconds", "total_seconds", "device")
         result["train_timing"] = {key: train.get(key) for key in keys}
+    result["breakdown"] = breakdown(work, result["per_rule_seconds"])
     save()
     print(json.dumps({k: v for k, v in result.items() if k not in ("benchmarks",)}, indent=2), flush=True)
     if not args.keep_work:
@@ -297,6 +337,11 @@ def main() -> None:
     go.add_argument(
         "--extra-config",
         help="YAML merged into the overrides, e.g. '{train: {speed: {fused_dropout_lora: false}}}'",
+    )
+    go.add_argument(
+        "--compile-cache",
+        help="a compile-cache folder shared between runs (default: the workflow's own, inside the fresh work "
+        "folder, so every run starts cold); run twice with the same folder to see the warm time",
     )
     go.add_argument("--timeout", type=float, default=None, help="stop the workflow after this many seconds")
     go.add_argument("--work", help="the work folder (default: a new temporary folder)")

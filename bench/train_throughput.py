@@ -25,6 +25,7 @@ import gc
 import itertools
 import json
 import math
+import os
 import shutil
 import statistics
 import sys
@@ -64,11 +65,15 @@ LEVERS = {
     "data_on_device": False,
     "fused_optimizer": False,
     "fused_dropout_lora": False,
+    "fp8_base": False,
 }
 PLAIN = {**LEVERS, "upcast_frozen_fp32": False}  # the loss-parity baseline: big micro-batch, no other lever
-# Each (b) variant adds one lever to the one before it; b11 is the training stage's default on GPUs.
+# Each (b) variant adds one lever to the one before it; b10 is the training stage's default on GPUs, b11 adds the
+# FP8 base (speed.fp8_base, off by default). Variants that name fp8_base: false stay on the bf16 base whatever
+# the default is.
+BF16 = {"enabled": True, "fp8_base": False}
 B5 = {**PLAIN, "dequantize_base": True, "data_on_device": True, "mixed_precision": True}
-B8 = {"enabled": True, "compile_loss": False, "cuda_graphs": False, "fused_dropout_lora": False}
+B8 = {**BF16, "compile_loss": False, "cuda_graphs": False}
 NO_DROPOUT = {"dropout": 0.0}
 VARIANTS = {
     "b0_stage_recipe_levers_off": (OFF, {}),
@@ -81,20 +86,25 @@ VARIANTS = {
     "b7_plus_compile_per_layer_instead": ({**B5, "compile": True, "compile_scope": "layers"}, {}),
     "b8_plus_fused_adamw": (B8, {}),
     "b9_plus_compiled_loss": ({**B8, "compile_loss": True}, {}),
-    "b10_plus_cuda_graphs": ({"enabled": True, "fused_dropout_lora": False}, {}),
-    "b11_plus_fused_dropout_lora_default_fast_path": ({"enabled": True}, {}),
-    "fused_dropout_lora_without_cuda_graphs": ({"enabled": True, "cuda_graphs": False}, {}),
+    "b10_plus_cuda_graphs_bf16_base": (BF16, {}),
+    "b11_plus_fp8_base": ({"enabled": True, "fp8_base": True}, {}),
+    "fused_dropout_lora_bf16_base": ({**BF16, "fused_dropout_lora": True}, {}),
+    "fused_dropout_lora_without_cuda_graphs": ({**BF16, "fused_dropout_lora": True, "cuda_graphs": False}, {}),
     "default_fast_path_evaluating_every_10_steps": ({"enabled": True}, {"eval_steps": 10}),
     "default_fast_path_micro_16_x_4": ({"enabled": True, "micro_batch": 16}, {}),
-    "fast_path_without_autocast": ({"enabled": True, "mixed_precision": False}, {}),
-    "fast_path_cuda_graphs_whole_model": ({"enabled": True, "compile_scope": "model"}, {}),
-    # LoRA dropout 0 (the recipe's is 0.05): the merged LoRA path becomes possible (fused_lora: auto takes it).
-    "lora_dropout_0_unfused": ({"enabled": True, "fused_lora": False}, NO_DROPOUT),
-    "lora_dropout_0_fused_lora_no_cuda_graphs": ({"enabled": True, "cuda_graphs": False}, NO_DROPOUT),
-    "lora_dropout_0_fused_lora_fastest": ({"enabled": True}, NO_DROPOUT),
+    "fast_path_without_autocast": ({**BF16, "mixed_precision": False}, {}),
+    "fast_path_cuda_graphs_whole_model": ({**BF16, "compile_scope": "model"}, {}),
+    # LoRA dropout 0 (the recipe's is 0.05): the merged LoRA path becomes possible (fused_lora: auto takes it on
+    # the bf16 base; beside the FP8 base the LoRA stays apart).
+    "lora_dropout_0_unfused": ({**BF16, "fused_lora": False}, NO_DROPOUT),
+    "lora_dropout_0_fused_lora_no_cuda_graphs": ({**BF16, "cuda_graphs": False}, NO_DROPOUT),
+    "lora_dropout_0_fused_lora_fastest_bf16": (BF16, NO_DROPOUT),
+    "lora_dropout_0_fp8_base": ({"enabled": True, "fp8_base": True}, NO_DROPOUT),
     "low_memory_4bit_micro_16": ({"enabled": True, "micro_batch": 16, "dequantize_base": False}, {}),
 }
-DEFAULT_FAST = "b11_plus_fused_dropout_lora_default_fast_path"
+DEFAULT_FAST = "b10_plus_cuda_graphs_bf16_base"  # what the stage runs on a GPU by default
+# The summary's "ours": the default if it was measured, else the other recipe-exact fast variants.
+SUMMARY_ORDER = (DEFAULT_FAST, "b11_plus_fp8_base", "default_fast_path_evaluating_every_10_steps")
 
 
 # ---------------------------------------------------------------- prepare (CPU)
@@ -425,7 +435,6 @@ def peer_in_process(name: str, model_dir: Path, blocks: dict, steps: int) -> dic
 def peer_in_subprocess(name: str, model_dir: Path, steps: int, site: str | None, timeout: float) -> dict:
     """A peer in a process of its own (with `site` first on PYTHONPATH, offline): its result, or why it failed
     (the exception or the process's last output)."""
-    import os
     import subprocess
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
@@ -519,6 +528,66 @@ def dropout_lora_kernel_check(repeats: int = 50) -> dict:
     return result
 
 
+def fp8_matmul_check(repeats: int = 50) -> dict:
+    """The FP8 base's matmul at the recipe's shapes (8192 tokens; gate/up 2048 -> 5632, down 5632 -> 2048, q/o
+    2048 -> 2048): its output and input gradient against float32 from the same dequantized e4m3 operands (the
+    CPU path the tests check: only rounding of the output may differ), against the bf16 product (what FP8 costs
+    in precision), and median milliseconds of forward + input gradient, FP8 and bf16, both compiled."""
+    from ftpipe.fp8_base import Fp8Linear, dequantize_rows, quantize_rows
+
+    device = torch.device("cuda" if CUDA else "cpu")
+    tokens = 64 * MAX_LEN if CUDA else 256
+    result = {}
+
+    def timed(fn) -> float | None:
+        if not CUDA:
+            return None
+        for _ in range(3):
+            fn()
+        times = []
+        for _ in range(repeats):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        return round(statistics.median(times), 4)
+
+    def error(a, b):
+        return float((a.float() - b.float()).norm() / b.float().norm())
+
+    for inputs, outputs in ((2048, 5632), (5632, 2048), (2048, 2048)):
+        linear = torch.nn.Linear(inputs, outputs, bias=False, device=device, dtype=torch.bfloat16)
+        fp8 = Fp8Linear(linear, torch.bfloat16)
+        x = torch.randn(tokens, inputs, device=device, dtype=torch.bfloat16, requires_grad=True)
+        grad = torch.randn(tokens, outputs, device=device, dtype=torch.bfloat16)
+        y = fp8(x)
+        (dx,) = torch.autograd.grad(y, x, grad)
+        xq, xs = quantize_rows(x.detach())
+        gq, gs = quantize_rows(grad)
+        y_same = dequantize_rows(xq, xs) @ dequantize_rows(fp8.weight, fp8.weight_scale).t()
+        dx_same = dequantize_rows(gq, gs) @ dequantize_rows(fp8.weight_t, fp8.weight_t_scale).t()
+        y_bf16 = linear(x)
+        (dx_bf16,) = torch.autograd.grad(y_bf16, x, grad)
+
+        def fp8_way(x=x, grad=grad, fp8=fp8):
+            torch.autograd.grad(fp8(x), x, grad)
+
+        def bf16_way(x=x, grad=grad, linear=linear):
+            torch.autograd.grad(linear(x), x, grad)
+
+        result[f"{inputs}_to_{outputs}"] = {
+            "relative_error_y_vs_same_operands_fp32": error(y, y_same),
+            "relative_error_dx_vs_same_operands_fp32": error(dx, dx_same),
+            "relative_error_y_vs_bf16": error(y, y_bf16),
+            "relative_error_dx_vs_bf16": error(dx, dx_bf16),
+            "ms_fp8_compiled": timed(torch.compile(fp8_way)) if CUDA else None,
+            "ms_bf16_compiled": timed(torch.compile(bf16_way)) if CUDA else None,
+        }
+    return result
+
+
 def stage_args(
     model_dir: Path,
     out: Path,
@@ -529,6 +598,7 @@ def stage_args(
     grad_accum: int = 8,
     logging_steps: int = 10,
     eval_steps: int = 0,
+    learning_rate: float = 2e-4,
 ):
     """The training stage's arguments for the reference recipe with the given speed levers, outputs in `out`."""
     from train import build_parser
@@ -540,6 +610,7 @@ def stage_args(
     argv += ["--lora", json.dumps(lora), "--speed", json.dumps(speed), "--save-steps", "100000"]
     argv += ["--micro-batch", str(micro_batch), "--grad-accum", str(grad_accum)]
     argv += ["--max-steps", str(steps), "--logging-steps", str(logging_steps), "--eval-steps", str(eval_steps)]
+    argv += ["--learning-rate", str(learning_rate)]
     return build_parser().parse_args(argv)
 
 
@@ -559,7 +630,8 @@ def stage_variant(
 
 
 def variant_summary(timing: dict) -> dict:
-    result = {key: timing[key] for key in ("median_step_seconds", "tokens_per_second", "warmup_seconds", "mfu", "plan")}
+    keys = ("median_step_seconds", "tokens_per_second", "warmup_seconds", "total_seconds", "mfu", "plan")
+    result = {key: timing[key] for key in keys}
     result["peak_gpu_memory_gib"] = round((timing["peak_gpu_memory_bytes"] or 0) / 2**30, 2)
     result["epoch_estimate_minutes"] = round(
         (timing["warmup_seconds"] + (EPOCH_STEPS - timing["warmup_steps"]) * timing["median_step_seconds"]) / 60, 1
@@ -567,25 +639,40 @@ def variant_summary(timing: dict) -> dict:
     return result
 
 
-def loss_parity(model_dir: Path, blocks: dict, steps: int, fast_variant: str) -> dict:
-    """A fast variant's per-step loss against the plain path's (same LoRA dropout), on the same data and seed,
-    up to the first non-finite loss of either (random weights can diverge; the comparison stops there)."""
+def loss_parity(model_dir: Path, blocks: dict, steps: int, fast_variant: str, baseline: str = "plain") -> dict:
+    """A fast variant's per-step loss against a baseline's (the plain path, or another variant such as the bf16
+    base; same LoRA dropout), on the same data and seed, up to the first non-finite loss of either (random
+    weights can diverge; the comparison stops there)."""
     fast_speed, recipe = VARIANTS[fast_variant]
-    plain, plain_rows = stage_variant(model_dir, blocks, steps, PLAIN, logging_steps=1, **recipe)
+    base_speed = PLAIN if baseline == "plain" else VARIANTS[baseline][0]
+    plain, plain_rows = stage_variant(model_dir, blocks, steps, base_speed, logging_steps=1, **recipe)
     fast, fast_rows = stage_variant(model_dir, blocks, steps, fast_speed, logging_steps=1, **recipe)
     pairs = [(p["loss"], f["loss"]) for p, f in zip(plain_rows, fast_rows, strict=True)]
     finite = [(p, f) for p, f in itertools.takewhile(lambda pair: all(map(math.isfinite, pair)), pairs)]
+    differences = [abs(f - p) / p for p, f in finite]
     return {
         "fast_variant": fast_variant,
+        "baseline": baseline,
         "steps": steps,
         "finite_steps_compared": len(finite),
-        "max_relative_difference": round(max(abs(f - p) / p for p, f in finite), 6) if finite else None,
+        "max_relative_difference": round(max(differences), 6) if finite else None,
+        "step_of_max_difference": differences.index(max(differences)) + 1 if finite else None,
+        "final_relative_difference": round(differences[-1], 6) if finite else None,
         "plain_loss": [p for p, _ in pairs],
         "fast_loss": [f for _, f in pairs],
         "plain_grad_norm": [row["grad_norm"] for row in plain_rows],
         "plain_run": plain,
         "fast_run": fast,
     }
+
+
+def parity_key(spec: str) -> tuple[str, str, str]:
+    """`VARIANT` (against the plain path) or `VARIANT:BASELINE`: the result's key, the variant, the baseline."""
+    fast, _, baseline = spec.partition(":")
+    baseline = baseline or "plain"
+    if fast == DEFAULT_FAST and baseline == "plain":
+        return "loss_parity", fast, baseline
+    return f"loss_parity_{fast}" + ("" if baseline == "plain" else f"_vs_{baseline}"), fast, baseline
 
 
 @contextlib.contextmanager
@@ -629,6 +716,62 @@ def kernel_profile(enabled: bool, out: Path, steps: int):
     print(tables[0], flush=True)
 
 
+def compile_cache_runs(model_dir: Path, steps: int, variant: str, timeout: float = 300) -> dict:
+    """Cold and warm compile cache: the variant in two fresh processes sharing one empty Inductor cache folder
+    (what ftpipe.compile_cache points jobs at): the first compiles everything (cold); the second changes a
+    training setting that leaves the graphs as they are (the learning rate), as a second job or a second run of
+    the workflow with another setting would, and finds every graph compiled (warm). Dynamo's tracing and the
+    CUDA graphs' capture are paid in each process; Inductor's code generation, autotuning and Triton builds
+    only once."""
+    import subprocess
+
+    cache = Path(tempfile.mkdtemp(prefix="inductor_cache_"))
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache)}
+    env.pop("TRITON_CACHE_DIR", None)  # inside the Inductor folder, as in the stage
+    result = {"variant": variant, "steps": steps}
+    for name, learning_rate in (("cold", 2e-4), ("warm_other_learning_rate", 1e-4)):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "result.json"
+            command = [sys.executable, __file__, "variant", variant, "--model-dir", str(model_dir)]
+            command += ["--steps", str(steps), "--learning-rate", str(learning_rate), "--json", str(out)]
+            started = time.perf_counter()
+            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+            wall = round(time.perf_counter() - started, 1)
+            run_result = json.loads(out.read_text()) if out.exists() else {"error": f"exit {done.returncode}"}
+            if "error" in run_result:
+                run_result["output_tail"] = (done.stdout + done.stderr)[-3000:]
+            result[name] = {**run_result, "process_wall_seconds": wall}
+    result["cache_mib"] = round(sum(f.stat().st_size for f in cache.rglob("*") if f.is_file()) / 2**20, 1)
+    shutil.rmtree(cache, ignore_errors=True)
+    return result
+
+
+def variant_main(args) -> None:
+    """`variant NAME`: one (b) variant in this process (what compile_cache_runs starts); writes its timing."""
+    import traceback
+
+    speed, extra = VARIANTS[args.name]
+    try:
+        model_dir, blocks = Path(args.model_dir), block_tensors()
+        result = stage_variant(model_dir, blocks, args.steps, speed, learning_rate=args.learning_rate, **extra)[0]
+    except BaseException as err:  # noqa: BLE001  (recorded, the parent run goes on)
+        result = {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()[-4000:]}
+    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+
+
+def throughput_summary(results: dict) -> dict:
+    """Ours against the reference (a) and the peers: ours is the first of SUMMARY_ORDER this run measured."""
+    ours_name = next((name for name in SUMMARY_ORDER if results.get(name, {}).get("tokens_per_second")), None)
+    ours = results[ours_name]["tokens_per_second"] if ours_name else None
+    peers = {name: results[name].get("tokens_per_second") for name in PEERS if name in results}
+    a = results.get("a_reference_trainer", {}).get("tokens_per_second")
+    return {
+        "summary_variant": ours_name,
+        "ours_over_peers": {name: round(ours / value, 2) if ours and value else None for name, value in peers.items()},
+        "ratio_b_over_a": round(ours / a, 1) if a and ours else None,
+    }
+
+
 def run(args) -> None:
     if args.tiny:
         TINYLLAMA.update(
@@ -644,6 +787,9 @@ def run(args) -> None:
         print(json.dumps(results, indent=2), flush=True)
 
     model_dir = Path(tempfile.mkdtemp()) / "tinyllama-random"
+    # The stage's compile cache goes to a fresh folder: every warm-up below starts cold (in this process, the
+    # graphs an earlier variant compiled are found again; compile_cache_runs measures that in fresh processes).
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(model_dir.parent / "inductor_cache"))
     make_model(model_dir)
     blocks = block_tensors()
 
@@ -665,6 +811,8 @@ def run(args) -> None:
 
     if args.kernel_check:
         attempt("fused_dropout_lora_kernel", dropout_lora_kernel_check)
+    if args.fp8_check:
+        attempt("fp8_matmul", fp8_matmul_check)
     if args.reference_steps:
         attempt("a_reference_trainer", lambda: reference_trainer(model_dir, blocks, args.reference_steps))
     names = [*VARIANTS, *PEERS] if args.only is None else args.only
@@ -685,17 +833,16 @@ def run(args) -> None:
                 return stage_variant(model_dir, blocks, steps, speed, **extra)[0]
 
         attempt(name, measure)
-    for name in args.parity_of if args.parity_steps else []:
-        key = "loss_parity" if name == DEFAULT_FAST else f"loss_parity_{name}"
-        attempt(key, lambda name=name: loss_parity(model_dir, blocks, args.parity_steps, name))
-    peers = {name: results[name].get("tokens_per_second") for name in PEERS if name in results}
-    ours = results.get(DEFAULT_FAST, {}).get("tokens_per_second")
-    results["ours_over_peers"] = {
-        name: round(ours / value, 2) if ours and value else None for name, value in peers.items()
-    }
-    a = results.get("a_reference_trainer", {}).get("tokens_per_second")
-    b = results.get(DEFAULT_FAST, {}).get("tokens_per_second")
-    results["ratio_b_over_a"] = round(b / a, 1) if a and b else None
+    for spec in args.parity_of if args.parity_steps else []:
+        key, fast, baseline = parity_key(spec)
+        steps = args.parity_steps
+        attempt(key, lambda fast=fast, baseline=baseline, k=steps: loss_parity(model_dir, blocks, k, fast, baseline))
+    if args.compile_cache_steps:
+        attempt(
+            "compile_cache",
+            lambda: compile_cache_runs(model_dir, args.compile_cache_steps, args.compile_cache_variant),
+        )
+    results.update(throughput_summary(results))
     save()
     shutil.rmtree(model_dir.parent, ignore_errors=True)
 
@@ -710,7 +857,12 @@ def main() -> None:
     go.add_argument("--steps", type=int, default=30)
     go.add_argument("--parity-steps", type=int, default=200)
     go.add_argument("--only", nargs="*", help="run only these (b) variants")
-    go.add_argument("--parity-of", nargs="*", default=[DEFAULT_FAST], help="(b) variants to compare with plain")
+    go.add_argument(
+        "--parity-of",
+        nargs="*",
+        default=[DEFAULT_FAST, f"b11_plus_fp8_base:{DEFAULT_FAST}"],
+        help="(b) variants to compare with the plain path, or VARIANT:BASELINE to compare with another variant",
+    )
     go.add_argument("--out", default="train_throughput.json", help="file name of the results JSON")
     go.add_argument("--results-dir", default=str(ROOT / "bench" / "results"), help="where the JSON goes")
     go.add_argument("--profile", action="store_true", help="write each variant's GPU kernel table")
@@ -721,6 +873,13 @@ def main() -> None:
         default=True,
         help="check and time the fused dropout LoRA",
     )
+    go.add_argument(
+        "--compile-cache-steps", type=int, default=0, help="steps of each cold/warm compile-cache process; 0: skip"
+    )
+    go.add_argument("--compile-cache-variant", default=DEFAULT_FAST, help="the (b) variant those processes run")
+    go.add_argument(
+        "--fp8-check", action=argparse.BooleanOptionalAction, default=True, help="check and time the FP8 matmul"
+    )
     go.add_argument("--peer-steps", type=int, default=10, help="steps of each peer (TRL, Unsloth)")
     go.add_argument("--peer-timeout", type=float, default=420, help="seconds before a peer's process is stopped")
     go.add_argument("--unsloth-site", help="a folder put first on PYTHONPATH for the Unsloth peer's process")
@@ -729,8 +888,16 @@ def main() -> None:
     peer.add_argument("--model-dir", required=True)
     peer.add_argument("--steps", type=int, required=True)
     peer.add_argument("--json", required=True, help="where the result goes")
+    one = sub.add_parser("variant", help="one (b) variant in this process (what the compile-cache runs start)")
+    one.add_argument("name", choices=VARIANTS)
+    one.add_argument("--model-dir", required=True)
+    one.add_argument("--steps", type=int, required=True)
+    one.add_argument("--learning-rate", type=float, default=2e-4)
+    one.add_argument("--json", required=True, help="where the result goes")
     args = parser.parse_args()
-    {"prepare": lambda: prepare(args.rows), "run": lambda: run(args), "peer": lambda: peer_main(args)}[args.command]()
+    commands = {"prepare": lambda: prepare(args.rows), "run": lambda: run(args), "peer": lambda: peer_main(args)}
+    commands["variant"] = lambda: variant_main(args)
+    commands[args.command]()
 
 
 if __name__ == "__main__":

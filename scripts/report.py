@@ -21,12 +21,14 @@ SAMPLE_COLUMNS = ["title", "reference", "base_plain", "base_tagged", "adapter"]
 
 def summary_cards(run: str, config: dict, timing: dict, history: dict, counts: dict) -> dict:
     losses = [row["loss"] for row in history["history"] if row.get("loss") not in (None, "")]
+    trainable = timing.get("adapters", {}).get("trainable_parameters")
     return {
         "run": run,
         "base model": config.get("model", {}).get("source"),
         "device": timing.get("device"),
         "steps": history.get("step"),
         "training time": f"{timing.get('total_seconds', 0):.0f} s",
+        "trainable parameters": f"{trainable:,}" if trainable is not None else "n/a",
         "first → last loss": f"{losses[0]:.3f} → {losses[-1]:.3f}" if losses else "n/a",
         "rows used": counts["sampling"]["sampled"],
     }
@@ -61,6 +63,7 @@ def build_report(args) -> str:
         lengths_png=png_data_uri(args.lengths_png),
         curve_png=png_data_uri(args.curve_png),
         timing={key: value for key, value in timing.items() if not isinstance(value, dict)},
+        adapters=timing.get("adapters"),
         metrics=metrics,
         metric_names=metric_order(next(iter(metrics["variants"].values()))),
         metric_help=METRIC_HELP,

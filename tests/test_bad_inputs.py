@@ -288,9 +288,9 @@ def test_an_encrypted_zip_is_named(tmp_path):
 
 def test_training_on_no_blocks_stops_with_a_message(tmp_path):
     import datasets
-    from train import load_blocks
 
     from ftpipe.io import save_datasets
+    from ftpipe.training import load_blocks
 
     features = datasets.Features({key: datasets.Sequence(datasets.Value("int32")) for key in ("input_ids", "labels")})
     features["position_ids"] = datasets.Sequence(datasets.Value("int32"))

@@ -140,7 +140,7 @@ def test_dropout_zero_is_refused(base):
 
 
 def test_plan_takes_it_on_gpus_with_dropout_and_true_insists():
-    from train import SPEED_DEFAULTS
+    from ftpipe.speed_plan import SPEED_DEFAULTS
 
     def plan(wanted, dropout, device="cuda"):
         return resolved({"fused_dropout_lora": wanted}, dropout, device)["fused_dropout_lora"]

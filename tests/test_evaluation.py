@@ -228,7 +228,7 @@ def test_metrics_stage_small_data(tmp_path, tiny_model_dir, adapter_dir):
 
 
 def test_train_skips_validation_on_an_empty_split_with_a_warning(caplog):
-    from train import validation_steps
+    from ftpipe.training import validation_steps
 
     empty = {"input_ids": torch.zeros((0, 128), dtype=torch.int32)}
     with caplog.at_level("WARNING"):

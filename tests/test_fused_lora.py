@@ -72,7 +72,7 @@ def test_dropout_is_refused(base):
 
 def resolved(speed: dict, dropout: float = 0.0, device: str = "cpu") -> dict:
     """The training stage's plan for the recipe with these speed levers and LoRA dropout (a 4-bit base)."""
-    from train import resolve_plan
+    from ftpipe.speed_plan import resolve_plan
 
     args = argparse.Namespace(
         speed={"enabled": True, **speed},
@@ -87,7 +87,7 @@ def resolved(speed: dict, dropout: float = 0.0, device: str = "cpu") -> dict:
 
 
 def test_auto_takes_the_merged_path_where_possible_and_true_insists():
-    from train import SPEED_DEFAULTS
+    from ftpipe.speed_plan import SPEED_DEFAULTS
 
     def plan(fused_lora, dropout: float, dequantize_base: bool = True):
         return resolved({"fused_lora": fused_lora, "dequantize_base": dequantize_base}, dropout)["fused_lora"]
@@ -118,3 +118,44 @@ def test_cuda_graphs_on_a_gpu_with_compiled_code():
     assert resolved({"micro_batch": 16}, device="cuda")["cuda_graphs"] is True  # accumulation: grads summed apart
     assert resolved({}, device="cpu")["cuda_graphs"] is False
     assert resolved({"compile": False}, device="cuda")["cuda_graphs"] is False
+
+
+def test_a_layer_that_cannot_take_it_turns_auto_off_and_stops_true(base):
+    """DoRA layers cannot take the merged path: `auto` turns the lever off with the reason in the plan (the run
+    goes on with PEFT's path), `true` stops the stage; no layer is switched either way."""
+    from peft import LoraConfig, get_peft_model
+
+    from ftpipe.speed_plan import apply_fused_lora
+
+    dora = get_peft_model(copy.deepcopy(base), LoraConfig(r=4, target_modules=TARGETS, use_dora=True))
+    plan = {"fused_lora": True, "fused_dropout_lora": False, "levers_off": {}}
+    apply_fused_lora(dora, plan, {"fused_lora": "auto"})
+    assert plan["fused_lora"] is False and "a LoRA variant (DoRA) is on" in plan["levers_off"]["fused_lora"]
+    with pytest.raises(SystemExit, match="train: speed.fused_lora: fused LoRA is not possible for .*q_proj"):
+        apply_fused_lora(dora, {**plan, "fused_lora": True}, {"fused_lora": True})
+    assert not any("forward" in vars(module) for module in dora.modules())  # PEFT's own forward everywhere
+
+
+def test_merged_path_adds_the_base_layers_bias():
+    """Qwen2's q/k/v projections have a bias: the merged path adds it, under bf16 autocast too."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(0)
+    layers = torch.nn.Sequential(torch.nn.Linear(16, 24, bias=True), torch.nn.Linear(24, 8, bias=True))
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["0", "1"])
+    models = []
+    for _ in range(2):
+        torch.manual_seed(1)  # the same LoRA A and B in both
+        models.append(get_peft_model(copy.deepcopy(layers), config))
+        for name, param in models[-1].named_parameters():
+            if "lora_B" in name:
+                torch.nn.init.normal_(param, std=0.1)
+    plain, fused = models
+    assert fuse_lora_layers(fused) == 2
+    x = torch.randn(5, 16)
+    for enabled in (False, True):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled):
+            expected, actual = plain(x), fused(x)
+        tolerance = 2e-2 if enabled else 1e-5
+        torch.testing.assert_close(actual.float(), expected.float(), rtol=tolerance, atol=tolerance)
+        actual.float().sum().backward()  # the backward runs with autocast's bf16 merged weight (was a dtype error)

@@ -17,6 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from ftpipe.compile_cache import cache_key
 from tests.conftest import SCRIPTS
 
 LORA = '{"r": 4, "alpha": 8, "dropout": 0.05, "target_modules": ["q_proj", "v_proj", "down_proj"]}'
@@ -70,7 +71,10 @@ def test_grad_accumulation_matches_one_big_batch(packed_dir, tiny_model_dir):
     """8 blocks as 4 micro-batches of 2 and as 1 micro-batch of 8 give the same update, though the blocks
     carry different numbers of labelled tokens."""
     import datasets
-    from train import build_model, build_parser, resolve_plan, train_step
+    from train import build_parser
+
+    from ftpipe.speed_plan import resolve_plan
+    from ftpipe.training import build_model, train_step
 
     data = datasets.load_from_disk(str(packed_dir)).with_format("torch")["train"]
     blocks = data[list(range(8))]
@@ -84,7 +88,7 @@ def test_grad_accumulation_matches_one_big_batch(packed_dir, tiny_model_dir):
     for micro_batch in (2, 8):
         torch.manual_seed(0)
         plan = resolve_plan(args, torch.device("cpu"))
-        model = build_model(args, plan, torch.device("cpu"), torch.float32)
+        model, _ = build_model(args, plan, torch.device("cpu"), torch.float32)
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.SGD(params, lr=1.0)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
@@ -172,18 +176,26 @@ def test_dequantized_base_computes_the_same_logits(tiny_model_dir):
 
 
 @pytest.mark.parametrize("fused_lora", [False, "auto"])
-def test_speed_levers_keep_the_loss(packed_dir, tiny_model_dir, tmp_path, fused_lora):
+def test_speed_levers_keep_the_loss(packed_dir, tiny_model_dir, tmp_path, fused_lora, monkeypatch):
     """The fast path (one big micro-batch, dequantized base, bf16 autocast, torch.compile of each layer, data
     on the device; with and without the merged LoRA path) runs on the CPU too; its loss curve matches the
     plain float32 path's within 1% and it trains the same adapter (LoRA dropout 0, so that no random masks
-    differ; bf16 rounding is the rest)."""
+    differ; bf16 rounding is the rest). Its compiled graphs land in the workflow's compile cache, under the
+    working directory, keyed by torch's version and the device."""
     speed = {"enabled": True, "micro_batch": 4, "compile": True, "fused_lora": fused_lora}
     levers = json.dumps(speed)  # CUDA graphs (on by default) are off without CUDA
     plain, fast = tmp_path / "plain", tmp_path / "fast"
     common = ["--save-steps", "100", "--learning-rate", "1e-2", "--lora", LORA.replace("0.05", "0.0")]
     assert run_train(cli_args(packed_dir, tiny_model_dir, plain, *common)).wait(timeout=600) == 0
-    assert run_train(cli_args(packed_dir, tiny_model_dir, fast, *common, "--speed", levers)).wait(timeout=900) == 0
-    plan = json.loads((fast / "timing.json").read_text())["plan"]
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    fast_run = run_train(cli_args(packed_dir, tiny_model_dir, fast, *common, "--speed", levers), cwd=tmp_path)
+    assert fast_run.wait(timeout=900) == 0
+    cache = tmp_path / ".snakemake" / "compile_cache" / cache_key(torch.device("cpu"))
+    assert any(cache.glob("*/*.py")), "no compiled code in the compile cache"
+    assert any((cache / "fxgraph").rglob("*")), "no FX-graph cache entries"
+    timing = json.loads((fast / "timing.json").read_text())
+    assert timing["setup_seconds"] > 0 and timing["save_seconds"] > 0  # time_to_report's breakdown reads them
+    plan = timing["plan"]
     assert plan == {
         "speed_levers": True,
         "world_size": 1,
@@ -201,6 +213,8 @@ def test_speed_levers_keep_the_loss(packed_dir, tiny_model_dir, tmp_path, fused_
         "fused_optimizer": True,
         "fused_lora": fused_lora == "auto",  # auto: LoRA dropout is 0 here, so the merged path
         "fused_dropout_lora": False,  # nothing to fuse with dropout 0
+        "fp8_base": False,  # off by default (and no FP8 tensor cores on a CPU)
+        "levers_off": {},  # every lever applies to this Llama
     }
     with open(plain / "train_log.csv") as a, open(fast / "train_log.csv") as b:
         plain_loss = [float(row["loss"]) for row in csv.DictReader(a)]

@@ -33,12 +33,17 @@ def test_every_target(finished_run):
     history = json.loads((trained / "training_history.json").read_text())
     assert history["step"] == 4 and len(history["history"]) == 4
     assert (trained / "train_log.csv").read_text().startswith("step,")
-    assert json.loads((trained / "timing.json").read_text())["steps"] == 4
+    timing = json.loads((trained / "timing.json").read_text())
+    assert timing["steps"] == 4
+    llama = ["down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"]  # all-linear, the default
+    assert timing["adapters"]["adapted_modules"] == llama and timing["adapters"]["trainable_parameters"] > 0
     for png in ("train_curve.png", "token_lengths.png"):
         assert (run / "plots" / png).read_bytes().startswith(b"\x89PNG")
     samples = json.loads((run / "samples.json").read_text())["samples"]
     report = (finished_run / "results" / "report.html").read_text()
     assert report == (run / "report.html").read_text()
+    assert f"LoRA adapters on <b>{', '.join(llama)}</b>" in report
+    assert f"{timing['adapters']['trainable_parameters']:,}" in report
     assert len(samples) == 2
     for sample in samples:
         assert set(sample) >= {"title", "reference", "base_plain", "base_tagged", "adapter"}
@@ -58,6 +63,27 @@ def test_every_target(finished_run):
         assert (finished_run / "logs" / stage / f"{key}.log").stat().st_size > 0
         assert json.loads((run_folder(finished_run, "tiny", stage) / "params.json").read_text())["key"] == key
         assert "<code>results/" in report and key in report  # the lineage section names every folder
+
+
+def test_report_shows_the_lora_target_warnings(finished_run, tmp_path):
+    """A target list that leaves projections out: timing.json's warnings are on the run's page."""
+    import report
+
+    run = finished_run / "results" / "runs" / "tiny"
+    timing = json.loads((run_folder(finished_run, "tiny", "train") / "timing.json").read_text())
+    warning = "lora.target_modules leaves the MLP projections ['down_proj'] of LlamaForCausalLM without an adapter"
+    timing["adapters"]["warnings"] = [warning]
+    (tmp_path / "timing.json").write_text(json.dumps(timing))
+    folders = {stage: run_folder(finished_run, "tiny", stage) for stage in ("prepare", "tokenize", "pack", "train")}
+    args = report.build_parser().parse_args(
+        ["--counts", str(folders["prepare"] / "counts.json"), "--token-stats", str(folders["tokenize"] / "stats.json")]
+        + ["--pack-stats", str(folders["pack"] / "stats.json"), "--timing", str(tmp_path / "timing.json")]
+        + ["--history", str(folders["train"] / "training_history.json"), "--samples", str(run / "samples.json")]
+        + ["--metrics", str(run / "metrics.json"), "--curve-png", str(run / "plots" / "train_curve.png")]
+        + ["--lengths-png", str(run / "plots" / "token_lengths.png"), "--report", str(tmp_path / "report.html")]
+        + ["--lineage-record", (run / "lineage.json").read_text()]
+    )
+    assert f'<p class="warn">{html.escape(warning)}</p>' in report.build_report(args)
 
 
 def planned_jobs(workdir: Path, overrides: dict, target: str = "results/report.html") -> dict[str, list[str]]:

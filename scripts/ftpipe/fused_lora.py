@@ -30,7 +30,9 @@ class MergedLoraMatmul(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
-        flat, projected, merged, b = ctx.saved_tensors
+        merged = ctx.saved_tensors[2]
+        # One dtype: under CPU autocast the merged weight came out bf16 while W, x and B were float32.
+        flat, projected, _, b = (tensor.to(merged.dtype) for tensor in ctx.saved_tensors)
         x_dtype, a_dtype, b_dtype = ctx.dtypes
         grad = grad_out.reshape(-1, grad_out.shape[-1]).to(merged.dtype)
         grad_x = (grad @ merged).view(*grad_out.shape[:-1], merged.shape[1]).to(x_dtype)
@@ -46,8 +48,8 @@ def fusable(module) -> str | None:
     name = module.active_adapters[0]
     if not isinstance(module.lora_dropout[name], torch.nn.Identity):
         return "LoRA dropout is not 0 (the dropout applies to the LoRA input only, which a merged weight cannot)"
-    if type(module.base_layer) is not torch.nn.Linear or module.base_layer.bias is not None:
-        return f"the base layer is {type(module.base_layer).__name__}, not a 16/32-bit nn.Linear without bias"
+    if type(module.base_layer) is not torch.nn.Linear:
+        return f"the base layer is {type(module.base_layer).__name__}, not a 16/32-bit nn.Linear"
     if name in getattr(module, "lora_variant", {}):
         return "a LoRA variant (DoRA) is on"
     return None
@@ -59,7 +61,9 @@ def merged_forward(self, x, *args, **kwargs):
         return type(self).forward(self, x, *args, **kwargs)
     name = self.active_adapters[0]
     lora_a, lora_b = self.lora_A[name].weight, self.lora_B[name].weight
-    return MergedLoraMatmul.apply(x, self.base_layer.weight, lora_a, lora_b, self.scaling[name])
+    result = MergedLoraMatmul.apply(x, self.base_layer.weight, lora_a, lora_b, self.scaling[name])
+    bias = self.base_layer.bias  # frozen (Qwen2's q/k/v have one): added as the base layer adds it
+    return result if bias is None else result + bias.to(result.dtype)
 
 
 def fuse_lora_layers(model) -> int:

@@ -10,6 +10,7 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from .budget import AUTO, budget_arg
+from .compile_cache import use_compile_cache
 from .modeling import DEFAULT_QUANTIZATION
 from .prompts import PROMPT_FORMATS, PromptFormat, PromptFormatError, cut_at_stop
 from .stage import json_arg
@@ -155,6 +156,8 @@ def generate_new_ids(
     extra = {key: settings[key] for key in ("min_new_tokens", "cache_implementation") if settings.get(key)}
     if extra.get("cache_implementation") == "dynamic":
         del extra["cache_implementation"]  # transformers' default
+    if extra.get("cache_implementation") == "static" and device.type == "cuda":
+        use_compile_cache(device)  # transformers compiles the decoding step for the static cache
     new_ids: list[torch.Tensor | None] = [None] * len(prompts)
     for start in range(0, len(order), batch_size):
         indices = order[start : start + batch_size]
