@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The Python packages the GPU machine lacks, as Python 3.12 manylinux x86_64 wheels, for the device calls of
-# bench/time_to_report.py and bench/train_throughput.py (see /work/.library/device/README.md and FACTS §3).
+# bench/time_to_report.py and bench/train_throughput.py (the GPU machine has no network and lacks bitsandbytes,
+# datasets, snakemake, orjson, jsonschema, rouge-score, gguf and trl: bench/README.md).
 #
 #   bash bench/carry_wheels.sh            # here (network), from the repository root or anywhere in it
 #
@@ -8,7 +9,7 @@
 # rouge-score, gguf, trl and what they need) and .whl/unsloth/*.whl (Unsloth and what it needs beyond the
 # first set; installed apart, for the Unsloth variant's own process). .whl is git-ignored. Then it checks
 # every wheel's Requires-Dist (markers evaluated for CPython 3.12 on Linux x86_64) against the packages the
-# GPU image has (KINDS.md, "Python packages already there") and the wheels carried, fails naming any
+# GPU image has (GPU_IMAGE below) and the wheels carried, fails naming any
 # requirement neither covers, and prints the sizes. On the GPU machine (carry: .whl):
 #   python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl
 #   python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site-unsloth .whl/unsloth/*.whl
@@ -98,7 +99,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-# KINDS.md, "Python packages already there" (the image 'cuda', read 2026-11-17).
+# The Python packages the GPU machine's image ('cuda') already has, as its provider listed them on 2026-11-17.
 GPU_IMAGE = """absl-py accelerate aiofiles aiohappyeyeballs aiohttp aiosignal annotated-doc anyio attrs botorch build
 certifi charset-normalizer chex click cloudpickle cmake colorama contourpy coverage cuda-bindings cuda-core
 cuda-pathfinder cuda-toolkit cupy-cuda13x cycler cython diffrax e3nn einops equinox etils execnet filelock

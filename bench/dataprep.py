@@ -4,11 +4,11 @@
 
 Both run on the same generated AmazonTitles-shaped file (scripts/make_catalog.py, 5% quirky rows), each in
 its own process so that peak RSS is its own, and both draw the same share of rows the reference trained on
-(105,000 of 2,248,619), or with --every-row every usable row (the basis of FACTS §7's 3,000 rows/s).
-The reference method (shared FACTS §1, §7): read every line, silently drop what
-does not parse or has an empty field, sample, tokenize with padding to max_len via `datasets.map`, then
-pack in a Python loop (valid tokens + EOS appended to a buffer, cut every max_len). The project: the stage
-functions that Snakemake runs. Writes bench/results/dataprep.json.
+(105,000 of 2,248,619), or with --every-row every usable row (the basis on which the seed recipe's method
+makes about 3,000 rows/s on 2 cores). The seed recipe's method (the Colab notebook's): read every line,
+silently drop what does not parse or has an empty field, sample, tokenize with padding to max_len via
+`datasets.map`, then pack in a Python loop (valid tokens + EOS appended to a buffer, cut every max_len).
+The project: the stage functions that Snakemake runs. Writes bench/results/dataprep.json.
 
     python bench/dataprep.py stages --rows 50000 --out dataprep_stages_50k.json
 
@@ -184,7 +184,7 @@ def main() -> None:
     bench.add_argument(
         "--every-row",
         action="store_true",
-        help="both methods tokenize and pack every usable row (FACTS §7's basis) instead of the reference's share",
+        help="both methods tokenize and pack every usable row instead of the seed recipe's share",
     )
     bench.add_argument("--out", default="dataprep.json", help="file name of the results JSON")
     bench.add_argument(

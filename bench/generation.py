@@ -283,7 +283,7 @@ def static_cache(result: dict, model, tokenizer, prompts: list[str], n_new: int)
         result["runs"][f"d_static_cache_batch_{batch}"] = measure(
             "d", run_once, len(prompts), n_new * len(prompts), batch_size=batch, warm_up_seconds=warm_up
         )
-    except Exception as err:  # recorded: FACTS §10 saw CUDA graphs overwritten with a hand-made compile
+    except Exception as err:  # recorded: a hand-made compile of forward once failed with CUDA graphs overwritten
         result["runs"][f"d_static_cache_batch_{batch}"] = {"error": f"{type(err).__name__}: {err}"[:2000]}
 
 

@@ -5,7 +5,7 @@
     python bench/time_to_report.py run --smoke        # CPU smoke test: 3,000 rows, a 2-layer model
 
 In a fresh work folder it (a) generates `--rows` AmazonTitles-shaped raw lines with scripts/make_catalog.py,
-(b) builds a TinyLlama-shaped model with random weights as a local folder (FACTS §1's shape; throughput does
+(b) builds a TinyLlama-shaped model with random weights as a local folder (TinyLlama v1.1's shape; throughput does
 not depend on the weights) with a 32,000-token tokenizer cut from the SmolLM2 tokenizer that
 `train_throughput.py prepare` saved (its first 32,000 tokens and the merges that make them: TinyLlama's
 vocabulary size, so the model has TinyLlama's embedding and output shapes), (c) runs

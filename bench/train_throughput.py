@@ -7,7 +7,8 @@ Two steps:
 `prepare` runs the project's own prepare -> tokenize -> pack (reference packing, max_len 128) on generated
 AmazonTitles-shaped rows with the SmolLM2 tokenizer, maps ids into TinyLlama's 32000-token vocabulary (the
 model has random weights, so only the shape matters) and saves them with the tokenizer under bench/work/.
-`run` builds a TinyLlama-shaped Llama (FACTS §1) with random weights and measures, on the same blocks:
+`run` builds a Llama of TinyLlama v1.1's shape (22 layers, hidden 2048) with random weights and measures,
+on the same blocks:
   (a) the reference recipe exactly: HF Trainer, micro-batch 8 x accumulation 8, gradient checkpointing,
       prepare_model_for_kbit_training, NF4 double quant, LoRA r16/alpha16/dropout 0.05 on seven projections;
   (b) the project's training stage (scripts/train.py, run_training) with the same effective batch, LoRA and

@@ -17,7 +17,9 @@ rule generate:
         **resources_of(run_value("generate")),
     params:
         **run_params("generate"),
+        prompt_format=run_value("prompt", "format"),
         instruction_template=run_value("prompt", "instruction"),
+        response_template=run_value("prompt", "response"),
         base_prompt_template=run_value("prompt", "base_plain"),
         stop_strings=run_value("prompt", "stop_strings"),
         quantization=run_value("train", "quantization"),
@@ -51,10 +53,12 @@ rule metrics:
         **resources_of(run_value("metrics")),
     params:
         **run_params("metrics"),
+        prompt_format=run_value("prompt", "format"),
         instruction_template=run_value("prompt", "instruction"),
         response_template=run_value("prompt", "response"),
         base_prompt_template=run_value("prompt", "base_plain"),
         stop_strings=run_value("prompt", "stop_strings"),
         quantization=run_value("train", "quantization"),
+        max_len=run_value("tokenize", "max_len"),  # bounds the auto generation budget
     script:
         "../scripts/metrics.py"

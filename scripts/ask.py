@@ -19,7 +19,7 @@ from ftpipe.experiments import baseline_run, run_configs  # noqa: E402
 from ftpipe.generation import generate_texts  # noqa: E402
 from ftpipe.io import read_json  # noqa: E402
 from ftpipe.modeling import load_for_inference, load_tokenizer, merge_adapter, pick_device  # noqa: E402
-from ftpipe.prompts import instruction_text  # noqa: E402
+from ftpipe.prompts import PromptFormat, PromptFormatError  # noqa: E402
 
 
 def titles_from(args) -> list[str]:
@@ -49,13 +49,18 @@ def ask(titles: list[str], config: dict, results: Path, run: str, greedy: bool) 
         key: generation[key]
         for key in ("max_new_tokens", "do_sample", "temperature", "top_p", "repetition_penalty", "seed")
     }
-    settings["stop_strings"] = config["prompt"]["stop_strings"]
+    tokenizer = load_tokenizer(str(adapter))
+    try:
+        prompt_format = PromptFormat.from_settings(config["prompt"], tokenizer)
+    except PromptFormatError as err:
+        raise SystemExit(f"ask: {err}") from None
+    settings["stop_strings"] = prompt_format.stop_strings
     if greedy:
         settings["do_sample"] = False
     model = load_for_inference(str(base_model), config["train"]["quantization"], device)
     model = merge_adapter(model, str(adapter))
-    prompts = [instruction_text(config["prompt"]["instruction"], title) for title in titles]
-    return generate_texts(model, load_tokenizer(str(adapter)), prompts, settings, generation.get("batch_size", "auto"))
+    prompts = [prompt_format.prompt(title) for title in titles]
+    return generate_texts(model, tokenizer, prompts, settings, generation.get("batch_size", "auto"))
 
 
 def main() -> None:

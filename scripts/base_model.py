@@ -33,19 +33,23 @@ def embedded_gguf(source: str) -> tuple[Path, str]:
     return folder, filename
 
 
-def load_source(source: str, trust_remote_code: bool, allow_pickle: bool):
-    """Model and tokenizer from an embedded name, a local folder or a hub id."""
+def load_gguf(folder: Path, filename: str):
+    """Model (dequantized to float32) and tokenizer from a GGUF file, ready to save as plain weights."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename)
+    # The GGUF weights are dequantized on load; drop the GGUF marker so the model saves as plain weights.
+    del model.config.quantization_config
+    model.hf_quantizer = None
+    model.is_quantized = False
+    return model, tokenizer
+
+
+def load_source(source: str, trust_remote_code: bool, allow_pickle: bool):
+    """Model and tokenizer from an embedded name, a local folder or a hub id."""
     if source in EMBEDDED:
-        folder, filename = embedded_gguf(source)
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename)
-        # The GGUF weights are dequantized on load; drop the GGUF marker so the model saves as plain weights.
-        del model.config.quantization_config
-        model.hf_quantizer = None
-        model.is_quantized = False
-        return model, tokenizer
+        return load_gguf(*embedded_gguf(source))
     kwargs = {"trust_remote_code": trust_remote_code, "use_safetensors": None if allow_pickle else True}
     if looks_like_path(source):
         folder = Path(source).expanduser()

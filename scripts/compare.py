@@ -1,8 +1,14 @@
 """Compare: several runs of one experiment side by side (results/compare.html, compare.json, compare.csv).
 
 One row per run: what differs from the baseline run, final training and validation loss, the adapter's quality
-on held-out titles with bootstrap intervals, the paired difference against the baseline on the same titles
-(only where both runs scored the same titles: otherwise it says so), tokens/s, training time and peak memory.
+on held-out titles with bootstrap intervals, how many of its generations ended by themselves, the paired
+difference against a baseline that scored the same titles, tokens/s, training time and peak memory.
+
+Which baseline a run is paired with: the experiment's baseline where it scored the same titles; otherwise,
+for a run on other data (another catalog, another split), the run on that data closest to the experiment's
+baseline: the fewest settings other than `data.*` that differ from it, the earlier run on a tie. So an
+experiment that runs recipes over several catalogs compares each recipe with the baseline recipe on the
+same catalog; the table names each row's partner.
 Then the training and validation curves of all runs on one plot, and every run's generations for the same
 titles side by side. The page comes from report/templates/compare.html.j2."""
 
@@ -36,12 +42,29 @@ def scored_titles(metrics: dict) -> list[tuple[str, str]]:
     return [(row["title"], row["reference"]) for row in metrics["generations"]]
 
 
-def paired_against(baseline: dict, metrics: dict, seed: int) -> dict | str:
-    """Run minus baseline per metric over the same titles, or why the two cannot be paired."""
-    if scored_titles(baseline) != scored_titles(metrics):
-        return "not paired: the runs scored different test titles (their data differs)"
+def paired_against(baseline: dict, metrics: dict, seed: int) -> dict:
+    """Run minus baseline per metric over the same titles."""
     first, second = baseline.get("per_example", {}).get(VARIANT, {}), metrics.get("per_example", {}).get(VARIANT, {})
     return {name: paired_difference(first[name], second[name], seed) for name in first if name in second}
+
+
+def recipe_distance(lineage: dict) -> int:
+    """How many settings other than the data differ from the experiment's baseline."""
+    return sum(not key.startswith("data.") for key in lineage["differs_from_baseline"])
+
+
+def pairing(runs: list[str], baseline: str, metrics: dict, lineages: dict) -> dict[str, str]:
+    """Each run's partner: the experiment's baseline where it scored the same titles, else the run on the same
+    titles with the fewest non-data differences from that baseline (the earlier on a tie); a run that is its
+    data's baseline is its own partner."""
+    partners = {}
+    for run in runs:
+        same = [other for other in runs if scored_titles(metrics[other]) == scored_titles(metrics[run])]
+        if baseline in same:
+            partners[run] = baseline
+        else:
+            partners[run] = min(same, key=lambda other: (recipe_distance(lineages[other]), runs.index(other)))
+    return partners
 
 
 def peak_memory_gib(timing: dict) -> float | None:
@@ -51,21 +74,25 @@ def peak_memory_gib(timing: dict) -> float | None:
 
 def run_rows(args) -> list[dict]:
     metrics = {run: read_json(path) for run, path in zip(args.runs, args.metrics, strict=True)}
-    baseline = metrics[args.baseline]
-    seed = baseline["settings"].get("seed", 0)
+    seed = metrics[args.baseline]["settings"].get("seed", 0)
+    partners = pairing(args.runs, args.baseline, metrics, args.lineages)
     rows = []
     for index, run in enumerate(args.runs):
         timing, history = read_json(args.timings[index]), read_json(args.histories[index])
-        quality = metrics[run]["variants"][VARIANT]
+        partner = partners[run]
         rows.append(
             {
                 "run": run,
                 "baseline": run == args.baseline,
+                "data_baseline": partner == run and run != args.baseline,
+                "paired_with": None if partner == run else partner,
                 "differs": args.lineages[run]["differs_from_baseline"],
                 **final_losses(history),
-                "quality": quality,
-                "paired": None if run == args.baseline else paired_against(baseline, metrics[run], seed),
+                "quality": metrics[run]["variants"][VARIANT],
+                "endings": metrics[run].get("endings", {}).get(VARIANT),
+                "paired": None if partner == run else paired_against(metrics[partner], metrics[run], seed),
                 "titles": metrics[run]["settings"]["num_titles"],
+                "max_new_tokens": metrics[run]["settings"]["max_new_tokens"],
                 "tokens_per_second": timing.get("tokens_per_second"),
                 "train_seconds": timing.get("total_seconds"),
                 "peak_memory_gib": peak_memory_gib(timing),
@@ -84,17 +111,20 @@ def metric_names(rows: list[dict]) -> list[str]:
 
 
 def side_by_side(args) -> list[dict]:
-    """The first titles every run scored, with each run's generation."""
+    """The first titles scored by each set of runs that scored the same titles (one set per data set), with
+    each of those runs' generation."""
     generations = {run: read_json(path)["generations"] for run, path in zip(args.runs, args.metrics, strict=True)}
-    by_title = {run: {row["title"]: row for row in rows} for run, rows in generations.items()}
-    common = [row for row in generations[args.baseline] if all(row["title"] in titles for titles in by_title.values())]
+    groups: dict[tuple, list[str]] = {}
+    for run in args.runs:
+        groups.setdefault(tuple((row["title"], row["reference"]) for row in generations[run]), []).append(run)
     return [
         {
             "title": row["title"],
             "reference": row["reference"],
-            "outputs": {run: by_title[run][row["title"]][VARIANT] for run in args.runs},
+            "outputs": {run: generations[run][index][VARIANT] for run in runs},
         }
-        for row in common[:SHOWN_TITLES]
+        for runs in groups.values()
+        for index, row in enumerate(generations[runs[0]][:SHOWN_TITLES])
     ]
 
 
@@ -127,7 +157,8 @@ def curves_png(args, out_png: Path) -> None:
 
 
 def csv_text(rows: list[dict], names: list[str]) -> str:
-    columns = ["run", "baseline", "differs", "train_loss", "validation_loss", "titles"]
+    columns = ["run", "baseline", "paired_with", "differs", "train_loss", "validation_loss", "titles"]
+    columns += ["max_new_tokens", "ended", "hit_cap"]
     columns += [f"{name}{part}" for name in names for part in ("", "_low", "_high")]
     columns += [f"{name}_minus_baseline{part}" for name in names for part in ("", "_low", "_high")]
     columns += ["tokens_per_second", "train_seconds", "peak_memory_gib"]
@@ -136,11 +167,12 @@ def csv_text(rows: list[dict], names: list[str]) -> str:
     writer.writeheader()
     for row in rows:
         flat = {**row, "differs": "; ".join(f"{key}={value}" for key, value in row["differs"].items())}
+        flat.update({key: (row["endings"] or {}).get(key) for key in ("ended", "hit_cap")})
         for name in names:
             value = row["quality"].get(name) or {}
             flat[name] = value.get("mean", value.get("perplexity"))
             flat[f"{name}_low"], flat[f"{name}_high"] = value.get("low"), value.get("high")
-            paired = row["paired"].get(name, {}) if isinstance(row["paired"], dict) else {}
+            paired = (row["paired"] or {}).get(name, {})
             flat[f"{name}_minus_baseline"] = paired.get("mean")
             flat[f"{name}_minus_baseline_low"], flat[f"{name}_minus_baseline_high"] = (
                 paired.get("low"),

@@ -15,11 +15,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ftpipe import stage  # noqa: E402
-from ftpipe.generation import add_generation_args, generate_texts  # noqa: E402
+from ftpipe.generation import add_generation_args, generate_texts, prompt_format_of  # noqa: E402
 from ftpipe.heldout import sample_rows, sample_summary  # noqa: E402
 from ftpipe.io import write_json  # noqa: E402
 from ftpipe.modeling import load_for_inference, load_tokenizer, merge_adapter, pick_device  # noqa: E402
-from ftpipe.prompts import instruction_text  # noqa: E402
 
 log = logging.getLogger("ftpipe.generate")
 
@@ -31,15 +30,15 @@ def generate(args) -> dict:
     if not rows:
         raise SystemExit(f"generate: {args.test} has no rows: the test split is empty (too few rows or groups)")
     titles = [row["title"] for row in rows]
-    settings = {
-        key: getattr(args, key)
-        for key in ("max_new_tokens", "do_sample", "temperature", "top_p", "repetition_penalty", "stop_strings", "seed")
-    }
-    settings["cache_implementation"] = args.cache
     tokenizer = load_tokenizer(args.adapter)
+    prompt_format = prompt_format_of(args, tokenizer)
+    settings = {
+        key: getattr(args, key) for key in ("max_new_tokens", "do_sample", "temperature", "top_p", "repetition_penalty")
+    }
+    settings.update(stop_strings=prompt_format.stop_strings, seed=args.seed, cache_implementation=args.cache)
     model = load_for_inference(args.model_dir, args.quantization, device)
     plain = [args.base_prompt_template.format(title=title) for title in titles]
-    tagged = [instruction_text(args.instruction_template, title) for title in titles]
+    tagged = [prompt_format.prompt(title) for title in titles]
     outputs, seconds = {}, {}
     for name, prompts in (("base_plain", plain), ("base_tagged", tagged), ("adapter", tagged)):
         if name == "adapter":

@@ -23,6 +23,7 @@ def data_stage_calls(
     mode: str = "boundary",
     completion_only: bool = True,
     overlong: str = "truncate",
+    prompt_format: str = "plain",
     **prepare_values,
 ) -> dict[str, Callable[[], dict]]:
     """prepare, tokenize and pack as calls without arguments, in order, writing into `out` (splits,
@@ -39,8 +40,6 @@ def data_stage_calls(
             **splits,
             counts=str(out / "counts.json"),
             rejects=str(out / "rejects.jsonl"),
-            instruction_template=instruction,
-            response_template=response,
             **prepare_values,
         ),
         tokenize_stage: dict(
@@ -51,6 +50,9 @@ def data_stage_calls(
             max_len=max_len,
             completion_only=completion_only,
             overlong=overlong,
+            prompt_format=prompt_format,
+            instruction_template=instruction,
+            response_template=response,
         ),
         pack_stage: dict(
             tokenized=str(out / "tokenized"),

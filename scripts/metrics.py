@@ -1,15 +1,21 @@
 """Stage: metrics. Quality of base model vs adapter, measured on held-out data.
 
-- ROUGE-L, chrF, title coverage, distinct bigrams and length ratio of greedy generations against the
+- ROUGE-L (F1 with its precision and recall), chrF (beta 2, and beta 1 which weighs precision as much as
+  recall), title coverage, distinct bigrams and length ratio of greedy generations against the
   reference descriptions of `num_titles` test titles, a seeded random sample of the test split
   (`sample_seed`; the same titles for every variant and run on the same data), for three variants: the base
   model with the reference's plain prompt (`base_plain`), the base model with the tagged training prompt
   (`base_tagged`) and the adapter merged into the base (`adapter`);
 - perplexity of the reference descriptions of `perplexity_rows` validation rows (sampled the same way) given
   each variant's prompt;
+- the generation budget: `max_new_tokens` as given, or `auto` (the default): the 95th percentile of the
+  train references' token lengths, at most the block length `max_len` (ftpipe/budget.py); per variant, how
+  many generations ended by themselves and how many ran into the budget;
 - percentile bootstrap 95% intervals over examples, and paired intervals of adapter minus base;
 - contamination: scored references found word for word, and their word 8-grams found, in the train split;
-- warnings: too few titles for a sound interval (< 30), no validation rows, contamination.
+- warnings: too few titles for a sound interval (< 30), no validation rows, contamination;
+- timing: seconds spent loading the model, merging the adapter, generating and scoring perplexity per
+  variant, computing the scores and their intervals, and measuring contamination (also in the log).
 """
 
 import argparse
@@ -18,38 +24,48 @@ import logging
 import math
 import random
 import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ftpipe import stage  # noqa: E402
-from ftpipe.generation import AUTO_BATCH_CPU, add_generation_args, generate_texts  # noqa: E402
+from ftpipe.budget import generation_budget  # noqa: E402
+from ftpipe.generation import AUTO_BATCH_CPU, add_generation_args, generate_with_endings, prompt_format_of  # noqa: E402
 from ftpipe.heldout import MIN_SOUND_TITLES, contamination, sample_rows, sample_summary  # noqa: E402
 from ftpipe.io import write_json  # noqa: E402
 from ftpipe.modeling import load_for_inference, load_tokenizer, merge_adapter, pick_device  # noqa: E402
-from ftpipe.prompts import instruction_text  # noqa: E402
 from ftpipe.scoring import (  # noqa: E402
     bootstrap_mean,
-    chrf,
     description_nll,
     distinct_2,
     length_ratio,
     paired_difference,
-    rouge_l,
+    reference_scores_parallel,
     title_coverage,
 )
 
 log = logging.getLogger("ftpipe.metrics")
 
 VARIANTS = ("base_plain", "base_tagged", "adapter")
-PER_TITLE = ("rouge_l", "chrf", "title_coverage", "distinct_2", "length_ratio")
+PER_TITLE = (
+    "rouge_l",
+    "rouge_l_precision",
+    "rouge_l_recall",
+    "chrf",
+    "chrf_beta1",
+    "title_coverage",
+    "distinct_2",
+    "length_ratio",
+)
 NLL_BATCH = (
     32  # scoring keeps the logits of every position (rows x length x vocabulary): far fewer rows than generation
 )
 
 
-def variant_prompts(args, titles: list[str]) -> dict[str, list[str]]:
+def variant_prompts(args, prompt_format, titles: list[str]) -> dict[str, list[str]]:
     plain = [args.base_prompt_template.format(title=title) for title in titles]
-    tagged = [instruction_text(args.instruction_template, title) for title in titles]
+    tagged = [prompt_format.prompt(title) for title in titles]
     return {"base_plain": plain, "base_tagged": tagged, "adapter": tagged}
 
 
@@ -68,16 +84,22 @@ def bootstrap_perplexity(nll_counts: list[tuple], seed: int, samples: int = 1000
     }
 
 
-def per_title_scores(predictions: list[str], tests: list[dict]) -> dict[str, list[float]]:
-    """Every per-title metric of one variant, in the order of `tests`."""
+def per_title_scores(generations: dict[str, list[str]], tests: list[dict], processes: int) -> dict[str, dict]:
+    """Every per-title metric of every variant, in the order of `tests`: the reference-based ones of all
+    variants in one pass over `processes` processes."""
     references, titles = [row["content"] for row in tests], [row["title"] for row in tests]
-    return {
-        "rouge_l": rouge_l(predictions, references),
-        "chrf": chrf(predictions, references),
-        "title_coverage": title_coverage(predictions, titles),
-        "distinct_2": distinct_2(predictions),
-        "length_ratio": length_ratio(predictions, references),
-    }
+    predictions = [text for variant in VARIANTS for text in generations[variant]]
+    against = reference_scores_parallel(predictions, references * len(VARIANTS), processes)
+    scores = {}
+    for index, variant in enumerate(VARIANTS):
+        part = slice(index * len(tests), (index + 1) * len(tests))
+        scores[variant] = {
+            **{name: values[part] for name, values in against.items()},
+            "title_coverage": title_coverage(generations[variant], titles),
+            "distinct_2": distinct_2(generations[variant]),
+            "length_ratio": length_ratio(generations[variant], references),
+        }
+    return scores
 
 
 def small_data_warnings(n_titles: int, n_validation: int) -> list[str]:
@@ -99,37 +121,80 @@ def scoring_batch(batch_size, device) -> int:
     return min(int(batch_size), NLL_BATCH)
 
 
-def run_variants(args, tests: list[dict], validation: list[dict], settings: dict, device) -> tuple[dict, dict]:
-    """Greedy generations for the test titles and (nll, tokens) of the validation descriptions, per variant:
-    the dequantized base for the base variants, then the adapter merged into it."""
+class Stopwatch:
+    """Seconds per named part of the stage, in the order they ran; each part is logged as it ends."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def part(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 3)
+            log.info("timing: %s %.2f s", name, self.seconds[name])
+
+
+def run_variants(args, tests: list[dict], validation: list[dict], settings: dict, device, clock: Stopwatch):
+    """Greedy generations (with whether each ended by itself) for the test titles and (nll, tokens) of the
+    validation descriptions, per variant: the dequantized base for the base variants, then the adapter merged
+    into it."""
     nll_batch = scoring_batch(args.batch_size, device)
-    tokenizer = load_tokenizer(args.adapter)
-    model = load_for_inference(args.model_dir, args.quantization, device)
-    test_prompts = variant_prompts(args, [row["title"] for row in tests])
-    val_prompts = variant_prompts(args, [row["title"] for row in validation])
-    tagged_responses = [args.response_template.format(content=row["content"]) for row in validation]
+    with clock.part("load_model"):
+        tokenizer = load_tokenizer(args.adapter)
+        model = load_for_inference(args.model_dir, args.quantization, device)
+    prompt_format = prompt_format_of(args, tokenizer)
+    settings["stop_strings"] = prompt_format.stop_strings  # resolved here, with the tokenizer; metrics.json shows it
+    test_prompts = variant_prompts(args, prompt_format, [row["title"] for row in tests])
+    val_prompts = variant_prompts(args, prompt_format, [row["title"] for row in validation])
+    tagged_responses = [prompt_format.response(row["content"]) for row in validation]
     val_responses = {"base_plain": [row["content"] for row in validation], "base_tagged": tagged_responses}
     val_responses["adapter"] = tagged_responses
-    generations, nll = {}, {}
+    generations, ended, nll = {}, {}, {}
     for variant in VARIANTS:
         if variant == "adapter":
-            model = merge_adapter(model, args.adapter)
-        generations[variant] = generate_texts(model, tokenizer, test_prompts[variant], settings, args.batch_size)
-        nll[variant] = description_nll(model, tokenizer, val_prompts[variant], val_responses[variant], nll_batch)
-        log.info("%s done", variant)
-    return generations, nll
+            with clock.part("merge_adapter"):
+                model = merge_adapter(model, args.adapter)
+        with clock.part(f"generate_{variant}"):
+            generations[variant], ended[variant] = generate_with_endings(
+                model, tokenizer, test_prompts[variant], settings, args.batch_size
+            )
+        with clock.part(f"perplexity_{variant}"):
+            nll[variant] = description_nll(model, tokenizer, val_prompts[variant], val_responses[variant], nll_batch)
+    return generations, ended, nll
+
+
+def endings(ended: list[bool], budget: int) -> dict:
+    """How many generations ended by themselves and how many ran into the budget."""
+    by_itself = sum(ended)
+    return {"ended": by_itself, "hit_cap": len(ended) - by_itself, "n": len(ended), "max_new_tokens": budget}
 
 
 def metrics(args) -> dict:
+    clock = Stopwatch()
+    started = time.perf_counter()
     device = pick_device()
-    log.info("device %s, %d CPU threads", device, stage.use_threads(args.threads))
+    threads = stage.use_threads(args.threads)
+    log.info("device %s, %d CPU threads", device, threads)
     tests = sample_rows(args.test, args.num_titles, args.sample_seed)
     validation = sample_rows(args.validation, args.perplexity_rows, args.sample_seed)
     if not tests:
         raise SystemExit(f"metrics: {args.test} has no rows: the test split is empty (too few rows or groups)")
     warnings = small_data_warnings(len(tests), len(validation))
+    with clock.part("budget"):
+        budget, budget_record = generation_budget(
+            args.max_new_tokens,
+            args.train,
+            load_tokenizer(args.adapter),
+            args.response_template,
+            args.max_len,
+            args.sample_seed,
+        )
+    log.info("generation budget: %d new tokens (%s)", budget, json.dumps(budget_record))
     settings = {
-        "max_new_tokens": args.max_new_tokens,
+        "max_new_tokens": budget,
         "do_sample": False,
         "temperature": 1.0,
         "top_p": 1.0,
@@ -138,39 +203,52 @@ def metrics(args) -> dict:
         "seed": args.seed,
         "cache_implementation": args.cache,
     }
-    generations, nll = run_variants(args, tests, validation, settings, device)
-    scores = {v: per_title_scores(generations[v], tests) for v in VARIANTS}
-    leak = contamination([row["content"] for row in tests], args.train, args.seed)
-    if leak["warning"]:
-        warnings.append(f"contamination: {leak['warning']}")
-    result = {
-        "settings": {**settings, "num_titles": len(tests), "perplexity_rows": len(validation)},
-        "device": str(device),
-        "sample": sample_summary(tests, args.sample_seed),
-        "variants": {
+    generations, ended, nll = run_variants(args, tests, validation, settings, device, clock)
+    with clock.part("scoring"):
+        scores = per_title_scores(generations, tests, threads)
+        summaries = {
             v: {
                 **{metric: bootstrap_mean(scores[v][metric], args.seed) for metric in PER_TITLE},
                 "perplexity": bootstrap_perplexity(nll[v], args.seed) if validation else None,
             }
             for v in VARIANTS
-        },
-        "adapter_minus_base_tagged": {
-            m: paired_difference(scores["base_tagged"][m], scores["adapter"][m], args.seed) for m in PER_TITLE
-        },
+        }
+        paired = {m: paired_difference(scores["base_tagged"][m], scores["adapter"][m], args.seed) for m in PER_TITLE}
+    with clock.part("contamination"):
+        leak = contamination([row["content"] for row in tests], args.train, args.seed)
+    if leak["warning"]:
+        warnings.append(f"contamination: {leak['warning']}")
+    for variant in VARIANTS:
+        log.info("%s: %s", variant, json.dumps(endings(ended[variant], budget)))
+    result = {
+        "settings": {**settings, "num_titles": len(tests), "perplexity_rows": len(validation)},
+        "budget": budget_record,
+        "device": str(device),
+        "sample": sample_summary(tests, args.sample_seed),
+        "variants": summaries,
+        "endings": {v: endings(ended[v], budget) for v in VARIANTS},
+        "adapter_minus_base_tagged": paired,
         "per_example": {
             v: {metric: [round(x, 4) for x in scores[v][metric]] for metric in PER_TITLE} for v in VARIANTS
         },
         "contamination": leak,
         "warnings": warnings,
         "generations": [
-            {"title": row["title"], "reference": row["content"], **{v: generations[v][i] for v in VARIANTS}}
+            {
+                "title": row["title"],
+                "reference": row["content"],
+                **{v: generations[v][i] for v in VARIANTS},
+                "hit_cap": [v for v in VARIANTS if not ended[v][i]],
+            }
             for i, row in enumerate(tests)
         ],
+        "timing": {**clock.seconds, "total": round(time.perf_counter() - started, 3)},
     }
     write_json(args.metrics, result)
     for warning in warnings:
         log.warning("%s", warning)
     log.info("metrics: %s", json.dumps(result["variants"]))
+    log.info("timing (s): %s", json.dumps(result["timing"]))
     return result
 
 
@@ -185,8 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--metrics", required=True, help="output: metrics JSON")
     add("--num-titles", type=int, default=50)
     add("--perplexity-rows", type=int, default=200)
-    add("--response-template", required=True, help="response text with {content}")
-    add_generation_args(parser)
+    add("--max-len", type=int, default=128, help="training block length (tokenize.max_len): the auto budget's bound")
+    add_generation_args(
+        parser,
+        budget_help="new tokens per generation; auto: the 95th percentile of the train references' token lengths, "
+        "at most --max-len",
+    )
     return parser
 
 

@@ -1,8 +1,10 @@
 """Stage 2, tokenize: prepared splits -> an Arrow DatasetDict of input ids, labels and lengths.
 
-No padding: each example keeps its own length. Labels are -100 on the prompt tokens when
-`completion_only` is on, so only the description is learned. Examples longer than `max_len` follow the
-`overlong` policy, and how many were affected goes to the stats JSON.
+Each row's title and description become one training text, prompt + response, by the prompt format
+(ftpipe.prompts: the seed's plain-text tags, or the tokenizer's chat template), the same one that generation,
+metrics and the ask command use. No padding: each example keeps its own length. Labels are -100 on the
+prompt tokens when `completion_only` is on, so only the description is learned. Examples longer than
+`max_len` follow the `overlong` policy, and how many were affected goes to the stats JSON.
 
 A split is read, tokenized and written a chunk of rows at a time, as flat numpy arrays and Arrow list
 arrays, so memory does not grow with the number of rows.
@@ -25,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ftpipe import stage  # noqa: E402
 from ftpipe.io import save_dataset_tables, write_json  # noqa: E402
 from ftpipe.modeling import load_tokenizer  # noqa: E402
+from ftpipe.prompts import PROMPT_FORMATS, PromptFormat, PromptFormatError  # noqa: E402
 
 log = logging.getLogger("ftpipe.tokenize")
 
@@ -65,11 +68,12 @@ def prompt_tokens(encoding, prompt_chars: int) -> int:
     return lo
 
 
-def encode_chunk(encoder, prompts: list[str], texts: list[str], completion_only: bool):
+def encode_chunk(encoder, eos: int, prompts: list[str], texts: list[str], completion_only: bool):
     """Encode texts: (all token ids one after another as int32, offsets of each text's ids (n + 1),
-    prompt tokens of each text (0 without completion_only))."""
+    prompt tokens of each text (0 without completion_only)). A text that ends with the EOS token already
+    (a chat template's end of turn) loses it here: every example gets one EOS when it is fitted."""
     encodings = encoder.encode_batch(texts, add_special_tokens=True)
-    ids = [encoding.ids for encoding in encodings]
+    ids = [encoding.ids[:-1] if encoding.ids[-1:] == [eos] else encoding.ids for encoding in encodings]
     offsets = np.zeros(len(ids) + 1, dtype=np.int64)
     np.cumsum(np.fromiter(map(len, ids), dtype=np.int64, count=len(ids)), out=offsets[1:])
     flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int32, count=int(offsets[-1]))
@@ -110,7 +114,7 @@ def fit_examples(flat, offsets, prompt, max_len: int, policy: str, eos: int, com
 
 def tokenize_examples(encoder, eos: int, prompts: list[str], texts: list[str], completion_only: bool):
     """Token ids (the text's own special tokens plus a final EOS) and labels for each example, as lists."""
-    flat, offsets, prompt = encode_chunk(encoder, prompts, texts, completion_only)
+    flat, offsets, prompt = encode_chunk(encoder, eos, prompts, texts, completion_only)
     # Without a length limit every example fits: the whole text plus EOS.
     input_ids, labels, lengths, _ = fit_examples(flat, offsets, prompt, 1 << 62, "drop", eos, completion_only)
     cuts = np.cumsum(lengths)[:-1]
@@ -135,12 +139,15 @@ def apply_overlong(ids: list[int], labels: list[int], max_len: int, policy: str,
     return [*ids[: max_len - 1], eos], [*labels[: max_len - 1], eos], "truncated"
 
 
-def read_chunks(path, rows: int = CHUNK_ROWS):
-    """(prompts, texts) of a prepared split, `rows` lines at a time."""
+def read_chunks(path, prompt_format: PromptFormat, rows: int = CHUNK_ROWS):
+    """(prompts, training texts) of a prepared split's rows, `rows` lines at a time."""
     with open(path, "rb") as handle:
         while lines := list(itertools.islice(handle, rows)):
             records = [_loads(line) for line in lines]
-            yield [r["prompt"] for r in records], [r["text"] for r in records]
+            # The chat template is rendered once, with stand-ins; one real rendering per chunk checks it.
+            prompt_format.check(records[0]["title"], records[0]["content"])
+            prompts = [prompt_format.prompt(r["title"]) for r in records]
+            yield prompts, [p + prompt_format.response(r["content"]) for p, r in zip(prompts, records, strict=True)]
 
 
 def _loads(line: bytes) -> dict:
@@ -158,7 +165,7 @@ def tokenize_split(encoder, eos: int, chunks, max_len: int, completion_only: boo
     counts = np.zeros(3, dtype=np.int64)  # fits, truncated, dropped
     stats.update(examples_in=0, examples_out=0, tokens=0, label_tokens=0, max_length=0)
     for prompts, texts in chunks:
-        flat, offsets, prompt = encode_chunk(encoder, prompts, texts, completion_only)
+        flat, offsets, prompt = encode_chunk(encoder, eos, prompts, texts, completion_only)
         input_ids, labels, lengths, what = fit_examples(flat, offsets, prompt, max_len, overlong, eos, completion_only)
         counts += np.bincount(what, minlength=3)
         stats["examples_in"] += len(texts)
@@ -184,6 +191,12 @@ def tokenize(args) -> dict:
     tokenizer = load_tokenizer(args.model_dir)
     if args.overlong not in OVERLONG_POLICIES:
         raise SystemExit(f"tokenize: overlong must be one of {OVERLONG_POLICIES}, not {args.overlong!r}")
+    try:
+        prompt_format = PromptFormat(
+            args.instruction_template, args.response_template, args.prompt_format, None, tokenizer
+        )
+    except PromptFormatError as err:
+        raise SystemExit(f"tokenize: {err} (tokenizer of {args.model_dir})") from None
     split_paths = {"train": args.train, "validation": args.validation, "test": args.test}
     features = datasets.Features(
         {
@@ -197,11 +210,20 @@ def tokenize(args) -> dict:
     stats = {name: {} for name in split_paths}
     tables = {
         name: tokenize_split(
-            encoder, eos, read_chunks(path), args.max_len, args.completion_only, args.overlong, stats[name]
+            encoder,
+            eos,
+            read_chunks(path, prompt_format),
+            args.max_len,
+            args.completion_only,
+            args.overlong,
+            stats[name],
         )
         for name, path in split_paths.items()
     }
-    save_dataset_tables(tables, features, args.dataset)  # consumes the tables: tokenizes as it writes
+    try:
+        save_dataset_tables(tables, features, args.dataset)  # consumes the tables: tokenizes as it writes
+    except PromptFormatError as err:
+        raise SystemExit(f"tokenize: {err}") from None
     for name in split_paths:
         log.info("%s: %s", name, stats[name])
     stats["settings"] = {
@@ -225,6 +247,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset", required=True, help="output: Arrow DatasetDict folder")
     parser.add_argument("--stats", required=True, help="output: tokenization stats JSON")
     parser.add_argument("--max-len", type=int, default=128)
+    parser.add_argument(
+        "--prompt-format",
+        choices=PROMPT_FORMATS,
+        default="plain",
+        help="plain: the templates as written; chat_template: rendered by the tokenizer's chat template",
+    )
+    parser.add_argument("--instruction-template", required=True, help="prompt with {title}")
+    parser.add_argument("--response-template", required=True, help="response with {content}")
     parser.add_argument(
         "--threads", type=int, default=len(os.sched_getaffinity(0)), help="tokenizer threads (default: the usable CPUs)"
     )

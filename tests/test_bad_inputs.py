@@ -44,6 +44,10 @@ EXPECTED = {
     "zstd.json.zst": (3, 0, {"empty_title": 1}, []),
     "zip_one_member.zip": (3, 0, {"empty_title": 1}, []),
     "cr_line_endings.json": (2, 0, {"empty_title": 1}, []),
+    "half_converted_array.json": (1, 2, {"array_element_invalid_json": 1}, ["array_element_comma"]),
+    "csv_unclosed_quote.csv": (0, 2, {"unclosed_quote": 1}, ["html_tags"]),
+    "csv_wrong_field_count.csv": (2, 0, {"wrong_field_count": 2}, []),
+    "csv_text_after_quote.csv": (2, 0, {"malformed_csv": 1}, []),
 }
 
 # file -> what the one-line message says (files that cannot be read as a whole stop the stage)
@@ -51,11 +55,13 @@ STOPS = {
     "empty.json": r"empty\.json: the file is empty",
     "utf16.json": r"utf16\.json: line 1: the file is UTF-16",
     "utf16_without_bom.json": r"utf16_without_bom\.json: line 1: the file is UTF-16",
-    "binary_png.json": r"binary_png\.json: a PNG image, not JSON text",
-    "binary_data.bin": r"binary_data\.bin: binary data, not JSON text",
+    "binary_png.json": r"binary_png\.json: a PNG image, not a catalog",
+    "binary_data.bin": r"binary_data\.bin: binary data, not a catalog",
     "zip_two_members.zip": r"two_members\.zip: a zip archive of 2 files \(trn\.json, tst\.json\); only a zip of one",
     "truncated_gzip.json.gz": r"truncated_gzip\.json\.gz: the gzip data cannot be read to the end: damaged or cut",
     "gzip_in_gzip.json.gz": r"gzip_in_gzip\.json\.gz: gzip data \(inside its gzip compression\); decompress it first",
+    "csv_no_description_column.csv": r"csv_no_description_column\.csv: no description column found; its CSV header: "
+    r"'Handle', 'Title', 'Vendor', 'Variant Price' \(name it with data\.columns\.content\)$",
 }
 
 
@@ -81,7 +87,14 @@ def decompressed(path: Path) -> bytes:
 
 
 def lines_in(path: Path) -> int:
+    """The input records of a corpus file, counted apart from prepare (a CSV record: one row of the csv
+    module, however many lines it spans)."""
     data = decompressed(path)
+    if path.suffix == ".csv":
+        import csv
+        import io
+
+        return len(list(csv.reader(io.StringIO(data.decode(), newline=""), delimiter=";" if b";" in data else ","))) - 1
     if data.lstrip().startswith(b"["):
         return len(split_array(data.decode()))
     if b"\n" not in data:  # lines ended by CR alone
@@ -142,10 +155,6 @@ def test_stage_stops_with_a_message_not_a_traceback(tmp_path):
     args = [
         "--raw",
         str(CORPUS / "utf16.json"),
-        "--instruction-template",
-        "{title}",
-        "--response-template",
-        "{content}",
     ] + [
         item
         for name in ("train", "validation", "test", "counts", "rejects")
@@ -224,10 +233,10 @@ def test_whatever_one_line_raises_is_its_reject_reason(raw, reason, tmp_path):
 
 
 def test_an_unexpected_error_in_one_line_is_a_reject_with_its_detail(tmp_path, monkeypatch):
-    import prepare as stage
+    from ftpipe import repairs
 
-    real = stage._clean
-    monkeypatch.setattr(stage, "_clean", lambda obj, r: real(obj, r) if obj["title"] != "Boom" else 1 / 0)
+    real = repairs.clean_record
+    monkeypatch.setattr(repairs, "clean_record", lambda obj, r, c: real(obj, r, c) if obj["title"] != "Boom" else 1 / 0)
     source = tmp_path / "trn.json"
     source.write_text('{"title": "Good", "content": "Kept."}\n{"title": "Boom", "content": "x"}\n')
     counts = prepare(args_for(source, tmp_path, validation_fraction=0.0, test_fraction=0.0))
@@ -259,7 +268,7 @@ def test_a_compressed_tar_archive_is_named(tmp_path):
         info = tarfile.TarInfo("trn.json")
         info.size = len(data)
         archive.addfile(info, io.BytesIO(data))
-    with pytest.raises(InputError, match=r"trn\.json\.tar\.gz: a tar archive; extract the JSON file from it \(inside"):
+    with pytest.raises(InputError, match=r"trn\.json\.tar\.gz: a tar archive; extract the catalog file from it \("):
         prepare(args_for(raw, tmp_path))
 
 
@@ -289,3 +298,27 @@ def test_training_on_no_blocks_stops_with_a_message(tmp_path):
     save_datasets({"train": empty, "validation": empty}, tmp_path / "packed")
     with pytest.raises(SystemExit, match=r"train: .*packed holds no training blocks"):
         load_blocks(str(tmp_path / "packed"))
+
+
+@pytest.mark.parametrize(
+    "name, line, first_line, reason, detail",
+    [
+        ("truncated_last_line.json", 3, None, "invalid_json", "Unterminated string starting at: line 1 column 24"),
+        ("half_converted_array.json", 3, None, "array_element_invalid_json", "Expecting property name enclosed in"),
+        ("csv_unclosed_quote.csv", 3, 5, "unclosed_quote", "never closed before the end of the file"),
+        ("csv_wrong_field_count.csv", 2, 3, "wrong_field_count", "5 fields (delimiter ';') where the header has 4"),
+        ("csv_text_after_quote.csv", 2, 3, "malformed_csv", "',' expected after '\"'"),
+    ],
+)
+def test_a_reject_carries_the_parsers_message_and_a_csv_records_first_line(
+    name, line, first_line, reason, detail, tmp_path
+):
+    prepare(args_for(CORPUS / name, tmp_path, validation_fraction=0.0, test_fraction=0.0))
+    reject = next(row for row in map(json.loads, (tmp_path / "rejects.jsonl").read_text().splitlines()))
+    assert (reject["line"], reject.get("first_line"), reject["reason"]) == (line, first_line, reason)
+    assert detail in reject["detail"]
+
+
+def test_lines_cut_from_a_json_array_are_repaired(tmp_path):
+    rows = prepared_rows("half_converted_array.json", tmp_path)
+    assert [row["uid"] for row in rows] == ["B1", "B2", "B4"]

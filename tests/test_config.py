@@ -23,6 +23,7 @@ def merged(base: dict, update: dict) -> dict:
 def test_shipped_configs_are_valid():
     check_config(SHIPPED, SCHEMA_PATH)
     check_config(merged(SHIPPED, yaml.safe_load((ROOT / "presets" / "tinyllama.yaml").read_text())), SCHEMA_PATH)
+    check_config(merged(SHIPPED, yaml.safe_load((ROOT / "presets" / "chat_template.yaml").read_text())), SCHEMA_PATH)
 
 
 @pytest.mark.parametrize(
@@ -34,6 +35,7 @@ def test_shipped_configs_are_valid():
         ({"pack": {"mode": "greedy"}}, "pack.mode: 'greedy' is not one of ['boundary', 'reference']"),
         ({"tokenize": {"max_len": "128"}}, "tokenize.max_len: '128' is not of type 'integer'"),
         ({"run_name": "../elsewhere"}, "run_name: '../elsewhere' does not match"),
+        ({"prompt": {"format": "chat"}}, "prompt.format: 'chat' is not one of ['plain', 'chat_template']"),
     ],
 )
 def test_problems_name_the_key(update, message):

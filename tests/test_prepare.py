@@ -6,17 +6,22 @@ import json
 from argparse import Namespace
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
-from prepare import InputError, assign_split, build_parser, parse_line, prepare, title_key
+from prepare import InputError, assign_split, build_parser, prepare, title_key
 
+from ftpipe.repairs import parse_json_record
 from ftpipe.stage import namespace
-
-TEMPLATE = "<bos><start_of_turn>user\n{title}<end_of_turn>\n<start_of_turn>model\n"
 
 
 def line(**fields) -> bytes:
     return json.dumps({"uid": "B000000001", "title": "Girls Ballet Tutu", "content": "A pink tutu.", **fields}).encode()
+
+
+def parse_line(raw: bytes) -> SimpleNamespace:
+    """One JSON line through prepare's parser: its record, repairs, reject reason and the parser's message."""
+    return SimpleNamespace(**dict(zip(("record", "repairs", "reason", "detail"), parse_json_record(raw), strict=True)))
 
 
 def args_for(raw: Path, out: Path, **overrides) -> Namespace:
@@ -28,8 +33,6 @@ def args_for(raw: Path, out: Path, **overrides) -> Namespace:
         counts=str(out / "counts.json"),
         validation_fraction=0.2,
         test_fraction=0.2,
-        instruction_template=TEMPLATE,
-        response_template="{content}<eos>",
     )
     return namespace(build_parser(), **{**values, **overrides})
 
@@ -55,6 +58,8 @@ def test_clean_line_is_kept_unchanged():
         (b'{"title": "Tutu", "content": "Caf\xe9 au lait."}', "invalid_utf8", "Caf\u00e9 au lait."),
         (b'{"title": "Tutu", "content": "\x93Smart\x94 \x81"}', "invalid_utf8", "\u201cSmart\u201d"),
         (json.dumps({"Title": "Tutu", "content": "A pink tutu."}).encode(), "field_name_case", "A pink tutu."),
+        (line(content="A pink tutu.") + b",", "array_element_comma", "A pink tutu."),
+        (line(content="A pink tutu.") + b"]", "array_element_comma", "A pink tutu."),
     ],
 )
 def test_repairs(raw, repair, expected_content):
@@ -62,6 +67,19 @@ def test_repairs(raw, repair, expected_content):
     assert outcome.reason is None
     assert repair in outcome.repairs
     assert outcome.record["content"] == expected_content
+
+
+@pytest.mark.parametrize(
+    "raw, reason, detail",
+    [
+        (b'{"uid": "1", "title": "Tut', "invalid_json", "Unterminated string starting at: line 1 column 23 (char 22)"),
+        (b'{"title": "T", "content": "c" "x"}', "invalid_json", "Expecting ',' delimiter: line 1 column 31 (char 30)"),
+        (b'{"title": "T", oops},', "array_element_invalid_json", "Expecting property name enclosed in double quotes"),
+    ],
+)
+def test_a_json_reject_carries_the_parsers_message(raw, reason, detail):
+    outcome = parse_line(raw)
+    assert outcome.reason == reason and outcome.detail.startswith(detail)
 
 
 def test_list_stored_as_string_is_parsed():
@@ -180,7 +198,7 @@ def test_printable_text_has_no_whitespace_but_space():
 
 @pytest.mark.parametrize("value", ["a b", " a b", "a b ", "a  b", "a\u00a0b", "a\tb", "", " ", "a\u2028b"])
 def test_clean_text_whitespace_matches_split(value):
-    from prepare import clean_text
+    from ftpipe.repairs import clean_text
 
     repairs = []
     cleaned = clean_text(value, repairs)
@@ -192,19 +210,20 @@ def test_lines_across_read_blocks(tmp_path, monkeypatch):
     """Lines read in blocks are the lines of iterating the file: BOM, CRLF, a last line without newline."""
     import hashlib
 
-    import prepare as stage
+    from ftpipe import raw_records
 
     data = b"\xef\xbb\xbf" + b"".join(
-        [b'{"a": 1}\r\n', b"\n", b"x" * 50 + b"\n", b"y\r\r\n", b"  \n", b"z" * 23 + b"\n", b"tail\r"]
+        [b'{"title": 1, "content": 2}\r\n', b"\n", b"x" * 50 + b"\n", b"y\r\r\n", b"  \n", b"z" * 23 + b"\n", b"tail\r"]
     )
     raw = tmp_path / "trn.json"
     raw.write_bytes(data)
     expected = [line for part in data.removeprefix(b"\xef\xbb\xbf").split(b"\n")[:-1] for line in [part.rstrip(b"\r")]]
     expected.append(b"tail")
     for block in (1, 2, 7, 64, 1 << 20):
-        monkeypatch.setattr(stage, "READ_BYTES", block)
+        monkeypatch.setattr(raw_records, "READ_BYTES", block)
         digest = hashlib.sha256()
-        assert list(stage.iter_lines(raw, digest)) == list(enumerate(expected, start=1))
+        with raw_records.open_catalog(raw, digest) as catalog:
+            assert list(catalog.items) == list(enumerate(expected, start=1))
         assert digest.hexdigest() == hashlib.sha256(data).hexdigest()
 
 
@@ -251,11 +270,15 @@ def test_several_processes_give_the_one_process_outputs(tmp_path, monkeypatch, s
     import prepare as prepare_stage
     from make_catalog import generate_records, write_jsonl
 
-    monkeypatch.setattr(prepare_stage, "PARSE_BLOCK_LINES", 7)  # many blocks, the last one short
+    from ftpipe import parse_workers
+
+    monkeypatch.setattr(parse_workers, "PARSE_BLOCK_LINES", 7)  # many blocks, the last one short
     monkeypatch.setattr(prepare_stage, "MAX_LINE_BYTES", 600)  # some lines are over it
     monkeypatch.setattr(prepare_stage, "IN_MEMORY_SAMPLE", in_memory)
     pools, pool = [], prepare_stage.parse_in_processes
-    monkeypatch.setattr(prepare_stage, "parse_in_processes", lambda lines, n: pools.append(n) or pool(lines, n))
+    monkeypatch.setattr(
+        prepare_stage, "parse_in_processes", lambda lines, n, *rest: pools.append(n) or pool(lines, n, *rest)
+    )
     raw = tmp_path / "trn.json"
     write_jsonl(raw, generate_records(1003, seed=3, quirk_rate=0.3))
     outputs = {}
@@ -271,17 +294,21 @@ def test_several_processes_give_the_one_process_outputs(tmp_path, monkeypatch, s
 
 
 def test_parse_in_processes_hands_out_each_lines_own_result():
-    """The pool's results, in order, are _parse of each line under the size limit, whatever the block size."""
-    from prepare import MAX_LINE_BYTES, _parse, parse_in_processes
+    """The pool's results, in order, are the JSON parser's result for each line under the size limit, whatever
+    the block size."""
+    from prepare import MAX_LINE_BYTES
+
+    from ftpipe.parse_workers import parse_in_processes
+    from ftpipe.repairs import parse_json_record
 
     lines = [(n, line(title=f"Tutu {n}", content="x" * (n % 5))) for n in range(1, 60)]
     lines.insert(20, (99, b"{" + b" " * MAX_LINE_BYTES + b"}"))
-    numbered, parse = parse_in_processes(iter(lines), 2, block_lines=4)
+    numbered, parse = parse_in_processes(iter(lines), 2, parse_json_record, MAX_LINE_BYTES, block_lines=4)
     seen = []
     for number, raw in numbered:
         seen.append(number)
         if len(raw) <= MAX_LINE_BYTES:
-            assert parse(raw) == _parse(raw)
+            assert parse(raw) == parse_json_record(raw)
     assert seen == [number for number, _ in lines]
 
 
@@ -298,7 +325,7 @@ def test_rule_threads_reach_prepare_processes():
     def smk(threads, resources):
         inputs = Named(raw="trn.json")
         outputs = Named({name: f"{name}.out" for name in ("train", "validation", "test", "counts", "rejects")})
-        params = Named(instruction_template="{title}", response_template="{content}")
+        params = Named(seed=42)
         return SimpleNamespace(input=inputs, output=outputs, params=params, threads=threads, resources=Named(resources))
 
     assert args_from_snakemake(smk(6, {"mem_mb": 1000}), build_parser()).processes == 6
@@ -309,19 +336,19 @@ def test_rule_threads_reach_prepare_processes():
 def test_a_line_that_raises_in_a_worker_is_rejected_as_in_one_process(tmp_path, monkeypatch):
     """A line whose parsing raises (here a planted ValueError and RecursionError) is rejected with the same
     reason and detail whether it was parsed in the main process or in a worker."""
-    import prepare as prepare_stage
+    from ftpipe import parse_workers, repairs
 
-    parse = prepare_stage._parse
+    clean = repairs.clean_record
 
-    def planted(raw):
-        if b"Tutu 7" in raw:
+    def planted(obj, found, columns=repairs.STANDARD_COLUMNS):
+        if obj["title"] == "Tutu 7":
             raise ValueError("planted")
-        if b"Tutu 9" in raw:
+        if obj["title"] == "Tutu 9":
             raise RecursionError("deep")
-        return parse(raw)
+        return clean(obj, found, columns)
 
-    monkeypatch.setattr(prepare_stage, "_parse", planted)  # the forked workers inherit it
-    monkeypatch.setattr(prepare_stage, "PARSE_BLOCK_LINES", 3)
+    monkeypatch.setattr(repairs, "clean_record", planted)  # the forked workers inherit it
+    monkeypatch.setattr(parse_workers, "PARSE_BLOCK_LINES", 3)
     raw = tmp_path / "trn.json"
     raw.write_bytes(b"\n".join(line(title=f"Tutu {n}") for n in range(12)) + b"\n")
     outputs = {}

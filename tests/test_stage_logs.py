@@ -22,12 +22,12 @@ STAGES = {
     "prepare": (
         {"raw": EMPTY},
         ["train", "validation", "test", "counts", "rejects"],
-        ["instruction_template", "response_template"],
+        [],
     ),
     "tokenize_data": (
         {"train": BAD_JSON, "validation": BAD_JSON, "test": BAD_JSON, "model_dir": EMPTY},
         ["dataset/", "stats"],
-        [],
+        ["instruction_template", "response_template"],
     ),
     "pack": ({"tokenized": EMPTY, "tokenize_stats": BAD_JSON}, ["dataset/", "stats"], []),
     "base_model": ({}, ["model_dir/"], []),
@@ -39,7 +39,7 @@ STAGES = {
     "generate": (
         {"test": BAD_JSON, "model_dir": EMPTY, "adapter": EMPTY},
         ["samples"],
-        ["instruction_template", "base_prompt_template"],
+        ["instruction_template", "response_template", "base_prompt_template"],
     ),
     "metrics": (
         {"test": BAD_JSON, "validation": BAD_JSON, "model_dir": EMPTY, "adapter": EMPTY},

@@ -275,7 +275,7 @@ def test_tokenize_and_pack_stages(tmp_path, tokenizer_dir, tiny_catalog):
     from ftpipe.stage import namespace
     from tests.test_prepare import args_for
 
-    prepare(args_for(tiny_catalog, tmp_path, instruction_template=PROMPT))
+    prepare(args_for(tiny_catalog, tmp_path))
     splits = {s: str(tmp_path / f"{s}.jsonl") for s in ("train", "validation", "test")}
 
     def tokenize_into(name: str) -> dict:
@@ -286,6 +286,8 @@ def test_tokenize_and_pack_stages(tmp_path, tokenizer_dir, tiny_catalog):
                 model_dir=str(tokenizer_dir),
                 dataset=str(tmp_path / name),
                 stats=str(tmp_path / f"{name}.json"),
+                instruction_template=PROMPT,
+                response_template="{content}<eos>",
             )
         )
 

@@ -55,6 +55,9 @@ def test_every_target(finished_run):
         assert values["perplexity"]["perplexity"] > 1
     assert "Quality on held-out data" in report and "run tiny on trn.json" in report
     assert "data:image/png;base64," in report and "http://" not in report.split("<h2>Configuration")[0]
+    leak = json.loads((run_folder(finished_run, "tiny", "prepare") / "counts.json").read_text())["contamination"]
+    assert "near-duplicates joined" in report  # the split's contamination before and after near-duplicate grouping
+    assert f"(n = {leak['near_duplicate_groups']['test']['references']})" in report
     for stage in ("prepare", "tokenize", "pack", "base_model", "train"):
         key = run_folder(finished_run, "tiny", stage).name
         assert (finished_run / "logs" / stage / f"{key}.log").stat().st_size > 0
@@ -115,6 +118,14 @@ def planned_rules(workdir: Path, overrides: dict) -> set[str]:
         ({"tokenize": {"max_len": 96}}, {"tokenize", "pack"} | RULES_AFTER_TRAIN),
         ({"pack": {"mode": "reference"}}, {"pack"} | RULES_AFTER_TRAIN),
         ({"data": {"seed": 1}}, {"prepare", "tokenize", "pack"} | RULES_AFTER_TRAIN),
+        # The prompt is applied in tokenize: an edit re-tokenizes and retrains, the raw file is not read again.
+        ({"prompt": {"instruction": "Describe: {title}\n"}}, {"tokenize", "pack"} | RULES_AFTER_TRAIN),
+        ({"prompt": {"response": "{content}</s>"}}, {"tokenize", "pack"} | RULES_AFTER_TRAIN),
+        ({"prompt": {"format": "chat_template"}}, {"tokenize", "pack"} | RULES_AFTER_TRAIN),
+        ({"prompt": {"stop_strings": ["<eos>"]}}, {"generate", "metrics", "run_report", "report"}),
+        ({"prompt": {"base_plain": "Describe: {title}\n"}}, {"generate", "metrics", "run_report", "report"}),
+        ({"data": {"near_duplicates": {"threshold": 0.5}}}, {"prepare", "tokenize", "pack"} | RULES_AFTER_TRAIN),
+        ({"data": {"columns": {"title": "title"}}}, {"prepare", "tokenize", "pack"} | RULES_AFTER_TRAIN),
     ],
     ids=lambda value: json.dumps(value) if isinstance(value, dict) else None,
 )
@@ -148,6 +159,11 @@ def after_train(*runs: str, everyone=("a", "b", "c")) -> dict[str, list[str]]:
         (
             {"experiment": {"runs": {"c": {"train": {"lora": {"r": 4}}, "data": {"seed": 7}}}}},
             {"prepare": ["c"], "tokenize": ["c"], "pack": ["c"], **after_train("c")},
+        ),
+        # A prompt of one run: that run's tokenize and what follows; the prepared data stays shared.
+        (
+            {"experiment": {"runs": {"c": {"train": {"lora": {"r": 4}}, "prompt": {"instruction": "Say: {title}\n"}}}}},
+            {"tokenize": ["c"], "pack": ["c"], **after_train("c")},
         ),
     ],
     ids=lambda value: json.dumps(value) if isinstance(value, dict) and value else None,
@@ -187,20 +203,64 @@ def test_the_comparison_pairs_runs_on_the_same_titles(finished_experiment):
         assert paired["low"] <= paired["mean"] <= paired["high"]
         assert rows[run]["train_loss"] > 0 and rows[run]["peak_memory_gib"] > 0
     lines = (results / "compare.csv").read_text().splitlines()
-    assert lines[0].startswith("run,baseline,differs,") and len(lines) == 4
+    assert lines[0].startswith("run,baseline,paired_with,differs,") and len(lines) == 4
     page = (results / "compare.html").read_text()
     assert "Comparison of 3 runs" in page and "data:image/png;base64," in page
+    assert "ended / hit cap" in page and "minus a" in page
+    report = (results / "runs" / "b" / "report.html").read_text()
+    assert "Generation budget:" in report and "ran into the budget" in report
+    assert "Evaluation time (s): budget" in report
     assert all(f'href="runs/{run}/report.html"' in page for run in "abc")
 
 
-def test_unpaired_runs_say_so(finished_experiment, tmp_path):
-    """Runs that scored different titles are not paired: the comparison says why."""
+def test_runs_on_other_data_pair_with_the_baseline_recipe_on_that_data(finished_experiment, tmp_path):
+    """Two more runs scored other titles (another catalog): d (the baseline's recipe there) and e (d with rank 4).
+    e is paired with d on their shared titles, d is its data's baseline; a and c keep the experiment's baseline."""
     sys.path.insert(0, str(ROOT / "scripts"))
-    from compare import paired_against
+    from compare import build_parser, compare
 
-    metrics = json.loads((finished_experiment / "results" / "runs" / "a" / "metrics.json").read_text())
-    other = {**metrics, "generations": metrics["generations"][1:]}
-    assert paired_against(metrics, other, 0).startswith("not paired")
+    from ftpipe.stage import namespace
+
+    results = finished_experiment / "results"
+    runs = {"a": "a", "c": "c", "d": "a", "e": "c"}  # name -> the finished run whose files it reuses
+    per_run = {"metrics": [], "samples": [], "timings": [], "train_logs": [], "histories": [], "reports": []}
+    lineages = {}
+    for name, run in runs.items():
+        metrics_path = results / "runs" / run / "metrics.json"
+        if name in "de":  # the other catalog: other titles (the first one left out)
+            metrics = json.loads(metrics_path.read_text())
+            metrics["generations"] = metrics["generations"][1:]
+            metrics["per_example"] = {
+                variant: {name: values[1:] for name, values in scores.items()}
+                for variant, scores in metrics["per_example"].items()
+            }
+            metrics_path = tmp_path / f"{name}.json"
+            metrics_path.write_text(json.dumps(metrics))
+        trained = run_folder(finished_experiment, run, "train")
+        for key, path in (
+            ("metrics", metrics_path),
+            ("samples", results / "runs" / run / "samples.json"),
+            ("timings", trained / "timing.json"),
+            ("train_logs", trained / "train_log.csv"),
+            ("histories", trained / "training_history.json"),
+            ("reports", results / "runs" / run / "report.html"),
+        ):
+            per_run[key].append(str(path))
+        lineage = json.loads((results / "runs" / run / "lineage.json").read_text())
+        if name in "de":
+            lineage["differs_from_baseline"] = {**lineage["differs_from_baseline"], "data.raw": "other.json"}
+        lineages[name] = lineage
+    outputs = {name: str(tmp_path / f"out.{name}") for name in ("page", "table", "csv")}
+    table = compare(namespace(build_parser(), runs=list(runs), baseline="a", lineages=lineages, **per_run, **outputs))
+    rows = {row["run"]: row for row in table["runs"]}
+    assert [rows[run]["paired_with"] for run in "acde"] == [None, "a", None, "d"]
+    assert rows["d"]["data_baseline"] and not rows["c"]["data_baseline"] and rows["a"]["baseline"]
+    e, d = json.loads(Path(per_run["metrics"][3]).read_text()), json.loads(Path(per_run["metrics"][2]).read_text())
+    first, second = d["per_example"]["adapter"]["rouge_l"], e["per_example"]["adapter"]["rouge_l"]
+    differences = [y - x for x, y in zip(first, second, strict=True)]
+    assert rows["e"]["paired"]["rouge_l"]["mean"] == pytest.approx(sum(differences) / len(differences), abs=1e-3)
+    page = Path(outputs["page"]).read_text()
+    assert "baseline for its data" in page and "minus d" in page and "not paired" not in page
 
 
 def test_ask_prints_a_description_per_title(finished_run):
@@ -315,6 +375,8 @@ def test_metrics_are_deterministic(finished_run, tmp_path):
                     config["prompt"]["response"],
                     "--base-prompt-template",
                     config["prompt"]["base_plain"],
+                    "--stop-strings",
+                    *config["prompt"]["stop_strings"],
                 ]
             )
         )

@@ -47,14 +47,21 @@ def stage_params(stage: str, config: dict) -> dict:
             "seed": data["seed"],
             "validation_fraction": data["validation_fraction"],
             "test_fraction": data["test_fraction"],
-            "instruction_template": prompt["instruction"],
-            "response_template": prompt["response"],
+            "near_duplicates": data["near_duplicates"],
+            "columns": data.get("columns"),
+            "delimiter": data.get("delimiter"),
         }
     if stage == "base_model":
         model = config["model"]
         return {key: model[key] for key in ("source", "trust_remote_code", "allow_pickle")}
     if stage == "tokenize":
-        return {key: tokenize[key] for key in ("max_len", "completion_only", "overlong")}
+        # The prompt is applied here, not in prepare: a prompt edit re-tokenizes without re-reading the raw file.
+        return {
+            **{key: tokenize[key] for key in ("max_len", "completion_only", "overlong")},
+            "prompt_format": prompt["format"],
+            "instruction_template": prompt["instruction"],
+            "response_template": prompt["response"],
+        }
     if stage == "pack":
         return {"mode": config["pack"]["mode"], "max_len": tokenize["max_len"]}
     if stage == "train":

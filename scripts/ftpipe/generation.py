@@ -9,19 +9,24 @@ rows as for 256, so rows per batch is most of the speed (bench/README.md).
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
+from .budget import AUTO, budget_arg
 from .modeling import DEFAULT_QUANTIZATION
-from .prompts import cut_at_stop
+from .prompts import PROMPT_FORMATS, PromptFormat, PromptFormatError, cut_at_stop
 from .stage import json_arg
 
 
-def add_generation_args(parser) -> None:
-    """Command-line options shared by the stages that generate (generate, metrics)."""
+def add_generation_args(parser, budget_help: str | None = None) -> None:
+    """Command-line options shared by the stages that generate (generate, metrics). With `budget_help`,
+    --max-new-tokens also takes `auto` (its default), explained by that text."""
     add = parser.add_argument
     add("--model-dir", required=True, help="base model folder")
     add("--adapter", required=True, help="adapter folder")
-    add("--max-new-tokens", type=int, default=128)
+    if budget_help:
+        add("--max-new-tokens", type=budget_arg, default=AUTO, help=budget_help)
+    else:
+        add("--max-new-tokens", type=int, default=128)
     add("--repetition-penalty", type=float, default=1.1)
-    add("--stop-strings", nargs="*", default=["<end_of_turn>", "<eos>"])
+    add("--stop-strings", nargs="*", default=None, help="default: the prompt format's end of turn")
     add("--seed", type=int, default=42)
     add("--batch-size", type=batch_size_arg, default="auto", help="rows per batch; auto: as many as fit, up to 1024")
     add("--threads", type=int, default=None, help="CPU threads for torch (the rule's threads); default all")
@@ -33,9 +38,21 @@ def add_generation_args(parser) -> None:
         "fast: worth it for thousands of titles",
     )
     add("--sample-seed", type=int, default=0, help="seed of the test-title sample (same in every stage and run)")
+    add("--prompt-format", choices=PROMPT_FORMATS, default="plain", help="as in tokenize")
     add("--instruction-template", required=True, help="tagged prompt with {title}")
+    add("--response-template", required=True, help="response with {content}")
     add("--base-prompt-template", required=True, help="plain prompt for the base model, with {title}")
     add("--quantization", type=json_arg, default=DEFAULT_QUANTIZATION, help="JSON, as in training")
+
+
+def prompt_format_of(args, tokenizer) -> PromptFormat:
+    """The prompt format of a generating stage's arguments (add_generation_args), as tokenize applied it."""
+    try:
+        return PromptFormat(
+            args.instruction_template, args.response_template, args.prompt_format, args.stop_strings, tokenizer
+        )
+    except PromptFormatError as err:
+        raise SystemExit(str(err)) from None
 
 
 AUTO_BATCH_CPU = 16  # a CPU gains little from more rows
@@ -162,6 +179,26 @@ def generate_new_ids(
 
 def generate_texts(model, tokenizer, prompts: list[str], settings: dict, batch_size="auto") -> list[str]:
     """Generate one continuation per prompt (see generate_new_ids), cut at the first stop string."""
+    return generate_with_endings(model, tokenizer, prompts, settings, batch_size)[0]
+
+
+def generate_with_endings(
+    model, tokenizer, prompts: list[str], settings: dict, batch_size="auto"
+) -> tuple[list[str], list[bool]]:
+    """The continuations (cut at the first stop string) and, per prompt, whether the model ended it by itself
+    (wrote a stop string or its end-of-sequence token) rather than running into max_new_tokens."""
     rows = generate_new_ids(model, tokenizer, prompts, settings, batch_size)
-    texts = tokenizer.batch_decode([row.tolist() for row in rows], skip_special_tokens=True) if rows else []
-    return [cut_at_stop(text, list(settings["stop_strings"])) for text in texts]
+    if not rows:
+        return [], []
+    stops = list(settings["stop_strings"])
+    raw = tokenizer.batch_decode([row.tolist() for row in rows], skip_special_tokens=True)
+    ended = [ended_by_itself(row, text, tokenizer.eos_token_id, stops) for row, text in zip(rows, raw, strict=True)]
+    return [cut_at_stop(text, stops) for text in raw], ended
+
+
+def ended_by_itself(new_ids: torch.Tensor, text: str, eos_token_id: int | None, stop_strings: list[str]) -> bool:
+    """Whether a generation stopped on its own: its text holds a stop string or its ids the end-of-sequence
+    token (a row that stops early is padded with the pad id, which is often the eos id: either way it ended)."""
+    if any(stop in text for stop in stop_strings):
+        return True
+    return eos_token_id is not None and bool((new_ids == eos_token_id).any())

@@ -52,17 +52,6 @@ def read_json(path: str | os.PathLike):
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def read_jsonl(path: str | os.PathLike, limit: int | None = None) -> list[dict]:
-    """The first `limit` rows (all when None) of a JSON Lines file."""
-    rows = []
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            if limit is not None and len(rows) >= limit:
-                break
-            rows.append(json.loads(line))
-    return rows
-
-
 def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

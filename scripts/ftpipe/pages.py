@@ -16,7 +16,10 @@ PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "datasets", "snakem
 
 METRIC_HELP = {
     "rouge_l": "longest common word subsequence with the reference, F1 (0-100)",
-    "chrf": "character n-gram F-score against the reference (0-100)",
+    "rouge_l_precision": "share of the description's words on that subsequence: low when it rambles past the reference",
+    "rouge_l_recall": "share of the reference's words on that subsequence: low when the description is cut short",
+    "chrf": "character n-gram F-score against the reference, beta 2: recall weighs twice as much as precision (0-100)",
+    "chrf_beta1": "the same with beta 1: precision and recall weigh the same, so an overlong answer gains nothing",
     "title_coverage": "share of the title's content words the description mentions (%)",
     "distinct_2": "distinct word pairs over all word pairs (%): low means repetition",
     "length_ratio": "words of the description over words of the reference",

@@ -1,6 +1,6 @@
 """Opening a raw input file whatever it turns out to be: plain, compressed (gzip, bzip2, xz, zstd, a zip of
-one file; recognized by their first bytes, not their name), or something that is not JSON text at all, in
-which case the message says what the file is.
+one file; recognized by their first bytes, not their name), or something that is not a catalog at all, in
+which case the message says what the file is. raw_records reads the catalog's records from it.
 
 The sha256 of the file as given (compressed or not) is computed while it is read, so the input is read once.
 """
@@ -29,7 +29,8 @@ COMPRESSED = [
     (b"PK\x03\x04", "zip"),
     (b"PK\x05\x06", "zip"),  # an empty zip archive
 ]
-# (first bytes, what the file is) of formats that are not JSON text, named so the message says what it is
+# (first bytes, what the file is) of formats that are not catalogs (Parquet is read: raw_records), named so
+# the message says what it is
 NOT_TEXT = [
     (b"%PDF", "a PDF document"),
     (b"\x89PNG", "a PNG image"),
@@ -37,12 +38,12 @@ NOT_TEXT = [
     (b"GIF8", "a GIF image"),
     (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
     (b"Rar!", "a RAR archive"),
-    (b"PAR1", "a Parquet file"),
     (b"SQLite format 3\x00", "an SQLite database"),
     (b"\x7fELF", "a program (ELF executable)"),
     (b"ARROW1", "an Arrow file"),
 ]
-# Bytes a JSON text may hold; others (NUL and the rest of C0) are rare in text and common in binary data.
+EXPECTED = "CSV or TSV with a header, JSON Lines, a JSON array of objects, or Parquet"
+# Bytes a text may hold; others (NUL and the rest of C0) are rare in text and common in binary data.
 _TEXT_BYTES = bytes([9, 10, 12, 13, *range(32, 256)])
 _BINARY_SHARE = 0.1  # a text line may carry a stray control byte, not one in ten
 
@@ -77,7 +78,7 @@ def open_input(path: Path, digest):
     """Yield (stream of the input's decompressed bytes, format name or None for plain); the file's own bytes
     go into `digest`. Raises InputError for a missing file, a folder, or a zip of several files."""
     if path.is_dir():
-        raise InputError(f"{path}: is a folder, not a file; point data.raw at the JSON Lines file inside it")
+        raise InputError(f"{path}: is a folder, not a file; point data.raw at the catalog file inside it")
     if not path.exists():
         raise InputError(f"{path}: file not found")
     with ExitStack() as stack:
@@ -141,7 +142,7 @@ def read_errors() -> tuple[type[BaseException], ...]:
 
 
 def check_head(path: Path, head: bytes, kind: str | None) -> None:
-    """Stop with one line naming the file and what it is when its first bytes are not JSON text."""
+    """Stop with one line naming the file and what it is when its first bytes are not text."""
     packed = f" (inside its {kind} compression)" if kind else ""
     if head.startswith((b"\xff\xfe", b"\xfe\xff")) or _looks_utf16(head):
         raise InputError(f"{path}: line 1: the file is UTF-16{packed}; convert it to UTF-8")
@@ -150,13 +151,13 @@ def check_head(path: Path, head: bytes, kind: str | None) -> None:
         raise InputError(f"{path}: {inner} data{packed}; decompress it first (only one layer is read)")
     what = next((name for magic, name in NOT_TEXT if head.startswith(magic)), None)
     if head[257:262] == b"ustar":  # a tar archive says so after its first file's name
-        what = "a tar archive; extract the JSON file from it"
+        what = "a tar archive; extract the catalog file from it"
     if what is None and len(head.translate(None, _TEXT_BYTES)) > _BINARY_SHARE * len(head):
         what = "binary data"
     if what:
-        raise InputError(f"{path}: {what}{packed}, not JSON text (expected JSON Lines or a JSON array of objects)")
+        raise InputError(f"{path}: {what}{packed}, not a catalog (expected {EXPECTED})")
     if not head.removeprefix(BOM).strip():
-        raise InputError(f"{path}: the file is empty{packed} (expected JSON Lines or a JSON array of objects)")
+        raise InputError(f"{path}: the file is empty{packed} (expected {EXPECTED})")
 
 
 def _looks_utf16(head: bytes) -> bool:

@@ -3,7 +3,6 @@ negative log-likelihood of reference descriptions (for perplexity), and three ch
 product descriptions: title coverage, repetition (distinct bigrams) and length against the reference."""
 
 import math
-import random
 import re
 
 import torch
@@ -16,19 +15,60 @@ STOPWORDS = frozenset(
 )
 
 
-def rouge_l(predictions: list[str], references: list[str]) -> list[float]:
-    """ROUGE-L F1 (with stemming) per example, 0..100."""
+def rouge_l(predictions: list[str], references: list[str]) -> dict[str, list[float]]:
+    """ROUGE-L (with stemming) per example, 0..100: `f` (F1), `precision` (share of the description's words
+    on the longest common subsequence) and `recall` (share of the reference's): a description that runs on
+    past the reference loses precision, one cut short loses recall."""
     from rouge_score import rouge_scorer
 
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-    return [100 * scorer.score(ref, pred)["rougeL"].fmeasure for pred, ref in zip(predictions, references, strict=True)]
+    scores = [scorer.score(ref, pred)["rougeL"] for pred, ref in zip(predictions, references, strict=True)]
+    return {
+        "f": [100 * score.fmeasure for score in scores],
+        "precision": [100 * score.precision for score in scores],
+        "recall": [100 * score.recall for score in scores],
+    }
 
 
-def chrf(predictions: list[str], references: list[str]) -> list[float]:
-    """chrF per example, 0..100."""
+def chrf(predictions: list[str], references: list[str], beta: int = 2) -> list[float]:
+    """chrF per example, 0..100. beta=2 (sacrebleu's default, the usual chrF) weighs recall twice as much as
+    precision, which favours descriptions longer than the reference; beta=1 weighs them equally."""
     import sacrebleu
 
-    return [sacrebleu.sentence_chrf(pred, [ref]).score for pred, ref in zip(predictions, references, strict=True)]
+    return [
+        sacrebleu.sentence_chrf(pred, [ref], beta=beta).score for pred, ref in zip(predictions, references, strict=True)
+    ]
+
+
+def reference_scores(predictions: list[str], references: list[str]) -> dict[str, list[float]]:
+    """ROUGE-L F1, precision and recall, chrF (beta 2) and chrF beta 1 per example."""
+    rouge = rouge_l(predictions, references)
+    return {
+        "rouge_l": rouge["f"],
+        "rouge_l_precision": rouge["precision"],
+        "rouge_l_recall": rouge["recall"],
+        "chrf": chrf(predictions, references),
+        "chrf_beta1": chrf(predictions, references, beta=1),
+    }
+
+
+PAIRS_PER_PROCESS = 200  # below this a process costs more to start than it saves (about 15 ms a pair)
+
+
+def reference_scores_parallel(predictions: list[str], references: list[str], processes: int) -> dict:
+    """reference_scores over `processes` forked processes (the scorers are pure Python: one core each), in
+    contiguous chunks so the results come back in order; one process for small inputs."""
+    chunks = max(1, min(processes, len(predictions) // PAIRS_PER_PROCESS))
+    if chunks == 1:
+        return reference_scores(predictions, references)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    bounds = [len(predictions) * i // chunks for i in range(chunks + 1)]
+    parts = [(predictions[a:b], references[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
+    with ProcessPoolExecutor(chunks, mp_context=multiprocessing.get_context("fork")) as pool:
+        results = list(pool.map(reference_scores, *zip(*parts, strict=True)))
+    return {name: [value for part in results for value in part[name]] for name in results[0]}
 
 
 def words(text: str) -> list[str]:
@@ -68,15 +108,19 @@ def length_ratio(predictions: list[str], references: list[str]) -> list[float]:
 
 
 def bootstrap_mean(values: list[float], seed: int, samples: int = 1000, level: float = 0.95) -> dict:
-    """Mean with a percentile bootstrap interval over examples."""
-    rng = random.Random(seed)
-    n = len(values)
-    means = sorted(sum(values[rng.randrange(n)] for _ in range(n)) / n for _ in range(samples))
+    """Mean with a percentile bootstrap interval over examples (all resamples drawn at once: a thousand
+    titles take milliseconds, where a Python loop took most of a second per measure)."""
+    import numpy as np
+
+    data = np.asarray(values, dtype=np.float64)
+    n = len(data)
+    draws = np.random.default_rng(seed).integers(0, n, size=(samples, n))
+    means = np.sort(data[draws].mean(axis=1))
     tail = (1 - level) / 2
     return {
-        "mean": round(sum(values) / n, 3),
-        "low": round(means[int(tail * samples)], 3),
-        "high": round(means[min(samples - 1, int((1 - tail) * samples))], 3),
+        "mean": round(float(data.mean()), 3),
+        "low": round(float(means[int(tail * samples)]), 3),
+        "high": round(float(means[min(samples - 1, int((1 - tail) * samples))]), 3),
         "n": n,
     }
 

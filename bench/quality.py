@@ -1,0 +1,278 @@
+"""The recipe comparison on real catalogs: the shipped ablation's seed recipe against the project's recipe,
+on every catalog given, with several training seeds; paired intervals per catalog and the spread across seeds.
+
+    python bench/quality.py run bench/work/catalogs/magento.jsonl shop=path/to/shop.csv ... \\
+        --seeds 1 2 --cores 16 [--model-source FOLDER] [--steps N] [--titles N] [--extra-config YAML]
+
+A catalog is a file the workflow's prepare stage reads (named by its file stem, or NAME=PATH). The two recipes
+are presets/ablation.yaml's runs `reference` (the seed notebook's: one token stream cut into blocks, loss on
+the prompt too) and `project` (this project's default), with that preset's shared settings (test split, scored
+titles). One Snakemake experiment holds every run, `<catalog>.<recipe>.s<seed>`: the data is prepared once per
+catalog and the base model once; the comparison page (results/compare.html in the work folder) pairs each run
+with the seed recipe on its own catalog. Per catalog and training seed this script then pairs the project run
+with the seed-recipe run of the same seed on the same titles (paired bootstrap, project minus seed), and over
+the seeds reports each recipe's scores and each paired difference as mean, min and max.
+
+Writes bench/results/quality.json and bench/results/quality.md (the table). `table` rewrites both from a
+finished work folder without training. On the GPU machine give --model-source the folder that
+`bench/model_parts.py join` writes (docs/quality.md has the device commands).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from ftpipe.experiments import deep_merge  # noqa: E402
+from ftpipe.scoring import paired_difference  # noqa: E402
+
+RECIPES = ("reference", "project")  # presets/ablation.yaml's run names: the seed recipe first
+MEASURES = (
+    "rouge_l",
+    "rouge_l_precision",
+    "rouge_l_recall",
+    "chrf",
+    "chrf_beta1",
+    "distinct_2",
+    "length_ratio",
+    "title_coverage",
+)
+DEFAULT_WORK = ROOT / "bench" / "work" / "quality"
+DEFAULT_RESULTS = ROOT / "bench" / "results"
+
+
+def catalog_arg(text: str) -> tuple[str, Path]:
+    """NAME=PATH or PATH (named by its stem)."""
+    name, _, path = text.rpartition("=") if "=" in text else ("", "", text)
+    path = Path(path).expanduser().resolve()
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"no catalog file at {path}")
+    name = name or path.name.split(".")[0]
+    return name.replace("_", "-"), path
+
+
+def run_name(catalog: str, recipe: str, seed: int) -> str:
+    return f"{catalog}.{recipe}.s{seed}"
+
+
+def experiment_config(catalogs: dict[str, Path], seeds: list[int], args) -> dict:
+    """The configuration merged over config.yaml: the ablation's shared settings, the options, and one run per
+    catalog, recipe and seed."""
+    ablation = yaml.safe_load((ROOT / "presets" / "ablation.yaml").read_text(encoding="utf-8"))
+    recipes = {recipe: ablation["experiment"]["runs"][recipe] or {} for recipe in RECIPES}
+    shared = {key: value for key, value in ablation.items() if key != "experiment"}
+    if args.model_source:
+        folder = Path(args.model_source).expanduser()  # Snakemake runs in the work folder: a folder goes absolute
+        source = str(folder.resolve()) if folder.is_dir() else args.model_source
+        shared = deep_merge(shared, {"model": {"source": source}})
+    if args.steps:
+        shared = deep_merge(shared, {"train": {"max_steps": args.steps}})
+    if args.titles:
+        shared = deep_merge(shared, {"metrics": {"num_titles": args.titles}})
+    if args.extra_config:
+        shared = deep_merge(shared, yaml.safe_load(args.extra_config) or {})
+    runs = {}
+    for catalog, path in catalogs.items():
+        for seed in seeds:
+            for recipe in RECIPES:
+                where = {"data": {"raw": str(path)}, "train": {"seed": seed}}
+                runs[run_name(catalog, recipe, seed)] = deep_merge(recipes[recipe], where)
+    first = next(iter(catalogs))
+    return {**shared, "experiment": {"baseline": run_name(first, RECIPES[0], seeds[0]), "runs": runs}}
+
+
+def run_workflow(work: Path, config: dict, cores: int, timeout: int) -> dict:
+    """`snakemake results/compare.html` over the experiment in `work`; returns the return code and seconds."""
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "quality.yaml").write_text(json.dumps(config, indent=1) + "\n")  # JSON is YAML
+    shutil.copy(ROOT / "config.yaml", work / "config.yaml")  # the Snakefile's `configfile:` is read from there
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(work)]
+    command += ["--cores", str(cores), "--configfile", str(work / "config.yaml"), str(work / "quality.yaml")]
+    command += ["--nocolor", "--rerun-incomplete", "results/compare.html"]
+    # A run stopped at a time limit leaves its lock: the next call goes on from the finished jobs.
+    subprocess.run([*command, "--unlock"], capture_output=True, check=False)
+    started = time.perf_counter()
+    with open(work / "snakemake.log", "w") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            code = process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGTERM)  # Snakemake and its jobs (its own process group)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+            code = None
+    return {"command": " ".join(command), "returncode": code, "seconds": round(time.perf_counter() - started, 1)}
+
+
+def spread(values: list[float]) -> dict:
+    """Mean, min and max over seeds (and the sample standard deviation from two seeds on)."""
+    out = {"mean": round(statistics.fmean(values), 3), "min": round(min(values), 3), "max": round(max(values), 3)}
+    out["sd"] = round(statistics.stdev(values), 3) if len(values) > 1 else None
+    return out
+
+
+def summarize(work: Path, catalogs: list[str], seeds: list[int]) -> dict:
+    """Per catalog: per seed, each recipe's scores and the paired difference project minus seed recipe; over
+    the seeds, the spread of each."""
+    table = {}
+    for catalog in catalogs:
+        per_seed = {}
+        for seed in seeds:
+            paths = {r: work / "results" / "runs" / run_name(catalog, r, seed) / "metrics.json" for r in RECIPES}
+            if not all(path.exists() for path in paths.values()):
+                per_seed[seed] = {"missing": [str(path) for path in paths.values() if not path.exists()]}
+                continue
+            metrics = {recipe: json.loads(path.read_text()) for recipe, path in paths.items()}
+            seed_recipe, project = (metrics[recipe] for recipe in RECIPES)
+            if seed_recipe["sample"]["titles_sha256"] != project["sample"]["titles_sha256"]:
+                raise SystemExit(f"quality: {catalog} seed {seed}: the two recipes scored different titles")
+            per_seed[seed] = {
+                "titles": project["sample"]["n"],
+                "max_new_tokens": project["settings"]["max_new_tokens"],
+                "scores": {r: {m: metrics[r]["variants"]["adapter"][m] for m in MEASURES} for r in RECIPES},
+                "hit_cap": {r: metrics[r]["endings"]["adapter"]["hit_cap"] for r in RECIPES},
+                "project_minus_reference": {
+                    m: paired_difference(
+                        seed_recipe["per_example"]["adapter"][m],
+                        project["per_example"]["adapter"][m],
+                        project["settings"]["seed"],  # the bootstrap's seed, as in the metrics stage
+                    )
+                    for m in MEASURES
+                },
+                "contamination_ngram_overlap": (project["contamination"].get("ngram_overlap") or {}).get("mean"),
+            }
+        done = [entry for entry in per_seed.values() if "scores" in entry]
+        over_seeds = None
+        if done:
+            over_seeds = {
+                "scores": {
+                    r: {m: spread([entry["scores"][r][m]["mean"] for entry in done]) for m in MEASURES} for r in RECIPES
+                },
+                "project_minus_reference": {
+                    m: spread([entry["project_minus_reference"][m]["mean"] for entry in done]) for m in MEASURES
+                },
+                "intervals_above_zero": {
+                    m: sum(entry["project_minus_reference"][m]["low"] > 0 for entry in done) for m in MEASURES
+                },
+                "intervals_below_zero": {
+                    m: sum(entry["project_minus_reference"][m]["high"] < 0 for entry in done) for m in MEASURES
+                },
+                "seeds": len(done),
+            }
+        table[catalog] = {"per_seed": per_seed, "over_seeds": over_seeds}
+    return table
+
+
+def markdown(table: dict) -> str:
+    """One row per catalog and seed (paired intervals), then one per catalog over the seeds (mean [min, max])."""
+
+    def paired(value: dict) -> str:
+        return f"{value['mean']:+.1f} [{value['low']:+.1f}, {value['high']:+.1f}]"
+
+    def ranged(value: dict, signed: bool = False) -> str:
+        sign = "+" if signed else ""
+        return f"{value['mean']:{sign}.1f} ({value['min']:{sign}.1f} to {value['max']:{sign}.1f})"
+
+    shown = ("rouge_l", "rouge_l_precision", "rouge_l_recall", "chrf", "chrf_beta1")
+    lines = [
+        "Project recipe minus seed recipe (paired bootstrap 95% intervals on the same titles), SmolLM2-135M adapters.",
+        "",
+        "| catalog | seed | titles | budget | hit cap seed / project | ROUGE-L seed → project | "
+        + " | ".join(f"{m} (paired)" for m in shown)
+        + " | length ratio seed → project |",
+        "| --- | --- | --- | --- | --- | --- | " + " | ".join("---" for _ in shown) + " | --- |",
+    ]
+    for catalog, entry in table.items():
+        for seed, row in entry["per_seed"].items():
+            if "scores" not in row:
+                lines.append(f"| {catalog} | {seed} | missing | | | | " + " | ".join("" for _ in shown) + " | |")
+                continue
+            scores, diff = row["scores"], row["project_minus_reference"]
+            lengths = (scores[recipe]["length_ratio"]["mean"] for recipe in RECIPES)
+            lines.append(
+                f"| {catalog} | {seed} | {row['titles']} | {row['max_new_tokens']} | "
+                f"{row['hit_cap']['reference']} / {row['hit_cap']['project']} | "
+                f"{scores['reference']['rouge_l']['mean']:.1f} → {scores['project']['rouge_l']['mean']:.1f} | "
+                + " | ".join(paired(diff[m]) for m in shown)
+                + " | {:.2f} → {:.2f} |".format(*lengths)
+            )
+        over = entry["over_seeds"]
+        if over:
+            lines.append(
+                f"| **{catalog}** | **{over['seeds']} seeds: mean (min to max)** | | | | "
+                f"{ranged(over['scores']['reference']['rouge_l'])} → {ranged(over['scores']['project']['rouge_l'])} | "
+                + " | ".join(ranged(over["project_minus_reference"][m], True) for m in shown)
+                + " | |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def write_results(results_dir: Path, record: dict) -> None:
+    results_dir.mkdir(parents=True, exist_ok=True)
+    (results_dir / "quality.json").write_text(json.dumps(record, indent=1) + "\n")
+    (results_dir / "quality.md").write_text(markdown(record["table"]))
+
+
+def device_name() -> str:
+    try:
+        import torch
+
+        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        return "unknown"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name in ("run", "table"):
+        sub = commands.add_parser(name, help="train and score every run" if name == "run" else "re-summarize")
+        sub.add_argument("catalogs", nargs="+", type=catalog_arg, help="catalog files (PATH or NAME=PATH)")
+        sub.add_argument("--seeds", type=int, nargs="+", default=[1, 2], help="training seeds (two or more)")
+        sub.add_argument("--work", type=Path, default=DEFAULT_WORK, help="the experiment's work folder")
+        sub.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
+    run = commands.choices["run"]
+    run.add_argument("--cores", type=int, default=os.cpu_count())
+    run.add_argument("--model-source", help="model.source: a local model folder (default: config.yaml's)")
+    run.add_argument("--steps", type=int, help="train.max_steps (default: config.yaml's)")
+    run.add_argument("--titles", type=int, help="metrics.num_titles (default: presets/ablation.yaml's 60)")
+    run.add_argument("--extra-config", help="YAML merged into every run, e.g. '{metrics: {batch_size: 64}}'")
+    run.add_argument("--timeout", type=int, default=None, help="seconds before the workflow is stopped")
+    args = parser.parse_args()
+    catalogs = dict(args.catalogs)
+    if len(catalogs) != len(args.catalogs):
+        parser.error("two catalogs share a name: name them NAME=PATH")
+    record = {"catalogs": {name: str(path) for name, path in catalogs.items()}, "seeds": args.seeds}
+    if args.command == "run":
+        if len(args.seeds) < 2:
+            print("quality: one training seed shows no spread; give --seeds with two or more", file=sys.stderr)
+        config = experiment_config(catalogs, args.seeds, args)
+        record["workflow"] = run_workflow(args.work, config, args.cores, args.timeout)
+        record["settings"] = {key: value for key, value in config.items() if key != "experiment"}
+        record["device"] = device_name()
+        if record["workflow"]["returncode"] != 0:
+            tail = (args.work / "snakemake.log").read_text(errors="replace")[-3000:]
+            print(f"quality: the workflow failed ({record['workflow']['returncode']}); log tail:\n{tail}")
+    record["table"] = summarize(args.work, list(catalogs), args.seeds)
+    write_results(args.results_dir, record)
+    print((args.results_dir / "quality.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
