@@ -67,6 +67,8 @@ def test_every_target(finished_run):
 
 def test_report_shows_the_lora_target_warnings(finished_run, tmp_path):
     """A target list that leaves projections out: timing.json's warnings are on the run's page."""
+    from markupsafe import escape
+
     import report
 
     run = finished_run / "results" / "runs" / "tiny"
@@ -83,7 +85,7 @@ def test_report_shows_the_lora_target_warnings(finished_run, tmp_path):
         + ["--lengths-png", str(run / "plots" / "token_lengths.png"), "--report", str(tmp_path / "report.html")]
         + ["--lineage-record", (run / "lineage.json").read_text()]
     )
-    assert f'<p class="warn">{html.escape(warning)}</p>' in report.build_report(args)
+    assert f'<p class="warn">{escape(warning)}</p>' in report.build_report(args)
 
 
 def planned_jobs(workdir: Path, overrides: dict, target: str = "results/report.html") -> dict[str, list[str]]:
