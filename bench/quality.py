@@ -94,14 +94,19 @@ def experiment_config(catalogs: dict[str, Path], seeds: list[int], args) -> dict
     return {**shared, "experiment": {"baseline": run_name(first, RECIPES[0], seeds[0]), "runs": runs}}
 
 
-def run_workflow(work: Path, config: dict, cores: int, timeout: int) -> dict:
-    """`snakemake results/compare.html` over the experiment in `work`; returns the return code and seconds."""
+def run_workflow(work: Path, config: dict, cores: int, timeout: int, job_threads: int | None = None) -> dict:
+    """`snakemake results/compare.html` over the experiment in `work`; returns the return code and seconds.
+    With `job_threads`, the torch rules take that many threads instead of every core, so several runs' jobs
+    share one GPU side by side (small models leave most of it idle)."""
     work.mkdir(parents=True, exist_ok=True)
     (work / "quality.yaml").write_text(json.dumps(config, indent=1) + "\n")  # JSON is YAML
     shutil.copy(ROOT / "config.yaml", work / "config.yaml")  # the Snakefile's `configfile:` is read from there
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(work)]
     command += ["--cores", str(cores), "--configfile", str(work / "config.yaml"), str(work / "quality.yaml")]
     command += ["--nocolor", "--rerun-incomplete", "results/compare.html"]
+    if job_threads:
+        rules = ("tokenize", "train", "generate", "metrics")
+        command += ["--set-threads", *(f"{rule}={job_threads}" for rule in rules)]
     # A run stopped at a time limit leaves its lock: the next call goes on from the finished jobs.
     subprocess.run([*command, "--unlock"], capture_output=True, check=False)
     started = time.perf_counter()
@@ -254,6 +259,9 @@ def main() -> None:
     run.add_argument("--titles", type=int, help="metrics.num_titles (default: presets/ablation.yaml's 60)")
     run.add_argument("--extra-config", help="YAML merged into every run, e.g. '{metrics: {batch_size: 64}}'")
     run.add_argument("--timeout", type=int, default=None, help="seconds before the workflow is stopped")
+    run.add_argument(
+        "--job-threads", type=int, help="threads of each torch job (default: every core, one job at a time)"
+    )
     args = parser.parse_args()
     catalogs = dict(args.catalogs)
     if len(catalogs) != len(args.catalogs):
@@ -263,7 +271,7 @@ def main() -> None:
         if len(args.seeds) < 2:
             print("quality: one training seed shows no spread; give --seeds with two or more", file=sys.stderr)
         config = experiment_config(catalogs, args.seeds, args)
-        record["workflow"] = run_workflow(args.work, config, args.cores, args.timeout)
+        record["workflow"] = run_workflow(args.work, config, args.cores, args.timeout, args.job_threads)
         record["settings"] = {key: value for key, value in config.items() if key != "experiment"}
         record["device"] = device_name()
         if record["workflow"]["returncode"] != 0:
