@@ -122,9 +122,9 @@ def prepare(rows: int) -> None:
             config["prompt"]["instruction"],
             config["prompt"]["response"],
             max_len=MAX_LEN,
-            mode="reference",
+            mode="seed",
             completion_only=False,
-            overlong="reference",
+            overlong="seed",
             validation_fraction=0.01,
             test_fraction=0.0,
         )
@@ -463,7 +463,7 @@ def dropout_lora_kernel_check(repeats: int = 50) -> dict:
 
     device = torch.device("cuda" if CUDA else "cpu")
     tokens = 64 * MAX_LEN if CUDA else 256
-    p, result = 0.05, {"path": "triton" if use_triton(torch.empty(1, device=device)) else "reference"}
+    p, result = 0.05, {"path": "triton" if use_triton(torch.empty(1, device=device)) else "plain"}
 
     def timed(fn) -> float:
         if not CUDA:

@@ -3,7 +3,7 @@ rule generate:
         test=of_run("prepare", f"{PREPARED}/test.jsonl"),
         model_dir=of_run("base_model", f"{BASE_MODEL}/model"),
         adapter=of_run("train", f"{TRAINED}/adapter"),
-        shared_code=SHARED_CODE,
+        code=code_of("generate.py"),
     output:
         samples=f"{RUN_DIR}/samples.json",
     log:
@@ -17,10 +17,6 @@ rule generate:
         **resources_of(run_value("generate")),
     params:
         **run_params("generate"),
-        instruction_template=run_value("prompt", "instruction"),
-        base_prompt_template=run_value("prompt", "base_plain"),
-        stop_strings=run_value("prompt", "stop_strings"),
-        quantization=run_value("train", "quantization"),
     script:
         "../scripts/generate.py"
 
@@ -32,7 +28,7 @@ rule metrics:
         train=of_run("prepare", f"{PREPARED}/train.jsonl"),  # contamination of the scored references
         model_dir=of_run("base_model", f"{BASE_MODEL}/model"),
         adapter=of_run("train", f"{TRAINED}/adapter"),
-        shared_code=SHARED_CODE,
+        code=code_of("metrics.py"),
     output:
         metrics=report(
             f"{RUN_DIR}/metrics.json",
@@ -51,10 +47,5 @@ rule metrics:
         **resources_of(run_value("metrics")),
     params:
         **run_params("metrics"),
-        instruction_template=run_value("prompt", "instruction"),
-        response_template=run_value("prompt", "response"),
-        base_prompt_template=run_value("prompt", "base_plain"),
-        stop_strings=run_value("prompt", "stop_strings"),
-        quantization=run_value("train", "quantization"),
     script:
         "../scripts/metrics.py"

@@ -1,9 +1,9 @@
 """Stage 6, generate: descriptions for held-out test titles from the base model and from base + adapter.
 
-Three variants for the same titles: the base model with the reference's plain prompt, the base model with
+Three variants for the same titles: the base model with the seed notebook's plain prompt, the base model with
 the tagged training prompt, and the adapter (merged into the base) with the tagged prompt. The titles are a
 seeded random sample of the test split (`sample_seed`; the first titles of the metrics stage's sample).
-Sampling settings default to the reference's (temperature 0.7, top_p 0.9, repetition penalty 1.1);
+Sampling settings default to the seed notebook's (temperature 0.7, top_p 0.9, repetition penalty 1.1);
 generation stops at the end of the turn.
 """
 
@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ftpipe import stage  # noqa: E402
+from ftpipe import settings, stage  # noqa: E402
 from ftpipe.generation import add_generation_args, generate_texts  # noqa: E402
 from ftpipe.heldout import sample_rows, sample_summary  # noqa: E402
 from ftpipe.io import write_json  # noqa: E402
@@ -70,11 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     add = parser.add_argument
     add("--test", required=True, help="prepared test split (JSON Lines)")
     add("--samples", required=True, help="output: samples JSON")
-    add("--num-titles", type=int, default=8)
-    add("--do-sample", action=argparse.BooleanOptionalAction, default=True)
-    add("--temperature", type=float, default=0.7)
-    add("--top-p", type=float, default=0.9)
     add_generation_args(parser)
+    settings.add_options(parser, "generate")
     return parser
 
 

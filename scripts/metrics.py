@@ -3,7 +3,7 @@
 - ROUGE-L, chrF, title coverage, distinct bigrams and length ratio of greedy generations against the
   reference descriptions of `num_titles` test titles, a seeded random sample of the test split
   (`sample_seed`; the same titles for every variant and run on the same data), for three variants: the base
-  model with the reference's plain prompt (`base_plain`), the base model with the tagged training prompt
+  model with the seed notebook's plain prompt (`base_plain`), the base model with the tagged training prompt
   (`base_tagged`) and the adapter merged into the base (`adapter`);
 - perplexity of the reference descriptions of `perplexity_rows` validation rows (sampled the same way) given
   each variant's prompt;
@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ftpipe import stage  # noqa: E402
+from ftpipe import settings, stage  # noqa: E402
 from ftpipe.generation import AUTO_BATCH_CPU, add_generation_args, generate_texts  # noqa: E402
 from ftpipe.heldout import MIN_SOUND_TITLES, contamination, sample_rows, sample_summary  # noqa: E402
 from ftpipe.io import write_json  # noqa: E402
@@ -183,10 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--validation", required=True, help="prepared validation split (JSON Lines), for perplexity")
     add("--train", default=None, help="prepared train split (JSON Lines), for contamination; unmeasured without")
     add("--metrics", required=True, help="output: metrics JSON")
-    add("--num-titles", type=int, default=50)
-    add("--perplexity-rows", type=int, default=200)
-    add("--response-template", required=True, help="response text with {content}")
     add_generation_args(parser)
+    settings.add_options(parser, "metrics")
     return parser
 
 

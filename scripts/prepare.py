@@ -28,7 +28,7 @@ from pathlib import Path
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ftpipe import stage  # noqa: E402
+from ftpipe import settings, stage  # noqa: E402
 from ftpipe.grouping import SPLITS, group_splits, key_digest, normalized_text, split_of_digest  # noqa: E402
 from ftpipe.html_text import html_text  # noqa: E402
 from ftpipe.io import atomic_path, write_json  # noqa: E402
@@ -753,18 +753,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--raw", required=True, help="AmazonTitles trn.json (JSON Lines or a JSON array)")
     for name in (*SPLITS, "counts", "rejects"):
         parser.add_argument(f"--{name}", required=True, help=f"output: {name} file")
-    parser.add_argument(
-        "--duplicate-titles",
-        default="first",
-        choices=["first", "keep_all"],
-        help="same title, other description: keep the first, or keep all",
-    )
-    parser.add_argument("--sample-size", type=int, default=None, help="rows to sample (default: all)")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--validation-fraction", type=float, default=0.05)
-    parser.add_argument("--test-fraction", type=float, default=0.05)
-    parser.add_argument("--instruction-template", required=True, help="prompt text with {title}")
-    parser.add_argument("--response-template", required=True, help="response text with {content}")
+    settings.add_options(parser, "prepare")
     parser.add_argument(
         "--processes",
         type=int,

@@ -22,13 +22,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ftpipe import distributed, stage  # noqa: E402
+from ftpipe import distributed, settings, stage  # noqa: E402
 from ftpipe.checkpoints import load_adapter_weights, load_checkpoint, save_checkpoint  # noqa: E402
 from ftpipe.dropout_lora import fuse_dropout_lora_layers  # noqa: E402
 from ftpipe.fused_lora import fuse_lora_layers  # noqa: E402
+from ftpipe.imports import imported_modules  # noqa: E402
 from ftpipe.io import atomic_path, write_json, write_text  # noqa: E402
 from ftpipe.modeling import (  # noqa: E402
-    DEFAULT_QUANTIZATION,
     compute_dtype,
     dequantize_base,
     enable_tf32,
@@ -43,29 +43,6 @@ log = logging.getLogger("ftpipe.train")
 IGNORE = -100
 # Dense bf16 peak of known GPUs, for the MFU estimate (vendor datasheets).
 PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
-SPEED_DEFAULTS = {
-    "enabled": "auto",  # auto: on GPUs only; true/false to force
-    "micro_batch": 64,  # accumulation is adjusted so that the effective batch stays as configured
-    "gradient_checkpointing": False,
-    "upcast_frozen_fp32": False,
-    "dequantize_base": True,
-    "mixed_precision": True,  # autocast to bf16 with float32 LoRA weights, as the reference's bf16=True
-    "compile": True,
-    "compile_scope": "layers",  # layers: each decoder layer compiled once and reused (short warm-up); model: all
-    "compile_loss": True,  # with compile_scope layers: the cross-entropy too (no float32 copy of the logits)
-    "cuda_graphs": True,  # replay compiled graphs instead of launching each kernel from Python (GPU only)
-    "data_on_device": True,
-    "fused_optimizer": True,  # AdamW in a few fused kernels instead of a few per LoRA tensor
-    # LoRA folded into the frozen weight, one matmul per projection. auto: where possible, i.e. with LoRA dropout 0
-    # (the recipe's is 0.05) and 16-bit base weights; true: required (an error where impossible).
-    "fused_lora": "auto",
-    # LoRA dropout fused into the LoRA down-projection (a Triton kernel that draws the mask from a seed while
-    # reading x, and again in the backward, instead of storing it): a memory lever, off by default. On an H200
-    # it saved 30% of the memory (13.3 instead of 19.1 GiB) and cost 17% of the speed (64.5k instead of 77.9k
-    # tokens/s). auto: on GPUs where LoRA dropout > 0; true: also elsewhere (the reference path).
-    "fused_dropout_lora": False,
-}
-
 
 # ---------------------------------------------------------------- plan and data
 
@@ -79,7 +56,8 @@ def resolve_plan(args, device: torch.device, world: int = 1) -> dict:
 
     The effective batch (micro-batch x accumulation) stays as configured: with several ranks, each does
     its share, micro-batch x accumulation x ranks = the configured effective batch."""
-    speed = {**SPEED_DEFAULTS, **(args.speed or {})}
+    # The levers' defaults are config.yaml's train.speed; a partial mapping (a benchmark's) changes only its keys.
+    speed = {**settings.default("train.speed"), **(args.speed or {})}
     levers_on = device.type == "cuda" if speed["enabled"] == "auto" else bool(speed["enabled"])
     effective = args.micro_batch * args.grad_accum
     if effective % world:
@@ -88,26 +66,12 @@ def resolve_plan(args, device: torch.device, world: int = 1) -> dict:
     micro = largest_divisor_at_most(
         per_rank, speed["micro_batch"] if levers_on and speed["micro_batch"] else args.micro_batch
     )
-    plan = {
-        "speed_levers": levers_on,
-        "world_size": world,
-        "micro_batch": micro,
-        "grad_accum": per_rank // micro,
-        "gradient_checkpointing": args.gradient_checkpointing,
-        "upcast_frozen_fp32": args.upcast_frozen_fp32,
-        "dequantize_base": False,
-        "mixed_precision": False,
-        "compile": False,
-        "compile_scope": None,
-        "compile_loss": False,
-        "cuda_graphs": False,
-        "data_on_device": False,
-        "fused_optimizer": False,
-        "fused_lora": False,
-        "fused_dropout_lora": False,
-    }
-    if levers_on:
-        plan.update({key: speed[key] for key in plan if key in speed and key not in ("micro_batch", "enabled")})
+    plan = {"speed_levers": levers_on, "world_size": world, "micro_batch": micro, "grad_accum": per_rank // micro}
+    # Every other key of train.speed is a lever. Off, a lever that is also a recipe setting (gradient
+    # checkpointing, the fp32 upcast) takes the recipe's value; any other is off (false).
+    for lever, value in speed.items():
+        if lever not in ("enabled", "micro_batch"):
+            plan[lever] = value if levers_on else getattr(args, lever, False)
     if not plan["compile"]:
         plan["compile_scope"] = None
     plan["compile_loss"] = plan["compile_loss"] and plan["compile_scope"] == "layers"  # "model" includes it
@@ -119,7 +83,7 @@ def resolve_plan(args, device: torch.device, world: int = 1) -> dict:
 
 def fused_dropout_lora_plan(wanted, args, device: torch.device) -> bool:
     """The fused dropout + LoRA down-projection replaces PEFT's dropout, so it needs LoRA dropout > 0. `auto`
-    takes it on GPUs (Triton kernels); `true` also elsewhere (the reference path) and stops where impossible."""
+    takes it on GPUs (Triton kernels); `true` also elsewhere (the plain path) and stops where impossible."""
     if wanted == "auto":
         return bool(args.lora["dropout"]) and device.type == "cuda"
     if not wanted:
@@ -172,7 +136,7 @@ def load_blocks(packed_dir: str) -> dict[str, dict[str, torch.Tensor]]:
 
 
 def is_boundary_packed(blocks: dict[str, torch.Tensor]) -> bool:
-    """True when position ids restart inside blocks; reference blocks (0..max_len-1) need none passed,
+    """True when position ids restart inside blocks; seed-packed blocks (0..max_len-1) need none passed,
     which keeps attention on the plain causal (flash) path."""
     positions = blocks["position_ids"]
     return not torch.equal(
@@ -212,7 +176,7 @@ def build_model(args, plan: dict, device, dtype):
     if plan["dequantize_base"]:
         log.info("dequantized %d 4-bit layers to %s", dequantize_base(model, dtype), dtype)
     if plan["upcast_frozen_fp32"]:
-        # The reference's prepare_model_for_kbit_training: frozen non-quantized weights go to float32.
+        # The seed notebook's prepare_model_for_kbit_training: frozen non-quantized weights go to float32.
         model = prepare_model_for_kbit_training(
             model,
             use_gradient_checkpointing=plan["gradient_checkpointing"],
@@ -269,9 +233,9 @@ def run_fingerprint(args, packed_dir: str) -> str:
     # The process count is left out: a run resumed with another number of GPUs continues the same training.
     outputs = {"adapter", "train_log", "history", "timing", "checkpoint_dir"}
     ignored = outputs | {"threads", "keep_checkpoints", "processes"}
-    settings = {key: value for key, value in sorted(vars(args).items()) if key not in ignored}
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
-    code = [Path(__file__), *sorted(Path(__file__).with_name("ftpipe").glob("*.py"))]
+    values = {key: value for key, value in sorted(vars(args).items()) if key not in ignored}
+    digest = hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode())
+    code = [Path(__file__), *imported_modules(__file__)]  # the rule's code inputs: the same files
     for path in [*sorted(Path(packed_dir).glob("train/*.arrow")), *code]:
         digest.update(path.read_bytes())
     return digest.hexdigest()
@@ -635,40 +599,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--model-dir", required=True, help="base model folder")
     for name in ("adapter", "train-log", "history", "timing", "checkpoint-dir"):
         add(f"--{name}", required=True, help=f"output: {name.replace('-', ' ')}")
-    add(
-        "--quantization",
-        type=stage.json_arg,
-        default=DEFAULT_QUANTIZATION,
-        help="JSON",
-    )
-    add("--lora", type=stage.json_arg, required=True, help='JSON: {"r", "alpha", "dropout", "target_modules"}')
-    add("--learning-rate", type=float, default=2e-4)
-    add("--lr-scheduler", default="linear")
-    add("--warmup-steps", type=int, default=0)
-    add("--weight-decay", type=float, default=0.0)
-    add("--max-grad-norm", type=float, default=1.0)
-    add("--micro-batch", type=int, default=8)
-    add("--grad-accum", type=int, default=8)
-    add("--epochs", type=int, default=1)
-    add("--max-steps", type=int, default=0, help="0: run the epochs")
-    add("--max-len", type=int, default=128)
-    add("--logging-steps", type=int, default=50)
-    add("--save-steps", type=int, default=0, help="0: the reference's max(100, steps per epoch // 20)")
-    add("--keep-checkpoints", type=int, default=3)
-    add("--eval-steps", type=int, default=0, help="0: no validation (the reference)")
-    add("--eval-max-blocks", type=int, default=0, help="0: the whole validation split")
-    add("--early-stopping-patience", type=int, default=0, help="evaluations without improvement; 0: off")
-    add("--early-stopping-min-delta", type=float, default=0.0)
-    add("--load-best", action=argparse.BooleanOptionalAction, default=False)
-    add("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=True)
-    add(
-        "--upcast-frozen-fp32",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="prepare_model_for_kbit_training, as the reference",
-    )
-    add("--speed", type=stage.json_arg, default={}, help=f"JSON speed levers, defaults {json.dumps(SPEED_DEFAULTS)}")
-    add("--seed", type=int, default=42)
+    settings.add_options(parser, "train")
     add(
         "--processes",
         type=int,

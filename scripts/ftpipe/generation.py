@@ -9,48 +9,21 @@ rows as for 256, so rows per batch is most of the speed (bench/README.md).
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from .modeling import DEFAULT_QUANTIZATION
 from .prompts import cut_at_stop
-from .stage import json_arg
 
 
 def add_generation_args(parser) -> None:
-    """Command-line options shared by the stages that generate (generate, metrics)."""
+    """Command-line options shared by the stages that generate (generate, metrics) besides their settings
+    (ftpipe.settings.add_options)."""
     add = parser.add_argument
     add("--model-dir", required=True, help="base model folder")
     add("--adapter", required=True, help="adapter folder")
-    add("--max-new-tokens", type=int, default=128)
-    add("--repetition-penalty", type=float, default=1.1)
-    add("--stop-strings", nargs="*", default=["<end_of_turn>", "<eos>"])
-    add("--seed", type=int, default=42)
-    add("--batch-size", type=batch_size_arg, default="auto", help="rows per batch; auto: as many as fit, up to 1024")
     add("--threads", type=int, default=None, help="CPU threads for torch (the rule's threads); default all")
-    add(
-        "--cache",
-        choices=["dynamic", "static"],
-        default="dynamic",
-        help="KV cache: static compiles the decoding step (about 40 s once on a GPU) and then decodes about 2x as "
-        "fast: worth it for thousands of titles",
-    )
-    add("--sample-seed", type=int, default=0, help="seed of the test-title sample (same in every stage and run)")
-    add("--instruction-template", required=True, help="tagged prompt with {title}")
-    add("--base-prompt-template", required=True, help="plain prompt for the base model, with {title}")
-    add("--quantization", type=json_arg, default=DEFAULT_QUANTIZATION, help="JSON, as in training")
 
 
 AUTO_BATCH_CPU = 16  # a CPU gains little from more rows
 AUTO_BATCH_GPU_MAX = 1024  # the largest batch bench/generation.py measures; a GPU keeps gaining up to hundreds
 KV_CACHE_SHARE = 0.25  # of the GPU's free memory; the rest is for weights' workspace and activations
-
-
-def batch_size_arg(text: str):
-    """argparse type of --batch-size: a positive integer or `auto`."""
-    if text == "auto":
-        return text
-    value = int(text)
-    if value < 1:
-        raise ValueError(text)
-    return value
 
 
 def resolve_batch_size(value, model, tokens_per_row: int) -> int:
