@@ -169,3 +169,10 @@ def test_each_rule_depends_on_the_modules_its_script_imports(workflow_rules):
             assert parsed["code"] == [str(path) for path in imported_modules(script)], rule
     assert not any("dropout_lora" in path for path in workflow_rules["prepare"]["code"])
     assert any("dropout_lora" in path for path in workflow_rules["train"]["code"])
+
+
+def test_snakemakes_copy_of_a_script_imports_the_same_modules(tmp_path):
+    """Under `script:` the stage runs from a copy in .snakemake/scripts/: train fingerprints the same modules."""
+    copy = tmp_path / "tmpk3j1.train.py"
+    copy.write_text((ROOT / "scripts" / "train.py").read_text(encoding="utf-8"), encoding="utf-8")
+    assert imported_modules(copy) == imported_modules(ROOT / "scripts" / "train.py")

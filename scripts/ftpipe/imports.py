@@ -51,7 +51,10 @@ def _direct_imports(file: Path, scripts_dir: Path) -> set[Path]:
 
 
 def _package_of(file: Path, scripts_dir: Path) -> str:
-    """The package a file's relative imports start from (ftpipe for ftpipe/io.py and ftpipe/__init__.py)."""
+    """The package a file's relative imports start from (ftpipe for ftpipe/io.py and ftpipe/__init__.py; none
+    for a script, or for Snakemake's copy of a script under .snakemake/scripts/)."""
+    if not file.is_relative_to(scripts_dir):
+        return ""
     return ".".join(file.relative_to(scripts_dir).parts[:-1])
 
 
