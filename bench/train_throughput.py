@@ -133,9 +133,9 @@ def prepare(rows: int) -> None:
             config["prompt"]["instruction"],
             config["prompt"]["response"],
             max_len=MAX_LEN,
-            mode="reference",
+            mode="seed",
             completion_only=False,
-            overlong="reference",
+            overlong="seed",
             validation_fraction=0.01,
             test_fraction=0.0,
         )
@@ -473,7 +473,7 @@ def dropout_lora_kernel_check(repeats: int = 50) -> dict:
 
     device = torch.device("cuda" if CUDA else "cpu")
     tokens = 64 * MAX_LEN if CUDA else 256
-    p, result = 0.05, {"path": "triton" if use_triton(torch.empty(1, device=device)) else "reference"}
+    p, result = 0.05, {"path": "triton" if use_triton(torch.empty(1, device=device)) else "plain"}
 
     def timed(fn) -> float:
         if not CUDA:
@@ -609,6 +609,8 @@ def stage_args(
     argv += [item for name, file in outputs.items() for item in (f"--{name}", str(out / file))]
     argv += ["--lora", json.dumps(lora), "--speed", json.dumps(speed), "--save-steps", "100000"]
     argv += ["--micro-batch", str(micro_batch), "--grad-accum", str(grad_accum)]
+    # The seed recipe's (presets/tinyllama.yaml) where it differs from config.yaml's defaults.
+    argv += ["--learning-rate", "2e-4", "--gradient-checkpointing", "--upcast-frozen-fp32"]
     argv += ["--max-steps", str(steps), "--logging-steps", str(logging_steps), "--eval-steps", str(eval_steps)]
     argv += ["--learning-rate", str(learning_rate)]
     return build_parser().parse_args(argv)
