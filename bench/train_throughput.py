@@ -4,7 +4,7 @@ Two steps:
   python bench/train_throughput.py prepare      # on any machine: synthetic catalog -> packed token ids
   python bench/train_throughput.py run          # on the GPU: all variants in one invocation
 
-`prepare` runs the project's own prepare -> tokenize -> pack (reference packing, max_len 128) on generated
+`prepare` runs the project's own prepare -> tokenize -> pack (seed packing, max_len 128) on generated
 AmazonTitles-shaped rows with the SmolLM2 tokenizer, maps ids into TinyLlama's 32000-token vocabulary (the
 model has random weights, so only the shape matters) and saves them with the tokenizer under bench/work/.
 `run` builds a Llama of TinyLlama v1.1's shape (22 layers, hidden 2048) with random weights and measures,
@@ -347,7 +347,7 @@ def sft_config(out: str, steps: int, padding_free: bool):
         max_length=MAX_LEN,
         packing=padding_free,
         padding_free=padding_free,
-        completion_only_loss=False,  # the recipe's loss is on every token (reference packing)
+        completion_only_loss=False,  # the recipe's loss is on every token (seed packing)
     )
 
 

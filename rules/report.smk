@@ -33,10 +33,13 @@ rule plots:
 rule run_config:
     output:
         config=f"{RUN_DIR}/config.json",
+    log:
+        "logs/run_config/{run}.log",
     params:
         config=lambda wildcards: PLAN.runs[wildcards.run],
     run:
         write_json(output.config, params.config)
+        Path(log[0]).write_text(f"wrote {output.config}\n", encoding="utf-8")
 
 
 rule run_report:
