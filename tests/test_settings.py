@@ -129,6 +129,15 @@ def test_an_option_refuses_what_the_schema_refuses(path, text):
         settings.SchemaValue(path, settings.subschema(path))(text)
 
 
+def test_a_list_that_may_be_null_takes_words_or_the_word_null():
+    """prompt.stop_strings: a list of strings, or null for the prompt format's end of turn."""
+    parser = argparse.ArgumentParser()
+    settings.add_options(parser, "generate")
+    assert parser.parse_args([]).stop_strings == SHIPPED["prompt"]["stop_strings"]
+    assert parser.parse_args(["--stop-strings", "</s>", "###"]).stop_strings == ["</s>", "###"]
+    assert parser.parse_args(["--stop-strings", "null"]).stop_strings is None
+
+
 def test_the_speed_levers_default_to_the_shipped_config():
     import torch
     from train import build_parser, resolve_plan

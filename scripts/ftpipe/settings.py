@@ -172,6 +172,24 @@ class SchemaValue:
         return value
 
 
+def _is_string_list(node: dict) -> bool:
+    return node.get("type") == "array" and resolve(schema(), node.get("items", {})).get("type") == "string"
+
+
+def _is_string_list_or_null(node: dict) -> bool:
+    """A list of strings or null (prompt.stop_strings): words on the command line, or the word null."""
+    options = [resolve(schema(), option) for option in node.get("anyOf", [])]
+    kinds = {"list" if _is_string_list(option) else option.get("type") for option in options}
+    return kinds == {"list", "null"}
+
+
+class StringListOrNull(argparse.Action):
+    """The words given, or None for the single word `null`."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, None if values == ["null"] else values)
+
+
 def add_options(parser: argparse.ArgumentParser, rule: str) -> None:
     """The options of the config values the rule passes to its script: `--name` per param, typed and
     described by the schema, defaulting to the shipped config.yaml."""
@@ -183,8 +201,11 @@ def add_options(parser: argparse.ArgumentParser, rule: str) -> None:
         option = f"--{name.replace('_', '-')}"
         if node.get("type") == "boolean":
             parser.add_argument(option, action=argparse.BooleanOptionalAction, default=value, help=text)
-        elif node.get("type") == "array" and resolve(schema(), node.get("items", {})).get("type") == "string":
+        elif _is_string_list(node):
             parser.add_argument(option, nargs="*", default=value, help=text)
+        elif _is_string_list_or_null(node):
+            text = f"{text} (the word null: null)"
+            parser.add_argument(option, nargs="*", action=StringListOrNull, default=value, help=text)
         else:
             json_value = isinstance(value, dict | list)
             parser.add_argument(
