@@ -609,8 +609,9 @@ def stage_args(
     argv += [item for name, file in outputs.items() for item in (f"--{name}", str(out / file))]
     argv += ["--lora", json.dumps(lora), "--speed", json.dumps(speed), "--save-steps", "100000"]
     argv += ["--micro-batch", str(micro_batch), "--grad-accum", str(grad_accum)]
-    # The seed recipe's (presets/tinyllama.yaml) where it differs from config.yaml's defaults.
-    argv += ["--learning-rate", "2e-4", "--gradient-checkpointing", "--upcast-frozen-fp32"]
+    # The seed recipe's (presets/tinyllama.yaml) where it differs from config.yaml's defaults (and its learning
+    # rate 2e-4, the default of `learning_rate` here).
+    argv += ["--gradient-checkpointing", "--upcast-frozen-fp32"]
     argv += ["--max-steps", str(steps), "--logging-steps", str(logging_steps), "--eval-steps", str(eval_steps)]
     argv += ["--learning-rate", str(learning_rate)]
     return build_parser().parse_args(argv)
