@@ -1,6 +1,6 @@
 # QLoRA fine-tuning of a small causal LM to write product descriptions from product titles.
 #   snakemake --cores 8 results/report.html                                   (offline demo)
-#   snakemake --cores 8 results/report.html --configfile presets/tinyllama.yaml  (seed recipe)
+#   snakemake --cores 8 results/report.html --configfile presets/tinyllama.yaml  (the seed notebook's recipe)
 #   snakemake --cores 8 results/compare.html --configfile presets/ablation.yaml  (several runs side by side)
 # Stages: prepare -> tokenize -> pack -> (base_model) -> train -> generate, metrics -> plots -> report;
 # keyed stages write under results/<stage>/<key>/, each run under results/runs/<run>/ (docs/experiments.md).

@@ -92,7 +92,7 @@ def project_method(raw: Path, tokenizer_dir: Path, sample_size: int | None, temp
 STAGE_SETTINGS = {  # name: (pack mode, completion_only, overlong)
     "boundary_completion_truncate": ("boundary", True, "truncate"),
     "boundary_completion_drop": ("boundary", True, "drop"),
-    "reference_all_reference": ("reference", False, "reference"),
+    "reference_all_reference": ("seed", False, "seed"),  # the seed recipe (the name matches past results)
 }
 
 

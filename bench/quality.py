@@ -5,7 +5,7 @@ on every catalog given, with several training seeds; paired intervals per catalo
         --seeds 1 2 --cores 16 [--model-source FOLDER] [--steps N] [--titles N] [--extra-config YAML]
 
 A catalog is a file the workflow's prepare stage reads (named by its file stem, or NAME=PATH). The two recipes
-are presets/ablation.yaml's runs `reference` (the seed notebook's: one token stream cut into blocks, loss on
+are presets/ablation.yaml's runs `seed` (the seed notebook's: one token stream cut into blocks, loss on
 the prompt too) and `project` (this project's default), with that preset's shared settings (test split, scored
 titles). One Snakemake experiment holds every run, `<catalog>.<recipe>.s<seed>`: the data is prepared once per
 catalog and the base model once; the comparison page (results/compare.html in the work folder) pairs each run
@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from ftpipe.experiments import deep_merge  # noqa: E402
 from ftpipe.scoring import paired_difference  # noqa: E402
 
-RECIPES = ("reference", "project")  # presets/ablation.yaml's run names: the seed recipe first
+RECIPES = ("seed", "project")  # presets/ablation.yaml's run names: the seed recipe first
 MEASURES = (
     "rouge_l",
     "rouge_l_precision",
@@ -152,7 +152,7 @@ def summarize(work: Path, catalogs: list[str], seeds: list[int]) -> dict:
                 "max_new_tokens": project["settings"]["max_new_tokens"],
                 "scores": {r: {m: metrics[r]["variants"]["adapter"][m] for m in MEASURES} for r in RECIPES},
                 "hit_cap": {r: metrics[r]["endings"]["adapter"]["hit_cap"] for r in RECIPES},
-                "project_minus_reference": {
+                "project_minus_seed": {
                     m: paired_difference(
                         seed_recipe["per_example"]["adapter"][m],
                         project["per_example"]["adapter"][m],
@@ -169,14 +169,14 @@ def summarize(work: Path, catalogs: list[str], seeds: list[int]) -> dict:
                 "scores": {
                     r: {m: spread([entry["scores"][r][m]["mean"] for entry in done]) for m in MEASURES} for r in RECIPES
                 },
-                "project_minus_reference": {
-                    m: spread([entry["project_minus_reference"][m]["mean"] for entry in done]) for m in MEASURES
+                "project_minus_seed": {
+                    m: spread([entry["project_minus_seed"][m]["mean"] for entry in done]) for m in MEASURES
                 },
                 "intervals_above_zero": {
-                    m: sum(entry["project_minus_reference"][m]["low"] > 0 for entry in done) for m in MEASURES
+                    m: sum(entry["project_minus_seed"][m]["low"] > 0 for entry in done) for m in MEASURES
                 },
                 "intervals_below_zero": {
-                    m: sum(entry["project_minus_reference"][m]["high"] < 0 for entry in done) for m in MEASURES
+                    m: sum(entry["project_minus_seed"][m]["high"] < 0 for entry in done) for m in MEASURES
                 },
                 "seeds": len(done),
             }
@@ -208,12 +208,12 @@ def markdown(table: dict) -> str:
             if "scores" not in row:
                 lines.append(f"| {catalog} | {seed} | missing | | | | " + " | ".join("" for _ in shown) + " | |")
                 continue
-            scores, diff = row["scores"], row["project_minus_reference"]
+            scores, diff = row["scores"], row["project_minus_seed"]
             lengths = (scores[recipe]["length_ratio"]["mean"] for recipe in RECIPES)
             lines.append(
                 f"| {catalog} | {seed} | {row['titles']} | {row['max_new_tokens']} | "
-                f"{row['hit_cap']['reference']} / {row['hit_cap']['project']} | "
-                f"{scores['reference']['rouge_l']['mean']:.1f} → {scores['project']['rouge_l']['mean']:.1f} | "
+                f"{row['hit_cap']['seed']} / {row['hit_cap']['project']} | "
+                f"{scores['seed']['rouge_l']['mean']:.1f} → {scores['project']['rouge_l']['mean']:.1f} | "
                 + " | ".join(paired(diff[m]) for m in shown)
                 + " | {:.2f} → {:.2f} |".format(*lengths)
             )
@@ -221,8 +221,8 @@ def markdown(table: dict) -> str:
         if over:
             lines.append(
                 f"| **{catalog}** | **{over['seeds']} seeds: mean (min to max)** | | | | "
-                f"{ranged(over['scores']['reference']['rouge_l'])} → {ranged(over['scores']['project']['rouge_l'])} | "
-                + " | ".join(ranged(over["project_minus_reference"][m], True) for m in shown)
+                f"{ranged(over['scores']['seed']['rouge_l'])} → {ranged(over['scores']['project']['rouge_l'])} | "
+                + " | ".join(ranged(over["project_minus_seed"][m], True) for m in shown)
                 + " | |"
             )
     return "\n".join(lines) + "\n"

@@ -39,8 +39,6 @@ def child(scripts: str, raw: str, out: str, setting: str | None) -> None:
         raw=raw,
         **{name: str(folder / f"{name}.jsonl") for name in ("train", "validation", "test", "rejects")},
         counts=str(folder / "counts.json"),
-        instruction_template="{title}",
-        response_template="{content}",
         **extra,
     )
     wall, cpu = time.perf_counter(), time.process_time()

@@ -13,6 +13,9 @@ from ftpipe.experiments import (  # noqa: E402
     SourceHashes,
     stage_params,
 )
+from ftpipe.imports import imported_modules  # noqa: E402
+from ftpipe.io import write_json  # noqa: E402
+from ftpipe.settings import rule_param_paths, value_at  # noqa: E402
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
@@ -29,11 +32,18 @@ validate(config, "../schemas/config.schema.yaml")
 PLAN = ExperimentPlan(config, SourceHashes(".snakemake/ftpipe/source_sha256.json"))
 RUNS = list(PLAN.runs)
 BASELINE = PLAN.baseline
-# Snakemake tracks a rule's own script but not the modules it imports: the shared package is an input
-# of every stage, so an edit to it reruns the stages (checksums keep a mere touch from doing so).
-SHARED_CODE = sorted(
-    str(path) for path in (Path(workflow.basedir) / "scripts" / "ftpipe").glob("*.py")
-)
+
+
+# Snakemake tracks a rule's own script but not the modules it imports: those of scripts/ that the script
+# imports (read from its import statements) are inputs of the rule, so an edit to one reruns the rules whose
+# script runs it, and no other (checksums keep a mere touch from doing so).
+def code_of(script):
+    return [
+        str(path)
+        for path in imported_modules(Path(workflow.basedir) / "scripts" / script)
+    ]
+
+
 # The pages' templates: an input of the rules that render them, so an edit to one renders the pages again.
 TEMPLATES = sorted(
     str(path) for path in (Path(workflow.basedir) / "report" / "templates").glob("*.j2")
@@ -79,6 +89,7 @@ wildcard_constraints:
 
 
 localrules:
+    run_config,
     plots,
     run_report,
     report,
@@ -122,12 +133,12 @@ def of_run(stage, pattern):
     return lambda wildcards: pattern.format(key=PLAN.keys[wildcards.run][stage])
 
 
-def run_params(section):
-    """The rule's params from one config section of the job's run (its resources excepted)."""
-    names = [name for name in PLAN.runs[BASELINE][section] if name != "resources"]
+def run_params(rule):
+    """The rule's params from the job's run (ftpipe.settings says which config values feed the rule)."""
+    paths = rule_param_paths(rule, PLAN.runs[BASELINE])
     return {
-        name: (lambda wildcards, name=name: PLAN.runs[wildcards.run][section][name])
-        for name in names
+        name: (lambda wildcards, path=path: value_at(PLAN.runs[wildcards.run], path))
+        for name, path in paths.items()
     }
 
 

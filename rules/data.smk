@@ -3,7 +3,7 @@ rule prepare:
         raw=lambda wildcards: PLAN.config_of_key("prepare", wildcards.key)["data"][
             "raw"
         ],
-        shared_code=SHARED_CODE,
+        code=code_of("prepare.py"),
     output:
         train=f"{PREPARED}/train.jsonl",
         validation=f"{PREPARED}/validation.jsonl",
@@ -31,7 +31,7 @@ rule tokenize:
         validation=upstream("tokenize", "prepare", f"{PREPARED}/validation.jsonl"),
         test=upstream("tokenize", "prepare", f"{PREPARED}/test.jsonl"),
         model_dir=upstream("tokenize", "base_model", f"{BASE_MODEL}/model"),
-        shared_code=SHARED_CODE,
+        code=code_of("tokenize_data.py"),
     output:
         dataset=directory(f"{TOKENIZED}/dataset"),
         stats=f"{TOKENIZED}/stats.json",
@@ -54,7 +54,7 @@ rule pack:
     input:
         tokenized=upstream("pack", "tokenize", f"{TOKENIZED}/dataset"),
         tokenize_stats=upstream("pack", "tokenize", f"{TOKENIZED}/stats.json"),
-        shared_code=SHARED_CODE,
+        code=code_of("pack.py"),
     output:
         dataset=directory(f"{PACKED}/dataset"),
         stats=f"{PACKED}/stats.json",

@@ -3,7 +3,7 @@ rule generate:
         test=of_run("prepare", f"{PREPARED}/test.jsonl"),
         model_dir=of_run("base_model", f"{BASE_MODEL}/model"),
         adapter=of_run("train", f"{TRAINED}/adapter"),
-        shared_code=SHARED_CODE,
+        code=code_of("generate.py"),
     output:
         samples=f"{RUN_DIR}/samples.json",
     log:
@@ -17,12 +17,6 @@ rule generate:
         **resources_of(run_value("generate")),
     params:
         **run_params("generate"),
-        prompt_format=run_value("prompt", "format"),
-        instruction_template=run_value("prompt", "instruction"),
-        response_template=run_value("prompt", "response"),
-        base_prompt_template=run_value("prompt", "base_plain"),
-        stop_strings=run_value("prompt", "stop_strings"),
-        quantization=run_value("train", "quantization"),
     script:
         "../scripts/generate.py"
 
@@ -34,7 +28,7 @@ rule metrics:
         train=of_run("prepare", f"{PREPARED}/train.jsonl"),  # contamination of the scored references
         model_dir=of_run("base_model", f"{BASE_MODEL}/model"),
         adapter=of_run("train", f"{TRAINED}/adapter"),
-        shared_code=SHARED_CODE,
+        code=code_of("metrics.py"),
     output:
         metrics=report(
             f"{RUN_DIR}/metrics.json",
@@ -53,12 +47,5 @@ rule metrics:
         **resources_of(run_value("metrics")),
     params:
         **run_params("metrics"),
-        prompt_format=run_value("prompt", "format"),
-        instruction_template=run_value("prompt", "instruction"),
-        response_template=run_value("prompt", "response"),
-        base_prompt_template=run_value("prompt", "base_plain"),
-        stop_strings=run_value("prompt", "stop_strings"),
-        quantization=run_value("train", "quantization"),
-        max_len=run_value("tokenize", "max_len"),  # bounds the auto generation budget
     script:
         "../scripts/metrics.py"

@@ -2,7 +2,8 @@ rule export:
     input:
         model_dir=of_run("base_model", f"{BASE_MODEL}/model"),
         adapter=of_run("train", f"{TRAINED}/adapter"),
-        shared_code=SHARED_CODE,
+        config=f"{RUN_DIR}/config.json",  # rule run_config
+        code=code_of("export.py"),
     output:
         merged=directory(f"{RUN_DIR}/merged"),
     log:
@@ -12,6 +13,6 @@ rule export:
     conda:
         "../envs/train.yaml"
     params:
-        dtype=run_value("export", "dtype"),
+        **run_params("export"),
     script:
         "../scripts/export.py"

@@ -1,6 +1,6 @@
 rule base_model:
     input:
-        shared_code=SHARED_CODE,
+        code=code_of("base_model.py"),
     output:
         model_dir=directory(f"{BASE_MODEL}/model"),
         params_json=f"{BASE_MODEL}/params.json",

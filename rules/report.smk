@@ -2,7 +2,7 @@ rule plots:
     input:
         train_log=of_run("train", f"{TRAINED}/train_log.csv"),
         tokenized=of_run("tokenize", f"{TOKENIZED}/dataset"),
-        shared_code=SHARED_CODE,
+        code=code_of("plots.py"),
     output:
         curve=report(
             f"{RUN_DIR}/plots/train_curve.png",
@@ -23,10 +23,23 @@ rule plots:
     conda:
         "../envs/report.yaml"
     params:
-        smoothing=run_value("plots", "smoothing"),
-        max_len=run_value("tokenize", "max_len"),
+        **run_params("plots"),
     script:
         "../scripts/plots.py"
+
+
+# The run's whole resolved configuration (config.yaml, --configfile, --config and the run's overrides), kept
+# with the run: ask.py and export read a finished run's prompt and sampling settings from it.
+rule run_config:
+    output:
+        config=f"{RUN_DIR}/config.json",
+    log:
+        "logs/run_config/{run}.log",
+    params:
+        config=lambda wildcards: PLAN.runs[wildcards.run],
+    run:
+        write_json(output.config, params.config)
+        Path(log[0]).write_text(f"wrote {output.config}\n", encoding="utf-8")
 
 
 rule run_report:
@@ -40,7 +53,8 @@ rule run_report:
         metrics=rules.metrics.output.metrics,
         curve_png=rules.plots.output.curve,
         lengths_png=rules.plots.output.lengths,
-        shared_code=SHARED_CODE + TEMPLATES,
+        config=rules.run_config.output.config,
+        code=code_of("run_report.py") + TEMPLATES,
     output:
         report=f"{RUN_DIR}/report.html",
         lineage=f"{RUN_DIR}/lineage.json",
@@ -51,10 +65,9 @@ rule run_report:
     conda:
         "../envs/report.yaml"
     params:
-        config=lambda wildcards: PLAN.runs[wildcards.run],
         lineage_record=lambda wildcards: PLAN.lineage(wildcards.run),
     script:
-        "../scripts/report.py"
+        "../scripts/run_report.py"
 
 
 rule report:
@@ -80,7 +93,7 @@ rule compare:
         train_logs=every_run("train", f"{TRAINED}/train_log.csv"),
         histories=every_run("train", f"{TRAINED}/training_history.json"),
         reports=expand(rules.run_report.output.report, run=RUNS),
-        shared_code=SHARED_CODE + TEMPLATES,
+        code=code_of("compare.py") + TEMPLATES,
     output:
         page="results/compare.html",
         table="results/compare.json",

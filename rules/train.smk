@@ -2,7 +2,7 @@ rule train:
     input:
         packed=upstream("train", "pack", f"{PACKED}/dataset"),
         model_dir=upstream("train", "base_model", f"{BASE_MODEL}/model"),
-        shared_code=SHARED_CODE,
+        code=code_of("train.py"),
     output:
         adapter=directory(f"{TRAINED}/adapter"),
         train_log=f"{TRAINED}/train_log.csv",

@@ -3,19 +3,17 @@
     python scripts/ask.py --run demo "Girls Ballet Tutu Neon Pink" "Stainless Steel French Press 34 oz"
     python scripts/ask.py --run demo --file titles.txt --greedy
 
-Uses the workflow's outputs for the run (the base model and adapter named in results/runs/<run>/lineage.json)
-and the run's prompt and sampling settings from the workflow config (with the run's overrides, for a run of
-an experiment), with the same prompt and stopping logic as the generation stage.
+Uses a finished run's outputs: the base model and adapter named in results/runs/<run>/lineage.json, and the
+prompt, stop strings and sampling settings of results/runs/<run>/config.json (the run's whole configuration,
+as the workflow resolved it: an experiment's run is asked with its own overrides, no config file needed),
+with the same prompt and stopping logic as the generation stage.
 """
 
 import argparse
 import sys
 from pathlib import Path
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ftpipe.experiments import baseline_run, run_configs  # noqa: E402
 from ftpipe.generation import generate_texts  # noqa: E402
 from ftpipe.io import read_json  # noqa: E402
 from ftpipe.modeling import load_for_inference, load_tokenizer, merge_adapter, pick_device  # noqa: E402
@@ -29,6 +27,22 @@ def titles_from(args) -> list[str]:
     if not titles:
         raise SystemExit("ask: give titles on the command line or with --file")
     return titles
+
+
+def finished_run(results: Path, run: str | None) -> str:
+    """The run to ask: `run`, or the only finished run under results/runs/."""
+    finished = sorted(path.parent.name for path in (results / "runs").glob("*/config.json"))
+    if run is None:
+        if len(finished) != 1:
+            runs = ", ".join(finished) or "none"
+            raise SystemExit(f"ask: name the run with --run (finished runs in {results / 'runs'}: {runs})")
+        return finished[0]
+    if run not in finished:
+        raise SystemExit(
+            f"ask: no finished run {run!r} ({results / 'runs' / run / 'config.json'} is missing; finished runs: "
+            f"{', '.join(finished) or 'none'}); run the workflow first"
+        )
+    return run
 
 
 def run_folders(results: Path, run: str) -> tuple[Path, Path]:
@@ -69,18 +83,14 @@ def main() -> None:
     )
     parser.add_argument("titles", nargs="*", help="product titles")
     parser.add_argument("--file", help="a text file with one title per line")
-    parser.add_argument("--run", help="run name (default: the baseline run: run_name, or the experiment's baseline)")
-    parser.add_argument("--config", default="config.yaml", help="the workflow config (default config.yaml)")
+    parser.add_argument("--run", help="run name (default: the only finished run)")
     parser.add_argument("--results", default="results", help="the workflow's results folder")
     parser.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")
     args = parser.parse_args()
-    config = yaml.safe_load(Path(args.config).read_text(encoding="utf-8"))
-    runs = run_configs(config)
-    run = args.run or baseline_run(config)
-    if run not in runs:
-        raise SystemExit(f"ask: no run {run!r} in {args.config} (runs: {', '.join(runs)})")
+    results = Path(args.results)
+    run = finished_run(results, args.run)
     titles = titles_from(args)
-    answers = ask(titles, runs[run], Path(args.results), run, args.greedy)
+    answers = ask(titles, read_json(results / "runs" / run / "config.json"), results, run, args.greedy)
     for title, answer in zip(titles, answers, strict=True):
         print(f"## {title}\n{answer}\n")
 

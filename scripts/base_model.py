@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ftpipe import stage  # noqa: E402
+from ftpipe import settings, stage  # noqa: E402
 from ftpipe.io import atomic_path, write_json  # noqa: E402
 from ftpipe.model_source import EMBEDDED, looks_like_path  # noqa: E402
 
@@ -106,10 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="base_model.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--source", required=True, help="embedded:smollm2-135m, a local folder or a hub id")
     parser.add_argument("--model-dir", required=True, help="output: the local model folder")
-    parser.add_argument("--trust-remote-code", action="store_true", help="run code shipped with the model (off)")
-    parser.add_argument("--allow-pickle", action="store_true", help="accept .bin pickle weights (off)")
+    settings.add_options(parser, "base_model")
     return parser
 
 

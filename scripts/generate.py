@@ -1,9 +1,9 @@
 """Stage 6, generate: descriptions for held-out test titles from the base model and from base + adapter.
 
-Three variants for the same titles: the base model with the reference's plain prompt, the base model with
+Three variants for the same titles: the base model with the seed notebook's plain prompt, the base model with
 the tagged training prompt, and the adapter (merged into the base) with the tagged prompt. The titles are a
 seeded random sample of the test split (`sample_seed`; the first titles of the metrics stage's sample).
-Sampling settings default to the reference's (temperature 0.7, top_p 0.9, repetition penalty 1.1);
+Sampling settings default to the seed notebook's (temperature 0.7, top_p 0.9, repetition penalty 1.1);
 generation stops at the end of the turn.
 """
 
@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ftpipe import stage  # noqa: E402
+from ftpipe import settings, stage  # noqa: E402
 from ftpipe.generation import add_generation_args, generate_texts, prompt_format_of  # noqa: E402
 from ftpipe.heldout import sample_rows, sample_summary  # noqa: E402
 from ftpipe.io import write_json  # noqa: E402
@@ -32,10 +32,10 @@ def generate(args) -> dict:
     titles = [row["title"] for row in rows]
     tokenizer = load_tokenizer(args.adapter)
     prompt_format = prompt_format_of(args, tokenizer)
-    settings = {
+    sampling = {
         key: getattr(args, key) for key in ("max_new_tokens", "do_sample", "temperature", "top_p", "repetition_penalty")
     }
-    settings.update(stop_strings=prompt_format.stop_strings, seed=args.seed, cache_implementation=args.cache)
+    sampling.update(stop_strings=prompt_format.stop_strings, seed=args.seed, cache_implementation=args.cache)
     model = load_for_inference(args.model_dir, args.quantization, device)
     plain = [args.base_prompt_template.format(title=title) for title in titles]
     tagged = [prompt_format.prompt(title) for title in titles]
@@ -44,14 +44,14 @@ def generate(args) -> dict:
         if name == "adapter":
             model = merge_adapter(model, args.adapter)  # after the base variants: merging changes the weights
         t0 = time.perf_counter()
-        outputs[name] = generate_texts(model, tokenizer, prompts, settings, args.batch_size)
+        outputs[name] = generate_texts(model, tokenizer, prompts, sampling, args.batch_size)
         seconds[name] = round(time.perf_counter() - t0, 3)
     samples = [
         {"title": row["title"], "reference": row["content"], **{name: outputs[name][i] for name in outputs}}
         for i, row in enumerate(rows)
     ]
     result = {
-        "settings": settings,
+        "settings": sampling,
         "device": str(device),
         "seconds": seconds,
         "sample": sample_summary(rows, args.sample_seed),
@@ -69,11 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     add = parser.add_argument
     add("--test", required=True, help="prepared test split (JSON Lines)")
     add("--samples", required=True, help="output: samples JSON")
-    add("--num-titles", type=int, default=8)
-    add("--do-sample", action=argparse.BooleanOptionalAction, default=True)
-    add("--temperature", type=float, default=0.7)
-    add("--top-p", type=float, default=0.9)
     add_generation_args(parser)
+    settings.add_options(parser, "generate")
     return parser
 
 

@@ -19,15 +19,16 @@ def data_stage_calls(
     instruction: str,
     response: str,
     *,
-    max_len: int = 128,
-    mode: str = "boundary",
-    completion_only: bool = True,
-    overlong: str = "truncate",
-    prompt_format: str = "plain",
+    max_len: int | None = None,
+    mode: str | None = None,
+    completion_only: bool | None = None,
+    overlong: str | None = None,
+    prompt_format: str | None = None,
     **prepare_values,
 ) -> dict[str, Callable[[], dict]]:
     """prepare, tokenize and pack as calls without arguments, in order, writing into `out` (splits,
-    tokenized/, packed/ and their stats); each one reads what the one before it wrote."""
+    tokenized/, packed/ and their stats); each one reads what the one before it wrote. A setting not given
+    (None) takes its default from config.yaml, as on the command line."""
     import pack as pack_stage
     import prepare as prepare_stage
     import tokenize_data as tokenize_stage
@@ -47,20 +48,16 @@ def data_stage_calls(
             model_dir=str(model_dir),
             dataset=str(out / "tokenized"),
             stats=str(out / "tokenize_stats.json"),
-            max_len=max_len,
-            completion_only=completion_only,
-            overlong=overlong,
-            prompt_format=prompt_format,
             instruction_template=instruction,
             response_template=response,
+            **given(max_len=max_len, completion_only=completion_only, overlong=overlong, prompt_format=prompt_format),
         ),
         pack_stage: dict(
             tokenized=str(out / "tokenized"),
             tokenize_stats=str(out / "tokenize_stats.json"),
             dataset=str(out / "packed"),
             stats=str(out / "pack_stats.json"),
-            mode=mode,
-            max_len=max_len,
+            **given(mode=mode, max_len=max_len),
         ),
     }
     functions = {"prepare": prepare_stage.prepare, "tokenize": tokenize_stage.tokenize, "pack": pack_stage.pack}
@@ -69,6 +66,10 @@ def data_stage_calls(
         name: partial(function, namespace(module.build_parser(), **arguments[module]))
         for (name, function), module in zip(functions.items(), modules, strict=True)
     }
+
+
+def given(**values) -> dict:
+    return {name: value for name, value in values.items() if value is not None}
 
 
 def run_data_stages(raw, out, model_dir, instruction: str, response: str, **values) -> Path:

@@ -4,7 +4,7 @@
   recall), title coverage, distinct bigrams and length ratio of greedy generations against the
   reference descriptions of `num_titles` test titles, a seeded random sample of the test split
   (`sample_seed`; the same titles for every variant and run on the same data), for three variants: the base
-  model with the reference's plain prompt (`base_plain`), the base model with the tagged training prompt
+  model with the seed notebook's plain prompt (`base_plain`), the base model with the tagged training prompt
   (`base_tagged`) and the adapter merged into the base (`adapter`);
 - perplexity of the reference descriptions of `perplexity_rows` validation rows (sampled the same way) given
   each variant's prompt;
@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ftpipe import stage  # noqa: E402
+from ftpipe import settings, stage  # noqa: E402
 from ftpipe.budget import generation_budget  # noqa: E402
 from ftpipe.generation import AUTO_BATCH_CPU, add_generation_args, generate_with_endings, prompt_format_of  # noqa: E402
 from ftpipe.heldout import MIN_SOUND_TITLES, contamination, sample_rows, sample_summary  # noqa: E402
@@ -137,7 +137,7 @@ class Stopwatch:
             log.info("timing: %s %.2f s", name, self.seconds[name])
 
 
-def run_variants(args, tests: list[dict], validation: list[dict], settings: dict, device, clock: Stopwatch):
+def run_variants(args, tests: list[dict], validation: list[dict], decoding: dict, device, clock: Stopwatch):
     """Greedy generations (with whether each ended by itself) for the test titles and (nll, tokens) of the
     validation descriptions, per variant: the dequantized base for the base variants, then the adapter merged
     into it."""
@@ -146,7 +146,7 @@ def run_variants(args, tests: list[dict], validation: list[dict], settings: dict
         tokenizer = load_tokenizer(args.adapter)
         model = load_for_inference(args.model_dir, args.quantization, device)
     prompt_format = prompt_format_of(args, tokenizer)
-    settings["stop_strings"] = prompt_format.stop_strings  # resolved here, with the tokenizer; metrics.json shows it
+    decoding["stop_strings"] = prompt_format.stop_strings  # resolved here, with the tokenizer; metrics.json shows it
     test_prompts = variant_prompts(args, prompt_format, [row["title"] for row in tests])
     val_prompts = variant_prompts(args, prompt_format, [row["title"] for row in validation])
     tagged_responses = [prompt_format.response(row["content"]) for row in validation]
@@ -159,7 +159,7 @@ def run_variants(args, tests: list[dict], validation: list[dict], settings: dict
                 model = merge_adapter(model, args.adapter)
         with clock.part(f"generate_{variant}"):
             generations[variant], ended[variant] = generate_with_endings(
-                model, tokenizer, test_prompts[variant], settings, args.batch_size
+                model, tokenizer, test_prompts[variant], decoding, args.batch_size
             )
         with clock.part(f"perplexity_{variant}"):
             nll[variant] = description_nll(model, tokenizer, val_prompts[variant], val_responses[variant], nll_batch)
@@ -193,7 +193,7 @@ def metrics(args) -> dict:
             args.sample_seed,
         )
     log.info("generation budget: %d new tokens (%s)", budget, json.dumps(budget_record))
-    settings = {
+    decoding = {
         "max_new_tokens": budget,
         "do_sample": False,
         "temperature": 1.0,
@@ -203,7 +203,7 @@ def metrics(args) -> dict:
         "seed": args.seed,
         "cache_implementation": args.cache,
     }
-    generations, ended, nll = run_variants(args, tests, validation, settings, device, clock)
+    generations, ended, nll = run_variants(args, tests, validation, decoding, device, clock)
     with clock.part("scoring"):
         scores = per_title_scores(generations, tests, threads)
         summaries = {
@@ -221,7 +221,7 @@ def metrics(args) -> dict:
     for variant in VARIANTS:
         log.info("%s: %s", variant, json.dumps(endings(ended[variant], budget)))
     result = {
-        "settings": {**settings, "num_titles": len(tests), "perplexity_rows": len(validation)},
+        "settings": {**decoding, "num_titles": len(tests), "perplexity_rows": len(validation)},
         "budget": budget_record,
         "device": str(device),
         "sample": sample_summary(tests, args.sample_seed),
@@ -261,14 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--validation", required=True, help="prepared validation split (JSON Lines), for perplexity")
     add("--train", default=None, help="prepared train split (JSON Lines), for contamination; unmeasured without")
     add("--metrics", required=True, help="output: metrics JSON")
-    add("--num-titles", type=int, default=50)
-    add("--perplexity-rows", type=int, default=200)
-    add("--max-len", type=int, default=128, help="training block length (tokenize.max_len): the auto budget's bound")
-    add_generation_args(
-        parser,
-        budget_help="new tokens per generation; auto: the 95th percentile of the train references' token lengths, "
-        "at most --max-len",
-    )
+    add_generation_args(parser)
+    settings.add_options(parser, "metrics")
     return parser
 
 

@@ -1,7 +1,7 @@
 """Stage 3, pack: tokenized examples -> fixed-length blocks of `max_len` tokens (Arrow DatasetDict).
 
 Two modes:
-- `reference`: the reference notebook's packing. Examples are joined into one stream and cut every
+- `seed`: the seed notebook's packing. Examples are joined into one stream and cut every
   `max_len` tokens; an example can straddle two blocks and attends to its neighbours.
 - `boundary`: whole examples are placed into blocks (best fit, longest first) and position ids restart at
   every example. The training step passes those position ids without an attention mask, which makes
@@ -9,7 +9,7 @@ Two modes:
   nothing is learned across a boundary. The rest of a block is padding with label -100.
 
 Each block has `input_ids`, `labels` and `position_ids`, all of length `max_len`. Tokens are flat numpy
-arrays, and blocks are built and written a chunk at a time: `reference` streams through a split;
+arrays, and blocks are built and written a chunk at a time: `seed` streams through a split;
 `boundary` holds a split's token ids and labels (3 bytes a token for a vocabulary of up to 65,536 ids and
 labels that are the ids or -100), since best fit needs every length first.
 """
@@ -25,13 +25,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ftpipe import stage  # noqa: E402
+from ftpipe import settings, stage  # noqa: E402
 from ftpipe.io import read_json, save_dataset_tables, write_json  # noqa: E402
 
 log = logging.getLogger("ftpipe.pack")
 
 IGNORE = -100
-MODES = ("boundary", "reference")
+MODES = ("boundary", "seed")
 PACKED_SPLITS = ("train", "validation")
 COLUMNS = ("input_ids", "labels", "position_ids")
 CHUNK_BLOCKS = 8000  # boundary blocks built at a time
@@ -123,7 +123,7 @@ def gather_examples(parts: Iterable[Examples], examples: int, tokens: int) -> Ex
     return Examples(input_ids, labels, offsets, ignored)
 
 
-def reference_blocks(parts: Iterable[Examples], max_len: int) -> Iterator[dict]:
+def seed_blocks(parts: Iterable[Examples], max_len: int) -> Iterator[dict]:
     """Join all examples and cut the stream into `max_len` blocks; the last partial block is dropped.
     Yields the blocks as 2-D arrays (a chunk of blocks per part)."""
     carry_ids = carry_labels = np.empty(0, np.int32)
@@ -234,8 +234,8 @@ def as_block_dicts(chunks: Iterable[dict]) -> list[dict]:
     ]
 
 
-def pack_reference(input_ids: list[list[int]], labels: list[list[int]], max_len: int) -> list[dict]:
-    return as_block_dicts(reference_blocks([Examples.from_lists(input_ids, labels)], max_len))
+def pack_seed(input_ids: list[list[int]], labels: list[list[int]], max_len: int) -> list[dict]:
+    return as_block_dicts(seed_blocks([Examples.from_lists(input_ids, labels)], max_len))
 
 
 def pack_boundary(input_ids: list[list[int]], labels: list[list[int]], max_len: int, pad_id: int) -> list[dict]:
@@ -248,8 +248,8 @@ def pack_split(split, mode: str, max_len: int, pad_id: int, stats: dict) -> Iter
     import pyarrow as pa
 
     files = [entry["filename"] for entry in split.cache_files]
-    if mode == "reference":
-        chunks = reference_blocks(read_examples(files), max_len)
+    if mode == "seed":
+        chunks = seed_blocks(read_examples(files), max_len)
     else:
         tokens = sum(
             chunk.offsets[-1].as_py() - chunk.offsets[0].as_py() for chunk in split.data.column("input_ids").chunks
@@ -305,8 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tokenized", required=True, help="tokenized DatasetDict folder")
     parser.add_argument("--dataset", required=True, help="output: packed DatasetDict folder")
     parser.add_argument("--stats", required=True, help="output: packing stats JSON")
-    parser.add_argument("--mode", choices=MODES, default="boundary")
-    parser.add_argument("--max-len", type=int, default=128)
+    settings.add_options(parser, "pack")
     parser.add_argument("--tokenize-stats", required=True, help="tokenization stats JSON (gives the pad token id)")
     return parser
 

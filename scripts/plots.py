@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ftpipe import stage  # noqa: E402
+from ftpipe import settings, stage  # noqa: E402
 from ftpipe.io import atomic_path  # noqa: E402
 
 log = logging.getLogger("ftpipe.plots")
@@ -87,8 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tokenized", required=True, help="tokenized DatasetDict folder")
     parser.add_argument("--curve", required=True, help="output: training curve PNG")
     parser.add_argument("--lengths", required=True, help="output: length histogram PNG")
-    parser.add_argument("--smoothing", type=float, default=0.9, help="EMA weight of the past (0..1)")
-    parser.add_argument("--max-len", type=int, default=128)
+    settings.add_options(parser, "plots")
     return parser
 
 

@@ -26,10 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ftpipe import repairs as record_repairs  # noqa: E402
-from ftpipe import stage  # noqa: E402
+from ftpipe import settings, stage  # noqa: E402
 from ftpipe.grouping import SPLITS, key_digest, normalized_text, split_of_digest  # noqa: E402
 from ftpipe.io import atomic_path, write_json  # noqa: E402
-from ftpipe.near_duplicates import DEFAULT as NEAR_DUPLICATES  # noqa: E402
 from ftpipe.near_duplicates import SignatureStore, grouped_splits  # noqa: E402
 from ftpipe.parse_workers import parse_in_processes  # noqa: E402
 from ftpipe.raw_input import InputError  # noqa: E402
@@ -77,15 +76,15 @@ def row_digests(key: str, record: dict, signatures: SignatureStore | None = None
 
 def signature_store(args) -> SignatureStore | None:
     """Where the rows' MinHash signatures go; None when near-duplicates are not grouped."""
-    settings = near_duplicate_settings(args)
-    if settings["threshold"] is None:
+    grouping = near_duplicate_settings(args)
+    if grouping["threshold"] is None:
         return None
-    return SignatureStore(settings["shingle"], settings["num_perm"])
+    return SignatureStore(grouping["shingle"], grouping["num_perm"])
 
 
 def near_duplicate_settings(args) -> dict:
-    """The near-duplicate grouping's settings, defaults filled in (a command line may give the threshold only)."""
-    return {**NEAR_DUPLICATES, **args.near_duplicates}
+    """The near-duplicate grouping's settings, config.yaml's filled in (a command line may give the threshold only)."""
+    return {**settings.default("data.near_duplicates"), **args.near_duplicates}
 
 
 def digest_arrays(pairs) -> tuple:
@@ -460,30 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for name in (*SPLITS, "counts", "rejects"):
         parser.add_argument(f"--{name}", required=True, help=f"output: {name} file")
-    parser.add_argument(
-        "--duplicate-titles",
-        default="first",
-        choices=["first", "keep_all"],
-        help="same title, other description: keep the first, or keep all",
-    )
-    parser.add_argument("--sample-size", type=int, default=None, help="rows to sample (default: all)")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument(
-        "--near-duplicates",
-        type=stage.json_arg,
-        default=NEAR_DUPLICATES,
-        help='near-duplicate descriptions join one group: JSON {"threshold": Jaccard or null (off), "shingle": '
-        'words, "num_perm": hash functions}',
-    )
-    parser.add_argument("--validation-fraction", type=float, default=0.05)
-    parser.add_argument("--test-fraction", type=float, default=0.05)
-    parser.add_argument(
-        "--columns",
-        type=stage.json_arg,
-        default=None,
-        help='JSON: the source\'s column names, {"title": ..., "content": ..., "uid": ...}; unset: recognized',
-    )
-    parser.add_argument("--delimiter", default=None, help="a CSV file's delimiter (default: recognized)")
+    settings.add_options(parser, "prepare")
     parser.add_argument(
         "--processes",
         type=int,

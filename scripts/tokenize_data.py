@@ -24,15 +24,15 @@ import numpy as np
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ftpipe import stage  # noqa: E402
+from ftpipe import settings, stage  # noqa: E402
 from ftpipe.io import save_dataset_tables, write_json  # noqa: E402
 from ftpipe.modeling import load_tokenizer  # noqa: E402
-from ftpipe.prompts import PROMPT_FORMATS, PromptFormat, PromptFormatError  # noqa: E402
+from ftpipe.prompts import PromptFormat, PromptFormatError  # noqa: E402
 
 log = logging.getLogger("ftpipe.tokenize")
 
 IGNORE = -100
-OVERLONG_POLICIES = ("truncate", "drop", "reference")
+OVERLONG_POLICIES = ("truncate", "drop", "seed")
 SPLITS = ("train", "validation", "test")
 CHUNK_ROWS = 2048  # rows per call of the Rust tokenizer
 
@@ -92,7 +92,7 @@ def fit_examples(flat, offsets, prompt, max_len: int, policy: str, eos: int, com
     fits = n <= max_len
     if policy == "drop":
         kept, keep = fits, n - 1
-    elif policy == "reference":
+    elif policy == "seed":
         kept, keep = np.ones_like(fits), np.where(fits, n - 1, max_len)
     else:  # truncate; the prompt alone filling the block drops the example
         prompt_fills = completion_only & (labels_ignored_at < prompt)
@@ -130,8 +130,8 @@ def apply_overlong(ids: list[int], labels: list[int], max_len: int, policy: str,
         return ids, labels, "fits"
     if policy == "drop":
         return None
-    if policy == "reference":
-        # The reference truncates the text to max_len tokens and appends EOS after that.
+    if policy == "seed":
+        # The seed notebook truncates the text to max_len tokens and appends EOS after that.
         return [*ids[:max_len], eos], [*labels[:max_len], eos], "truncated"
     # truncate: cut the description, keep the EOS, never cut into the prompt.
     if labels[max_len - 2] == IGNORE:  # the prompt alone fills the block: no description would be left
@@ -246,25 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model-dir", required=True, help="base model folder (its tokenizer is used)")
     parser.add_argument("--dataset", required=True, help="output: Arrow DatasetDict folder")
     parser.add_argument("--stats", required=True, help="output: tokenization stats JSON")
-    parser.add_argument("--max-len", type=int, default=128)
-    parser.add_argument(
-        "--prompt-format",
-        choices=PROMPT_FORMATS,
-        default="plain",
-        help="plain: the templates as written; chat_template: rendered by the tokenizer's chat template",
-    )
-    parser.add_argument("--instruction-template", required=True, help="prompt with {title}")
-    parser.add_argument("--response-template", required=True, help="response with {content}")
     parser.add_argument(
         "--threads", type=int, default=len(os.sched_getaffinity(0)), help="tokenizer threads (default: the usable CPUs)"
     )
-    parser.add_argument("--completion-only", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument(
-        "--overlong",
-        choices=OVERLONG_POLICIES,
-        default="truncate",
-        help="examples over max_len: cut the description (keeping EOS), drop, or the reference's cut",
-    )
+    settings.add_options(parser, "tokenize")
     return parser
 
 

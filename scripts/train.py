@@ -19,11 +19,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ftpipe import distributed, stage  # noqa: E402
+from ftpipe import distributed, settings, stage  # noqa: E402
 from ftpipe.checkpoints import load_checkpoint, save_checkpoint  # noqa: E402
+from ftpipe.imports import imported_modules  # noqa: E402
 from ftpipe.io import write_json  # noqa: E402
-from ftpipe.modeling import DEFAULT_QUANTIZATION, compute_dtype, enable_tf32, pick_device  # noqa: E402
-from ftpipe.speed_plan import SPEED_DEFAULTS, autocast, compile_model, resolve_plan  # noqa: E402
+from ftpipe.modeling import compute_dtype, enable_tf32, pick_device  # noqa: E402
+from ftpipe.speed_plan import autocast, compile_model, resolve_plan  # noqa: E402
 from ftpipe.train_outputs import flops_per_token, timing_summary, write_outputs  # noqa: E402
 from ftpipe.training import (  # noqa: E402
     build_model,
@@ -245,9 +246,9 @@ def run_fingerprint(args, packed_dir: str) -> str:
     # The process count is left out: a run resumed with another number of GPUs continues the same training.
     outputs = {"adapter", "train_log", "history", "timing", "checkpoint_dir"}
     ignored = outputs | {"threads", "keep_checkpoints", "processes"}
-    settings = {key: value for key, value in sorted(vars(args).items()) if key not in ignored}
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
-    code = [Path(__file__), *sorted(Path(__file__).with_name("ftpipe").glob("*.py"))]
+    values = {key: value for key, value in sorted(vars(args).items()) if key not in ignored}
+    digest = hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode())
+    code = [Path(__file__), *imported_modules(__file__)]  # the rule's code inputs: the same files
     for path in [*sorted(Path(packed_dir).glob("train/*.arrow")), *code]:
         digest.update(path.read_bytes())
     return digest.hexdigest()
@@ -262,40 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--model-dir", required=True, help="base model folder")
     for name in ("adapter", "train-log", "history", "timing", "checkpoint-dir"):
         add(f"--{name}", required=True, help=f"output: {name.replace('-', ' ')}")
-    add(
-        "--quantization",
-        type=stage.json_arg,
-        default=DEFAULT_QUANTIZATION,
-        help="JSON",
-    )
-    add("--lora", type=stage.json_arg, required=True, help='JSON: {"r", "alpha", "dropout", "target_modules"}')
-    add("--learning-rate", type=float, default=2e-4)
-    add("--lr-scheduler", default="linear")
-    add("--warmup-steps", type=int, default=0)
-    add("--weight-decay", type=float, default=0.0)
-    add("--max-grad-norm", type=float, default=1.0)
-    add("--micro-batch", type=int, default=8)
-    add("--grad-accum", type=int, default=8)
-    add("--epochs", type=int, default=1)
-    add("--max-steps", type=int, default=0, help="0: run the epochs")
-    add("--max-len", type=int, default=128)
-    add("--logging-steps", type=int, default=50)
-    add("--save-steps", type=int, default=0, help="0: the reference's max(100, steps per epoch // 20)")
-    add("--keep-checkpoints", type=int, default=3)
-    add("--eval-steps", type=int, default=0, help="0: no validation (the reference)")
-    add("--eval-max-blocks", type=int, default=0, help="0: the whole validation split")
-    add("--early-stopping-patience", type=int, default=0, help="evaluations without improvement; 0: off")
-    add("--early-stopping-min-delta", type=float, default=0.0)
-    add("--load-best", action=argparse.BooleanOptionalAction, default=False)
-    add("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=True)
-    add(
-        "--upcast-frozen-fp32",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="prepare_model_for_kbit_training, as the reference",
-    )
-    add("--speed", type=stage.json_arg, default={}, help=f"JSON speed levers, defaults {json.dumps(SPEED_DEFAULTS)}")
-    add("--seed", type=int, default=42)
+    settings.add_options(parser, "train")
     add(
         "--processes",
         type=int,

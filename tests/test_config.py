@@ -32,10 +32,13 @@ def test_shipped_configs_are_valid():
         ({"train": {"lerning_rate": 1e-4}}, "train.lerning_rate: unknown key; did you mean 'learning_rate'?"),
         ({"genrate": {}}, "genrate: unknown key; did you mean 'generate'?"),
         ({"train": {"micro_batch": 0}}, "train.micro_batch: 0 is less than the minimum of 1"),
-        ({"pack": {"mode": "greedy"}}, "pack.mode: 'greedy' is not one of ['boundary', 'reference']"),
+        ({"pack": {"mode": "greedy"}}, "pack.mode: 'greedy' is not one of ['boundary', 'seed']"),
         ({"tokenize": {"max_len": "128"}}, "tokenize.max_len: '128' is not of type 'integer'"),
         ({"run_name": "../elsewhere"}, "run_name: '../elsewhere' does not match"),
         ({"prompt": {"format": "chat"}}, "prompt.format: 'chat' is not one of ['plain', 'chat_template']"),
+        # `reference` meant the seed notebook's recipe: the old value is refused with the new one named.
+        ({"pack": {"mode": "reference"}}, "pack.mode: 'reference' is now called 'seed'; write pack.mode: seed"),
+        ({"tokenize": {"overlong": "reference"}}, "tokenize.overlong: 'reference' is now called 'seed'"),
     ],
 )
 def test_problems_name_the_key(update, message):

@@ -54,9 +54,11 @@ def test_the_readme_links_every_reference_page():
 
 
 def commands(page: Path) -> list[list[str]]:
-    """Each line of the page's bash blocks, split as the shell splits it (comments dropped)."""
+    """Each command of the page's bash blocks (a line, or lines joined by a trailing backslash), split as the
+    shell splits it (comments dropped)."""
     text = page.read_text(encoding="utf-8")
-    return [shlex.split(line, comments=True) for block in CODE_BLOCK.findall(text) for line in block.splitlines()]
+    blocks = [block.replace("\\\n", " ") for block in CODE_BLOCK.findall(text)]
+    return [shlex.split(line, comments=True) for block in blocks for line in block.splitlines()]
 
 
 # Snakemake's options that read every word after them, and those that read one; any other option is a flag.

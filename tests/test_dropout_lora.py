@@ -50,8 +50,8 @@ def check_operator(dtype, rows: int, columns: int, rank: int, p: float, toleranc
 
 
 @pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
-def test_reference_operator_is_dropout_then_lora_a(dtype, tolerance):
-    assert not dropout_lora.use_triton(torch.zeros(1))  # CPU without the interpreter: the reference path
+def test_plain_operator_is_dropout_then_lora_a(dtype, tolerance):
+    assert not dropout_lora.use_triton(torch.zeros(1))  # CPU without the interpreter: the plain path
     check_operator(dtype, rows=70, columns=100, rank=8, p=0.1, tolerance=tolerance)
 
 
@@ -140,17 +140,17 @@ def test_dropout_zero_is_refused(base):
 
 
 def test_plan_takes_it_on_gpus_with_dropout_and_true_insists():
-    from ftpipe.speed_plan import SPEED_DEFAULTS
+    from ftpipe.settings import default
 
     def plan(wanted, dropout, device="cuda"):
         return resolved({"fused_dropout_lora": wanted}, dropout, device)["fused_dropout_lora"]
 
-    assert SPEED_DEFAULTS["fused_dropout_lora"] is False  # measured slower on an H200: a memory lever
+    assert default("train.speed.fused_dropout_lora") is False  # measured slower on an H200: a memory lever
     assert plan("auto", 0.05) is True  # the recipe on a GPU
     assert plan("auto", 0.05, device="cpu") is False
     assert plan("auto", 0.0) is False  # dropout 0: fused_lora's case
     assert plan(False, 0.05) is False
-    assert plan(True, 0.05, device="cpu") is True  # the reference path
+    assert plan(True, 0.05, device="cpu") is True  # the plain path
     with pytest.raises(SystemExit, match="fused_dropout_lora needs lora.dropout > 0"):
         plan(True, 0.0)
     assert recipe_problems({"train": {"lora": {"dropout": 0}, "speed": {"fused_dropout_lora": True}}}) == [

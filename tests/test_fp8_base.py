@@ -148,9 +148,10 @@ def test_auto_is_off_without_fp8_tensor_cores_and_says_why(caplog):
 
 def test_on_an_fp8_gpu_auto_takes_it_and_leaves_the_lora_unfused(monkeypatch):
     from ftpipe import speed_plan
+    from ftpipe.settings import default
 
     monkeypatch.setattr(speed_plan, "fp8_unavailable", lambda device: None)  # as on an H100
-    assert speed_plan.SPEED_DEFAULTS["fp8_base"] is False  # measured: within noise of the bf16 base, see bench
+    assert default("train.speed.fp8_base") is False  # measured: within noise of the bf16 base, see bench
     assert resolved({}, device="cuda")["fp8_base"] is False
     assert resolved({"fp8_base": "auto"}, device="cuda")["fp8_base"] is True
     on_dropout_0 = resolved({"fp8_base": "auto"}, dropout=0.0, device="cuda")

@@ -87,12 +87,12 @@ def resolved(speed: dict, dropout: float = 0.0, device: str = "cpu") -> dict:
 
 
 def test_auto_takes_the_merged_path_where_possible_and_true_insists():
-    from ftpipe.speed_plan import SPEED_DEFAULTS
+    from ftpipe.settings import default
 
     def plan(fused_lora, dropout: float, dequantize_base: bool = True):
         return resolved({"fused_lora": fused_lora, "dequantize_base": dequantize_base}, dropout)["fused_lora"]
 
-    assert SPEED_DEFAULTS["fused_lora"] == "auto"
+    assert default("train.speed.fused_lora") == "auto"
     assert plan("auto", 0.0) is True
     assert plan("auto", 0.05) is False  # the recipe's dropout
     assert plan("auto", 0.0, dequantize_base=False) is False  # the 4-bit low-memory setting

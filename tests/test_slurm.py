@@ -41,7 +41,7 @@ SLURM_PORTS = (6817, 6818)  # slurmctld, slurmd (the defaults)
 
 CPU_RULES = {"prepare", "tokenize", "pack", "base_model"}
 GPU_RULES = {"train", "generate", "metrics"}
-LOCAL_RULES = {"plots", "run_report", "report", "compare"}
+LOCAL_RULES = {"run_config", "plots", "run_report", "report", "compare"}
 # The GPU rules' resources in the test's config.yaml: small enough for any CI machine, distinct enough to recognise.
 GPU_RESOURCES = {"gpu": 1, "mem_mb": 2000, "runtime": 30}
 TRAIN_GPUS = 2  # run a's train gets two GPUs: its job runs two data-parallel processes (gloo on the CPU here)

@@ -48,8 +48,11 @@ STAGES = {
     ),
     "export": ({"model_dir": EMPTY, "adapter": EMPTY}, ["merged/"], []),
     "plots": ({"train_log": BAD_JSON, "tokenized": EMPTY}, ["curve", "lengths"], []),
-    "report": (
-        {name: BAD_JSON for name in ("counts", "token_stats", "pack_stats", "timing", "history", "samples", "metrics")}
+    "run_report": (
+        {
+            name: BAD_JSON
+            for name in ("counts", "token_stats", "pack_stats", "timing", "history", "samples", "metrics", "config")
+        }
         | {"curve_png": BAD_JSON, "lengths_png": BAD_JSON},
         ["report"],
         [],

@@ -10,7 +10,7 @@ import random
 import numpy as np
 import pytest
 import torch
-from pack import IGNORE, assign_blocks, pack_boundary, pack_reference
+from pack import IGNORE, assign_blocks, pack_boundary, pack_seed
 from tokenize_data import apply_overlong, fit_examples, prompt_tokens, tokenize_examples, truncating_encoder
 
 from ftpipe.modeling import load_tokenizer
@@ -32,7 +32,7 @@ def test_completion_only_masks_exactly_the_prompt(tokenizer_dir):
     assert all(label == IGNORE for label in labels[:n_prompt])
 
 
-def test_reference_labels_everything(tokenizer_dir):
+def test_seed_recipe_labels_everything(tokenizer_dir):
     tokenizer = load_tokenizer(str(tokenizer_dir))
     (ids,), (labels,) = tokenize_examples(
         truncating_encoder(tokenizer, 128),
@@ -48,7 +48,7 @@ def test_reference_labels_everything(tokenizer_dir):
     "policy, expected",
     [
         ("truncate", ([1, 2, 3, 9], [-100, -100, 3, 9], "truncated")),
-        ("reference", ([1, 2, 3, 4, 9], [-100, -100, 3, 4, 9], "truncated")),
+        ("seed", ([1, 2, 3, 4, 9], [-100, -100, 3, 4, 9], "truncated")),
         ("drop", None),
     ],
 )
@@ -62,7 +62,7 @@ def test_truncate_drops_when_the_prompt_fills_the_block():
 
 
 @pytest.mark.parametrize("completion_only", [True, False])
-@pytest.mark.parametrize("policy", ["truncate", "drop", "reference"])
+@pytest.mark.parametrize("policy", ["truncate", "drop", "seed"])
 def test_vectorized_overlong_equals_apply_overlong(policy, completion_only):
     """fit_examples (all examples at once, on flat arrays) gives what apply_overlong gives one by one."""
     rng, eos, max_len = random.Random(3), 9, 8
@@ -122,8 +122,8 @@ def test_prompt_tokens_by_bisection_equals_the_offsets_rule(tokenizer_dir, tiny_
         assert prompt_tokens(encoding, len(prompt)) == _offsets_rule(encoding, len(prompt))
 
 
-def test_reference_packing_cuts_a_stream():
-    blocks = pack_reference([[1, 2, 3], [4, 5, 6, 7], [8, 9]], [[1, 2, 3], [4, 5, 6, 7], [8, 9]], 4)
+def test_seed_packing_cuts_a_stream():
+    blocks = pack_seed([[1, 2, 3], [4, 5, 6, 7], [8, 9]], [[1, 2, 3], [4, 5, 6, 7], [8, 9]], 4)
     assert [b["input_ids"] for b in blocks] == [[1, 2, 3, 4], [5, 6, 7, 8]]
     assert all(b["position_ids"] == [0, 1, 2, 3] for b in blocks)
 
@@ -163,7 +163,7 @@ def old_pack_boundary(input_ids, labels, max_len: int, pad_id: int) -> list[dict
     return packed
 
 
-def old_pack_reference(input_ids, labels, max_len: int) -> list[dict]:
+def old_pack_seed(input_ids, labels, max_len: int) -> list[dict]:
     stream_ids = [t for ids in input_ids for t in ids]
     stream_labels = [t for example in labels for t in example]
     usable = len(stream_ids) // max_len * max_len
@@ -219,7 +219,7 @@ def test_packing_equals_the_list_implementation(seed, count, max_len, labels_are
     assert (held.input_ids.dtype == np.uint16) == (id_range <= 65_536)
     assert (held.labels is None) == labels_are_ids
     assert pack.as_block_dicts(pack.boundary_blocks(held, max_len, 2, chunk=7)) == expected
-    assert pack.as_block_dicts(pack.reference_blocks(parts, max_len)) == old_pack_reference(ids, labels, max_len)
+    assert pack.as_block_dicts(pack.seed_blocks(parts, max_len)) == old_pack_seed(ids, labels, max_len)
 
 
 def test_best_fit_places_every_example_once():
@@ -257,7 +257,7 @@ def test_boundary_example_does_not_see_its_neighbour(tiny_model_dir):
     with_neighbour = _logits(model, neighbour + example, positions)
     with_other = _logits(model, other + example, positions)
     torch.testing.assert_close(with_neighbour[3:], with_other[3:], rtol=0, atol=1e-5)
-    # The reference packing (one running sequence) does let the neighbour change the example's logits.
+    # The seed packing (one running sequence) does let the neighbour change the example's logits.
     running = list(range(8))
     assert not torch.allclose(
         _logits(model, neighbour + example, running)[3:], _logits(model, other + example, running)[3:], atol=1e-3
@@ -308,7 +308,7 @@ def test_tokenize_and_pack_stages(tmp_path, tokenizer_dir, tiny_catalog):
     assert stats["train"]["examples_out"] + stats["train"]["dropped"] == stats["train"]["examples_in"]
     tokenize_into("tok2")
     assert folder_bytes(tmp_path / "tok2") == folder_bytes(tmp_path / "tok")  # byte-identical on rerun
-    for mode in ("boundary", "reference"):
+    for mode in ("boundary", "seed"):
         pack_into(mode, mode)
         packed = datasets.load_from_disk(str(tmp_path / mode))
         assert set(packed) == {"train", "validation"}

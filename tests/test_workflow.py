@@ -15,6 +15,8 @@ import yaml
 from tests.conftest import ROOT, run_folder, run_snakemake
 
 RULES_AFTER_TRAIN = {"train", "generate", "metrics", "plots", "run_report", "report"}
+# Any change of a run's settings writes its config.json again (rule run_config), and so renders its page.
+NEW_CONFIG = {"run_config", "run_report", "report"}
 
 
 def test_every_target(finished_run):
@@ -67,9 +69,8 @@ def test_every_target(finished_run):
 
 def test_report_shows_the_lora_target_warnings(finished_run, tmp_path):
     """A target list that leaves projections out: timing.json's warnings are on the run's page."""
+    import run_report
     from markupsafe import escape
-
-    import report
 
     run = finished_run / "results" / "runs" / "tiny"
     timing = json.loads((run_folder(finished_run, "tiny", "train") / "timing.json").read_text())
@@ -77,15 +78,15 @@ def test_report_shows_the_lora_target_warnings(finished_run, tmp_path):
     timing["adapters"]["warnings"] = [warning]
     (tmp_path / "timing.json").write_text(json.dumps(timing))
     folders = {stage: run_folder(finished_run, "tiny", stage) for stage in ("prepare", "tokenize", "pack", "train")}
-    args = report.build_parser().parse_args(
+    args = run_report.build_parser().parse_args(
         ["--counts", str(folders["prepare"] / "counts.json"), "--token-stats", str(folders["tokenize"] / "stats.json")]
         + ["--pack-stats", str(folders["pack"] / "stats.json"), "--timing", str(tmp_path / "timing.json")]
         + ["--history", str(folders["train"] / "training_history.json"), "--samples", str(run / "samples.json")]
         + ["--metrics", str(run / "metrics.json"), "--curve-png", str(run / "plots" / "train_curve.png")]
         + ["--lengths-png", str(run / "plots" / "token_lengths.png"), "--report", str(tmp_path / "report.html")]
-        + ["--lineage-record", (run / "lineage.json").read_text()]
+        + ["--lineage-record", (run / "lineage.json").read_text(), "--config", str(run / "config.json")]
     )
-    assert f'<p class="warn">{escape(warning)}</p>' in report.build_report(args)
+    assert f'<p class="warn">{escape(warning)}</p>' in run_report.build_report(args)
 
 
 def planned_jobs(workdir: Path, overrides: dict, target: str = "results/report.html") -> dict[str, list[str]]:
@@ -109,23 +110,26 @@ def planned_rules(workdir: Path, overrides: dict) -> set[str]:
     "overrides, expected",
     [
         ({}, set()),
-        ({"generate": {"temperature": 0.3}}, {"generate", "run_report", "report"}),
-        ({"generate": {"num_titles": 3}}, {"generate", "run_report", "report"}),
-        ({"metrics": {"num_titles": 2}}, {"metrics", "run_report", "report"}),
-        ({"train": {"learning_rate": 1e-4}}, RULES_AFTER_TRAIN),
-        ({"train": {"lora": {"r": 8}}}, RULES_AFTER_TRAIN),
-        ({"train": {"resources": {"mem_mb": 9000}}}, {"run_report", "report"}),  # only the page showing the config
-        ({"tokenize": {"max_len": 96}}, {"tokenize", "pack"} | RULES_AFTER_TRAIN),
-        ({"pack": {"mode": "reference"}}, {"pack"} | RULES_AFTER_TRAIN),
-        ({"data": {"seed": 1}}, {"prepare", "tokenize", "pack"} | RULES_AFTER_TRAIN),
+        ({"generate": {"temperature": 0.3}}, {"generate"} | NEW_CONFIG),
+        ({"generate": {"num_titles": 3}}, {"generate"} | NEW_CONFIG),
+        ({"metrics": {"num_titles": 2}}, {"metrics"} | NEW_CONFIG),
+        ({"train": {"learning_rate": 1e-4}}, RULES_AFTER_TRAIN | NEW_CONFIG),
+        ({"train": {"lora": {"r": 8}}}, RULES_AFTER_TRAIN | NEW_CONFIG),
+        ({"train": {"resources": {"mem_mb": 9000}}}, NEW_CONFIG),  # only the config and the page showing it
+        ({"tokenize": {"max_len": 96}}, {"tokenize", "pack"} | RULES_AFTER_TRAIN | NEW_CONFIG),
+        ({"pack": {"mode": "seed"}}, {"pack"} | RULES_AFTER_TRAIN | NEW_CONFIG),
+        ({"data": {"seed": 1}}, {"prepare", "tokenize", "pack"} | RULES_AFTER_TRAIN | NEW_CONFIG),
         # The prompt is applied in tokenize: an edit re-tokenizes and retrains, the raw file is not read again.
-        ({"prompt": {"instruction": "Describe: {title}\n"}}, {"tokenize", "pack"} | RULES_AFTER_TRAIN),
-        ({"prompt": {"response": "{content}</s>"}}, {"tokenize", "pack"} | RULES_AFTER_TRAIN),
-        ({"prompt": {"format": "chat_template"}}, {"tokenize", "pack"} | RULES_AFTER_TRAIN),
-        ({"prompt": {"stop_strings": ["<eos>"]}}, {"generate", "metrics", "run_report", "report"}),
-        ({"prompt": {"base_plain": "Describe: {title}\n"}}, {"generate", "metrics", "run_report", "report"}),
-        ({"data": {"near_duplicates": {"threshold": 0.5}}}, {"prepare", "tokenize", "pack"} | RULES_AFTER_TRAIN),
-        ({"data": {"columns": {"title": "title"}}}, {"prepare", "tokenize", "pack"} | RULES_AFTER_TRAIN),
+        ({"prompt": {"instruction": "Describe: {title}\n"}}, {"tokenize", "pack"} | RULES_AFTER_TRAIN | NEW_CONFIG),
+        ({"prompt": {"response": "{content}</s>"}}, {"tokenize", "pack"} | RULES_AFTER_TRAIN | NEW_CONFIG),
+        ({"prompt": {"format": "chat_template"}}, {"tokenize", "pack"} | RULES_AFTER_TRAIN | NEW_CONFIG),
+        ({"prompt": {"stop_strings": ["<eos>"]}}, {"generate", "metrics"} | NEW_CONFIG),
+        ({"prompt": {"base_plain": "Describe: {title}\n"}}, {"generate", "metrics"} | NEW_CONFIG),
+        (
+            {"data": {"near_duplicates": {"threshold": 0.5}}},
+            {"prepare", "tokenize", "pack"} | RULES_AFTER_TRAIN | NEW_CONFIG,
+        ),
+        ({"data": {"columns": {"title": "title"}}}, {"prepare", "tokenize", "pack"} | RULES_AFTER_TRAIN | NEW_CONFIG),
     ],
     ids=lambda value: json.dumps(value) if isinstance(value, dict) else None,
 )
@@ -137,8 +141,13 @@ RUN_RULES = ("generate", "metrics", "plots", "run_report")
 
 
 def after_train(*runs: str, everyone=("a", "b", "c")) -> dict[str, list[str]]:
-    """The jobs of `runs` from training on, and the comparison of every run."""
-    return {"train": list(runs), **dict.fromkeys(RUN_RULES, list(runs)), "compare": sorted({*everyone, *runs})}
+    """The jobs of `runs` whose settings changed from training on, and the comparison of every run."""
+    return {
+        "train": list(runs),
+        **dict.fromkeys(RUN_RULES, list(runs)),
+        "run_config": list(runs),
+        "compare": sorted({*everyone, *runs}),
+    }
 
 
 @pytest.mark.parametrize(
@@ -151,7 +160,7 @@ def after_train(*runs: str, everyone=("a", "b", "c")) -> dict[str, list[str]]:
         ({"train": {"learning_rate": 3e-4}}, after_train("a", "c")),
         (
             {"generate": {"temperature": 0.3}},
-            {"generate": ["a", "b", "c"], "run_report": ["a", "b", "c"], "compare": ["a", "b", "c"]},
+            dict.fromkeys(("generate", "run_config", "run_report", "compare"), ["a", "b", "c"]),
         ),
         # A new run that shares the data with a: no data job, one more training.
         ({"experiment": {"runs": {"d": {"train": {"lora": {"dropout": 0.1}}}}}}, after_train("d")),
@@ -263,25 +272,33 @@ def test_runs_on_other_data_pair_with_the_baseline_recipe_on_that_data(finished_
     assert "baseline for its data" in page and "minus d" in page and "not paired" not in page
 
 
-def test_ask_prints_a_description_per_title(finished_run):
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts" / "ask.py"),
-            "--config",
-            str(finished_run / "config.yaml"),
-            "--results",
-            str(finished_run / "results"),
-            "--greedy",
-            "Girls Ballet Tutu Neon Pink",
-            "Steel Mug",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def ask(results: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(ROOT / "scripts" / "ask.py"), "--results", str(results), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=cwd)
+
+
+def test_ask_prints_a_description_per_title(finished_run, tmp_path):
+    # From a folder without any config: the run's own config.json holds its prompt and sampling settings.
+    result = ask(finished_run / "results", "--greedy", "Girls Ballet Tutu Neon Pink", "Steel Mug", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "## Girls Ballet Tutu Neon Pink\n" in result.stdout and "## Steel Mug\n" in result.stdout
+
+
+def test_each_run_keeps_its_whole_configuration(finished_experiment, tmp_path):
+    """config.json is the run's resolved configuration (base config plus the run's overrides), and a run of an
+    experiment is asked by its name alone."""
+    from ftpipe.experiments import run_configs
+
+    results = finished_experiment / "results"
+    expected = run_configs(yaml.safe_load((finished_experiment / "config.yaml").read_text()))
+    for run in "abc":
+        assert json.loads((results / "runs" / run / "config.json").read_text()) == expected[run]
+    assert expected["b"]["train"]["learning_rate"] == 1e-3 and "experiment" not in expected["b"]
+    result = ask(results, "--run", "b", "--greedy", "Steel Mug", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "## Steel Mug\n" in result.stdout
+    several = ask(results, "Steel Mug", cwd=tmp_path)  # three finished runs: which one is not guessed
+    assert several.returncode != 0 and "name the run with --run" in several.stderr
 
 
 def test_export_merges_into_a_16_bit_base(finished_run):
@@ -291,7 +308,9 @@ def test_export_merges_into_a_16_bit_base(finished_run):
 
     result = run_snakemake(finished_run, "--cores", "2", "results/runs/tiny/merged", timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
-    merged = AutoModelForCausalLM.from_pretrained(finished_run / "results" / "runs" / "tiny" / "merged")
+    run = finished_run / "results" / "runs" / "tiny"
+    assert (run / "merged" / "run_config.json").read_bytes() == (run / "config.json").read_bytes()
+    merged = AutoModelForCausalLM.from_pretrained(run / "merged")
     assert merged.dtype == torch.bfloat16 and not hasattr(merged, "peft_config")
     base_dir = run_folder(finished_run, "tiny", "base_model") / "model"
     base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.bfloat16)
@@ -336,9 +355,21 @@ def test_editing_a_page_template_renders_the_pages_again(finished_run):
         assert planned_rules(finished_run, {}) == {"run_report", "report"}
 
 
-def test_editing_the_shared_package_reruns_the_stages(finished_run):
-    with changed_file(ROOT / "scripts" / "ftpipe" / "prompts.py", b"\n"):
-        assert planned_rules(finished_run, {}) >= {"prepare", "tokenize", "pack", "train", "report"}
+@pytest.mark.parametrize(
+    "module, expected",
+    [
+        ("dropout_lora.py", RULES_AFTER_TRAIN),  # imported by train only: nothing upstream reruns
+        ("raw_input.py", {"prepare", "tokenize", "pack"} | RULES_AFTER_TRAIN),  # prepare only
+        ("pages.py", {"run_report", "report"}),  # the pages only
+        ("near_duplicates.py", {"prepare", "tokenize", "pack"} | RULES_AFTER_TRAIN),  # prepare only
+        ("speed_plan.py", RULES_AFTER_TRAIN),  # train only
+        ("fp8_base.py", RULES_AFTER_TRAIN),  # train only
+        ("budget.py", {"metrics", "run_report", "report"}),  # metrics only
+    ],
+)
+def test_editing_a_module_reruns_the_rules_whose_script_imports_it(finished_run, module, expected):
+    with changed_file(ROOT / "scripts" / "ftpipe" / module, b"\n"):
+        assert planned_rules(finished_run, {}) == expected
 
 
 def test_metrics_are_deterministic(finished_run, tmp_path):
@@ -380,8 +411,12 @@ def test_metrics_are_deterministic(finished_run, tmp_path):
                 ]
             )
         )
-    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
-    assert (tmp_path / "a.json").read_bytes() == (run / "metrics.json").read_bytes()
+    # Everything but the timing breakdown (seconds measured) is the same, run to run and as the rule wrote it.
+    first, second, by_rule = (
+        json.loads(path.read_text()) for path in (tmp_path / "a.json", tmp_path / "b.json", run / "metrics.json")
+    )
+    assert set(first.pop("timing")) == set(second.pop("timing")) == set(by_rule.pop("timing"))
+    assert first == second == by_rule
 
 
 def test_snakemake_report_archive(finished_run, tmp_path):

@@ -19,16 +19,6 @@ PERCENTILE = 95  # most references fit; the longest few, often spec dumps, do no
 SAMPLE_ROWS = 4000  # rows of train tokenized for the percentile
 
 
-def budget_arg(text: str):
-    """argparse type of --max-new-tokens: a positive integer or `auto`."""
-    if text == AUTO:
-        return text
-    value = int(text)
-    if value < 1:
-        raise ValueError(text)
-    return value
-
-
 def percentile(values: list[int], share: float) -> int:
     """The nearest-rank percentile (a value of the list, no interpolation)."""
     ordered = sorted(values)

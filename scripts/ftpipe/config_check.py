@@ -13,10 +13,16 @@ import yaml
 
 from .experiments import RUN_NAME_PATTERN, base_config, baseline_run, deep_merge, run_overrides
 from .model_source import source_problem
+from .settings import resolve as _resolve
+from .settings import typed as _typed
 
 
 class ConfigError(ValueError):
     pass
+
+
+# Values that were renamed: `reference` meant the seed notebook's recipe (tokenize.overlong, pack.mode).
+RENAMED_VALUES = {"reference": "seed"}
 
 
 def config_problems(config: dict, schema: dict) -> list[str]:
@@ -31,6 +37,9 @@ def config_problems(config: dict, schema: dict) -> list[str]:
                 near = difflib.get_close_matches(key, allowed, n=1)
                 hint = f"; did you mean '{near[0]}'?" if near else f"; valid keys: {', '.join(allowed)}"
                 problems.append(f"{_join(where, key)}: unknown key{hint}")
+        elif error.validator == "enum" and error.instance in RENAMED_VALUES:
+            new_name = RENAMED_VALUES[error.instance]
+            problems.append(f"{where}: {error.instance!r} is now called {new_name!r}; write {where}: {new_name}")
         else:
             problems.append(f"{where}: {error.message}")
     return problems
@@ -77,22 +86,6 @@ def coerce_command_line(config: dict, command_line, schema: dict, where: tuple =
             _set(config, path, [_typed(item, _resolve(schema, items)) for item in value])
 
 
-def _typed(text: str, subschema: dict):
-    """`text` read as YAML where the schema refuses it as a string; kept as written where a string may be
-    meant (so a bad prompt is reported as a bad prompt, not as a wrong type)."""
-    if not subschema:
-        return text
-    valid = jsonschema.Draft202012Validator(subschema).is_valid
-    if valid(text):
-        return text
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-    types = subschema.get("type", [])
-    return value if valid(value) or "string" not in (types if isinstance(types, list) else [types]) else text
-
-
 def _subschema(schema: dict, path: tuple) -> dict:
     if path[:2] in (("experiment", "runs"), ("experiment", "grid")) and len(path) > 3:
         path = path[3:]  # a run's overrides (or the grid's) follow the base configuration's schema
@@ -102,16 +95,6 @@ def _subschema(schema: dict, path: tuple) -> dict:
         if node is None:
             return {}
     return _resolve(schema, node)
-
-
-def _resolve(schema: dict, node: dict) -> dict:
-    """`node` with a local $ref ("#/$defs/name") replaced by what it points to."""
-    ref = node.get("$ref", "")
-    if ref.startswith("#/"):
-        for part in ref[2:].split("/"):
-            schema = schema[part]
-        return {**schema, **{k: v for k, v in node.items() if k != "$ref"}}
-    return node
 
 
 def _set(config: dict, path: tuple, value) -> None:

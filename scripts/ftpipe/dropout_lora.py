@@ -7,7 +7,7 @@ operation takes x, the weight A (r x in), the dropout probability p and a seed: 
 h (tokens x r), and the backward pass draws the same mask again from the seed:
     dx = ((dh A) * m) / (1 - p),    dA = dh^T (x * m) / (1 - p).
 On a GPU with Triton three kernels do this (forward; dx; dA in column tiles, split over the rows); elsewhere
-the reference path computes the same function with the mask drawn by torch from the seed. Both are
+the plain path computes the same function with the mask drawn by torch from the seed. Both are
 `torch.library` custom operators, so torch.compile and CUDA graphs treat them as single opaque kernels.
 The mask differs from PEFT's (another random stream), its distribution is the same: each element kept with
 probability 1 - p, independently, a fresh mask for every call in training.
@@ -22,7 +22,7 @@ import torch
 try:
     import triton
     import triton.language as tl
-except ImportError:  # CPU-only installs: the reference path
+except ImportError:  # CPU-only installs: the plain path
     triton = None
 
 
@@ -31,22 +31,22 @@ def use_triton(x: torch.Tensor) -> bool:
     return triton is not None and (x.is_cuda or os.environ.get("TRITON_INTERPRET") == "1")
 
 
-# ---------------------------------------------------------------- reference path (any device)
+# ---------------------------------------------------------------- plain path (any device)
 
 
-def reference_mask(shape, seed: torch.Tensor, p: float, device) -> torch.Tensor:
-    """The reference path's keep-mask for a (rows, columns) input: torch's generator seeded with `seed`."""
+def plain_mask(shape, seed: torch.Tensor, p: float, device) -> torch.Tensor:
+    """The plain path's keep-mask for a (rows, columns) input: torch's generator seeded with `seed`."""
     generator = torch.Generator(device=device).manual_seed(int(seed))
     return torch.rand(shape, generator=generator, device=device) >= p
 
 
-def _reference_forward(x2, weight, seed, p):
-    keep = reference_mask(x2.shape, seed, p, x2.device)
+def _plain_forward(x2, weight, seed, p):
+    keep = plain_mask(x2.shape, seed, p, x2.device)
     return (x2 * keep).matmul(weight.to(x2.dtype).t()) / (1 - p)
 
 
-def _reference_backward(grad2, x2, weight, seed, p):
-    keep = reference_mask(x2.shape, seed, p, x2.device)
+def _plain_backward(grad2, x2, weight, seed, p):
+    keep = plain_mask(x2.shape, seed, p, x2.device)
     grad_x = grad2.matmul(weight.to(grad2.dtype)) * keep / (1 - p)
     accumulate = torch.promote_types(x2.dtype, torch.float32)  # as the kernel: at least float32
     grad_w = grad2.t().to(accumulate).matmul((x2 * keep).to(accumulate)) / (1 - p)
@@ -211,7 +211,7 @@ def dropout_mask(x: torch.Tensor, seed: torch.Tensor, p: float) -> torch.Tensor:
     booleans of x's shape: what the tests compare against."""
     x2 = x.reshape(-1, x.shape[-1])
     if not use_triton(x2):
-        return reference_mask(x2.shape, seed, p, x2.device).view(x.shape)
+        return plain_mask(x2.shape, seed, p, x2.device).view(x.shape)
     M, K = x2.shape
     keep = torch.empty((M, K), device=x2.device, dtype=torch.int8)
     _mask_kernel[(triton.cdiv(M, BLOCK_M), triton.cdiv(K, BLOCK_K))](keep, seed, M, K, p, BLOCK_M, BLOCK_K)
@@ -226,7 +226,7 @@ def dropout_lora_down(x: torch.Tensor, weight: torch.Tensor, seed: torch.Tensor,
     """(dropout_p(x) A^T) for x (..., in) and A (r, in), in x's dtype; the mask is drawn from `seed`."""
     x2 = x.reshape(-1, x.shape[-1]).contiguous()
     weight = weight.contiguous()
-    forward = _triton_forward if use_triton(x2) else _reference_forward
+    forward = _triton_forward if use_triton(x2) else _plain_forward
     return forward(x2, weight, seed, p).view(*x.shape[:-1], weight.shape[0])
 
 
@@ -242,7 +242,7 @@ def dropout_lora_down_backward(
     """The gradients of dropout_lora_down for x and A, with the forward's mask drawn again from `seed`."""
     x2 = x.reshape(-1, x.shape[-1]).contiguous()
     grad2 = grad.reshape(-1, grad.shape[-1]).to(x2.dtype)
-    backward = _triton_backward if use_triton(x2) else _reference_backward
+    backward = _triton_backward if use_triton(x2) else _plain_backward
     grad_x, grad_w = backward(grad2, x2, weight.contiguous(), seed, p)
     return grad_x.view(x.shape), grad_w
 

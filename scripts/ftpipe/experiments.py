@@ -16,10 +16,12 @@ import json
 import os
 from pathlib import Path
 
+from .settings import rule_params
+
 RUN_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._~-]*"
 KEY_PATTERN = r"[0-9a-f]{10}"
 
-# The keyed stages in dependency order: the config values that are the rule's params, the stages it reads.
+# The keyed stages in dependency order, each with the stages it reads.
 # A stage's key covers its params and its upstream keys, so a change upstream gives every later stage a new key.
 STAGE_UPSTREAM = {
     "prepare": (),
@@ -38,40 +40,11 @@ STAGE_FOLDERS = {
 
 
 def stage_params(stage: str, config: dict) -> dict:
-    """The params of a keyed stage's rule: every value that changes the stage's output."""
-    data, prompt, tokenize = config["data"], config["prompt"], config["tokenize"]
-    if stage == "prepare":
-        return {
-            "duplicate_titles": data["duplicate_titles"],
-            "sample_size": data["sample_size"],
-            "seed": data["seed"],
-            "validation_fraction": data["validation_fraction"],
-            "test_fraction": data["test_fraction"],
-            "near_duplicates": data["near_duplicates"],
-            "columns": data.get("columns"),
-            "delimiter": data.get("delimiter"),
-        }
-    if stage == "base_model":
-        model = config["model"]
-        return {key: model[key] for key in ("source", "trust_remote_code", "allow_pickle")}
-    if stage == "tokenize":
-        # The prompt is applied here, not in prepare: a prompt edit re-tokenizes without re-reading the raw file.
-        return {
-            **{key: tokenize[key] for key in ("max_len", "completion_only", "overlong")},
-            "prompt_format": prompt["format"],
-            "instruction_template": prompt["instruction"],
-            "response_template": prompt["response"],
-        }
-    if stage == "pack":
-        return {"mode": config["pack"]["mode"], "max_len": tokenize["max_len"]}
-    if stage == "train":
-        # Resources (GPUs, memory, time) change how fast, not what: not part of the key.
-        return {**without_resources(config["train"]), "max_len": tokenize["max_len"]}
-    raise KeyError(stage)
-
-
-def without_resources(section: dict) -> dict:
-    return {key: value for key, value in section.items() if key != "resources"}
+    """The params of a keyed stage's rule: every value that changes the stage's output (ftpipe.settings
+    declares which config values feed which rule)."""
+    if stage not in STAGE_UPSTREAM:
+        raise KeyError(stage)
+    return rule_params(stage, config)
 
 
 # ---------------------------------------------------------------- runs

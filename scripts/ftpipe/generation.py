@@ -9,45 +9,21 @@ rows as for 256, so rows per batch is most of the speed (bench/README.md).
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from .budget import AUTO, budget_arg
 from .compile_cache import use_compile_cache
-from .modeling import DEFAULT_QUANTIZATION
-from .prompts import PROMPT_FORMATS, PromptFormat, PromptFormatError, cut_at_stop
-from .stage import json_arg
+from .prompts import PromptFormat, PromptFormatError, cut_at_stop
 
 
-def add_generation_args(parser, budget_help: str | None = None) -> None:
-    """Command-line options shared by the stages that generate (generate, metrics). With `budget_help`,
-    --max-new-tokens also takes `auto` (its default), explained by that text."""
+def add_generation_args(parser) -> None:
+    """Command-line options shared by the stages that generate (generate, metrics) besides their settings
+    (ftpipe.settings.add_options)."""
     add = parser.add_argument
     add("--model-dir", required=True, help="base model folder")
     add("--adapter", required=True, help="adapter folder")
-    if budget_help:
-        add("--max-new-tokens", type=budget_arg, default=AUTO, help=budget_help)
-    else:
-        add("--max-new-tokens", type=int, default=128)
-    add("--repetition-penalty", type=float, default=1.1)
-    add("--stop-strings", nargs="*", default=None, help="default: the prompt format's end of turn")
-    add("--seed", type=int, default=42)
-    add("--batch-size", type=batch_size_arg, default="auto", help="rows per batch; auto: as many as fit, up to 1024")
     add("--threads", type=int, default=None, help="CPU threads for torch (the rule's threads); default all")
-    add(
-        "--cache",
-        choices=["dynamic", "static"],
-        default="dynamic",
-        help="KV cache: static compiles the decoding step (about 40 s once on a GPU) and then decodes about 2x as "
-        "fast: worth it for thousands of titles",
-    )
-    add("--sample-seed", type=int, default=0, help="seed of the test-title sample (same in every stage and run)")
-    add("--prompt-format", choices=PROMPT_FORMATS, default="plain", help="as in tokenize")
-    add("--instruction-template", required=True, help="tagged prompt with {title}")
-    add("--response-template", required=True, help="response with {content}")
-    add("--base-prompt-template", required=True, help="plain prompt for the base model, with {title}")
-    add("--quantization", type=json_arg, default=DEFAULT_QUANTIZATION, help="JSON, as in training")
 
 
 def prompt_format_of(args, tokenizer) -> PromptFormat:
-    """The prompt format of a generating stage's arguments (add_generation_args), as tokenize applied it."""
+    """The prompt format of a generating stage's arguments (its settings), as tokenize applied it."""
     try:
         return PromptFormat(
             args.instruction_template, args.response_template, args.prompt_format, args.stop_strings, tokenizer
@@ -59,16 +35,6 @@ def prompt_format_of(args, tokenizer) -> PromptFormat:
 AUTO_BATCH_CPU = 16  # a CPU gains little from more rows
 AUTO_BATCH_GPU_MAX = 1024  # the largest batch bench/generation.py measures; a GPU keeps gaining up to hundreds
 KV_CACHE_SHARE = 0.25  # of the GPU's free memory; the rest is for weights' workspace and activations
-
-
-def batch_size_arg(text: str):
-    """argparse type of --batch-size: a positive integer or `auto`."""
-    if text == "auto":
-        return text
-    value = int(text)
-    if value < 1:
-        raise ValueError(text)
-    return value
 
 
 def resolve_batch_size(value, model, tokens_per_row: int) -> int:

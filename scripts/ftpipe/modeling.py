@@ -6,9 +6,11 @@ import logging
 
 import torch
 
+from .settings import default
+
 log = logging.getLogger("ftpipe")
 
-DEFAULT_QUANTIZATION = {"load_in_4bit": True, "quant_type": "nf4", "double_quant": True}  # the reference's
+DEFAULT_QUANTIZATION = default("train.quantization")  # config.yaml's (the seed notebook's NF4 with double quant)
 
 
 def pick_device() -> torch.device:

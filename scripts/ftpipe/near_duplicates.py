@@ -22,7 +22,6 @@ import numpy as np
 
 from .grouping import group_splits
 
-DEFAULT = {"threshold": 0.7, "shingle": 5, "num_perm": 64, "max_group": 1000}
 BLOCK_CHARS = 1 << 18  # texts hashed together: transient memory is about 40 bytes a character of a block
 NEIGHBOURS = 8  # in a band's bucket, each description is compared with the next NEIGHBOURS (sorted by digest)
 MIN_RECALL = 0.9  # bands are chosen so that a pair exactly at the threshold is a candidate this often
@@ -248,7 +247,7 @@ def grouped_splits(
     seed: int,
 ) -> tuple[np.ndarray, dict, dict]:
     """(split codes, assignments, grouping counts): the group split of rows with (title, description)
-    `digests`, near-duplicate descriptions joined when `settings` (DEFAULT's keys) has a threshold
+    `digests`, near-duplicate descriptions joined when `settings` (data.near_duplicates's keys) has a threshold
     (`signatures`: (values, has_words)). `assignments` names each split assignment computed: the exact groups
     alone, and with near-duplicates."""
     exact, grouping = group_splits(*digests, validation_fraction, test_fraction, seed)

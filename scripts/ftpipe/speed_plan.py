@@ -2,8 +2,9 @@
 
 `resolve_plan` turns the recipe (micro-batch, accumulation, checkpointing) and the `train.speed` levers into
 one dict, the plan, that the rest of training reads (and that timing.json records); `compile_model` and
-`autocast` apply the compile and mixed-precision levers. A new lever is a key of SPEED_DEFAULTS, a line in
-`resolve_plan` where it depends on others, and its use where the plan is read.
+`autocast` apply the compile and mixed-precision levers. Every key of `train.speed` but `enabled` and
+`micro_batch` is a lever (declared in the schema, its default in config.yaml): a new lever is that declaration,
+a line in `resolve_plan` where it depends on others, and its use where the plan is read (docs/developing.md).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 
 import torch
 
+from . import settings
 from .compile_cache import use_compile_cache
 from .dropout_lora import fuse_dropout_lora_layers
 from .fp8_base import fp8_base_layers, fp8_unavailable
@@ -19,35 +21,10 @@ from .fused_lora import fuse_lora_layers
 
 log = logging.getLogger("ftpipe.train")
 
-SPEED_DEFAULTS = {
-    "enabled": "auto",  # auto: on GPUs only; true/false to force
-    "micro_batch": 64,  # accumulation is adjusted so that the effective batch stays as configured
-    "gradient_checkpointing": False,
-    "upcast_frozen_fp32": False,
-    "dequantize_base": True,
-    "mixed_precision": True,  # autocast to bf16 with float32 LoRA weights, as the reference's bf16=True
-    "compile": True,
-    "compile_scope": "layers",  # layers: each decoder layer compiled once and reused (short warm-up); model: all
-    "compile_loss": True,  # with compile_scope layers: the cross-entropy too (no float32 copy of the logits)
-    "cuda_graphs": True,  # replay compiled graphs instead of launching each kernel from Python (GPU only)
-    "data_on_device": True,
-    "fused_optimizer": True,  # AdamW in a few fused kernels instead of a few per LoRA tensor
-    # LoRA folded into the frozen weight, one matmul per projection. auto: where possible, i.e. with LoRA dropout 0
-    # (the recipe's is 0.05) and 16-bit base weights; true: required (an error where impossible).
-    "fused_lora": "auto",
-    # LoRA dropout fused into the LoRA down-projection (a Triton kernel that draws the mask from a seed while
-    # reading x, and again in the backward, instead of storing it): a memory lever, off by default. On an H200
-    # it saved 30% of the memory (13.3 instead of 19.1 GiB) and cost 17% of the speed (64.5k instead of 77.9k
-    # tokens/s). auto: on GPUs where LoRA dropout > 0; true: also elsewhere (the reference path).
-    "fused_dropout_lora": False,
-    # The frozen base's matmuls (forward and input gradient) in FP8 e4m3 with per-channel weight scales and
-    # per-token activation scales (ftpipe.fp8_base). auto: on GPUs with FP8 tensor cores (compute capability
-    # 8.9+, e.g. H100) with a 16-bit base; true: required (an error where impossible). Off by default: on an
-    # H100 its loss stayed within 0.59% of the bf16 base over 200 steps, but it gained 0-11% (76.9k against
-    # 69.1k tokens/s side by side; 72.7k alone), the per-token quantization eating most of the FP8 matmuls'
-    # gain, and the adapter's ROUGE-L on the demo is not measured yet. See bench/README.md.
-    "fp8_base": False,
-}
+
+def configured_speed(speed: dict | None) -> dict:
+    """train.speed as configured: config.yaml's, a partial mapping (a benchmark's) changing only its keys."""
+    return {**settings.default("train.speed"), **(speed or {})}
 
 
 def largest_divisor_at_most(number: int, limit: int) -> int:
@@ -59,7 +36,7 @@ def resolve_plan(args, device: torch.device, world: int = 1) -> dict:
 
     The effective batch (micro-batch x accumulation) stays as configured: with several ranks, each does
     its share, micro-batch x accumulation x ranks = the configured effective batch."""
-    speed = {**SPEED_DEFAULTS, **(args.speed or {})}
+    speed = configured_speed(args.speed)
     levers_on = device.type == "cuda" if speed["enabled"] == "auto" else bool(speed["enabled"])
     effective = args.micro_batch * args.grad_accum
     if effective % world:
@@ -68,28 +45,14 @@ def resolve_plan(args, device: torch.device, world: int = 1) -> dict:
     micro = largest_divisor_at_most(
         per_rank, speed["micro_batch"] if levers_on and speed["micro_batch"] else args.micro_batch
     )
-    plan = {
-        "speed_levers": levers_on,
-        "world_size": world,
-        "micro_batch": micro,
-        "grad_accum": per_rank // micro,
-        "gradient_checkpointing": args.gradient_checkpointing,
-        "upcast_frozen_fp32": args.upcast_frozen_fp32,
-        "dequantize_base": False,
-        "mixed_precision": False,
-        "compile": False,
-        "compile_scope": None,
-        "compile_loss": False,
-        "cuda_graphs": False,
-        "data_on_device": False,
-        "fused_optimizer": False,
-        "fused_lora": False,
-        "fused_dropout_lora": False,
-        "fp8_base": False,
-        "levers_off": {},  # lever -> why this model cannot take it (auto levers only; set when applied)
-    }
-    if levers_on:
-        plan.update({key: speed[key] for key in plan if key in speed and key not in ("micro_batch", "enabled")})
+    plan = {"speed_levers": levers_on, "world_size": world, "micro_batch": micro, "grad_accum": per_rank // micro}
+    # Every other key of train.speed is a lever. Off, a lever that is also a recipe setting (gradient
+    # checkpointing, the fp32 upcast) takes the recipe's value; any other is off (false). `auto` values are
+    # resolved below, for this device and model settings.
+    for lever, value in speed.items():
+        if lever not in ("enabled", "micro_batch"):
+            plan[lever] = value if levers_on else getattr(args, lever, False)
+    plan["levers_off"] = {}  # lever -> why this model cannot take it (auto levers only; set when applied)
     if not plan["compile"]:
         plan["compile_scope"] = None
     plan["compile_loss"] = plan["compile_loss"] and plan["compile_scope"] == "layers"  # "model" includes it
@@ -102,7 +65,7 @@ def resolve_plan(args, device: torch.device, world: int = 1) -> dict:
 
 def fused_dropout_lora_plan(wanted, args, device: torch.device) -> bool:
     """The fused dropout + LoRA down-projection replaces PEFT's dropout, so it needs LoRA dropout > 0. `auto`
-    takes it on GPUs (Triton kernels); `true` also elsewhere (the reference path) and stops where impossible."""
+    takes it on GPUs (Triton kernels); `true` also elsewhere (the plain path) and stops where impossible."""
     if wanted == "auto":
         return bool(args.lora["dropout"]) and device.type == "cuda"
     if not wanted:
@@ -174,7 +137,7 @@ def apply_fused_lora(model, plan: dict, speed: dict | None) -> None:
         try:
             log.info("%s: %d LoRA layers", lever, fuse(model))
         except ValueError as err:
-            if {**SPEED_DEFAULTS, **(speed or {})}[lever] is True:
+            if configured_speed(speed)[lever] is True:
                 raise SystemExit(f"train: speed.{lever}: {err}") from None
             plan[lever] = False
             turn_off(plan, lever, str(err))
@@ -188,7 +151,7 @@ def apply_fp8_base(model, plan: dict, speed: dict | None, dtype: torch.dtype) ->
     try:
         log.info("fp8_base: %d frozen linear layers run their matmuls in e4m3", fp8_base_layers(model, dtype))
     except ValueError as err:
-        if {**SPEED_DEFAULTS, **(speed or {})}["fp8_base"] is True:
+        if configured_speed(speed)["fp8_base"] is True:
             raise SystemExit(f"train: speed.fp8_base: {err}") from None
         plan["fp8_base"] = False
         turn_off(plan, "fp8_base", str(err))

@@ -88,7 +88,7 @@ def args_from_snakemake(smk, parser: argparse.ArgumentParser) -> argparse.Namesp
     values = {}
     for section in (smk.input, smk.output, smk.params):
         values.update(dict(section.items()))
-    values.pop("shared_code", None)  # an input only so that Snakemake reruns stages when the package changes
+    values.pop("code", None)  # an input only so that Snakemake reruns a stage when a module it imports changes
     values.pop("params_json", None)  # written by write_stage_record, not by the stage
     values.pop("stage_record", None)
     if any(action.dest == "processes" for action in parser._actions):
@@ -130,7 +130,9 @@ def to_argv(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[s
         option = action.option_strings[0]
         if isinstance(action, argparse.BooleanOptionalAction):
             argv.append(option if value else option.replace("--", "--no-", 1))
-        elif action.type is json_arg:
+        elif isinstance(value, list) and action.nargs == "*":
+            argv += [option, *map(str, value)]
+        elif isinstance(value, dict | list):
             argv += [option, json.dumps(value)]
         else:
             argv += [option, str(value)]

@@ -1,4 +1,4 @@
-"""Stage 8, report: one self-contained HTML page (images embedded, no network) for one run: summary, data
+"""Stage 8, run_report: one self-contained HTML page (images embedded, no network) for one run: summary, data
 accounting, training curves and timing, quality on held-out data, the generated samples side by side, the
 lineage (which stage outputs the run used), the configuration and provenance. Also writes the lineage as
 JSON. The page comes from report/templates/run.html.j2."""
@@ -47,7 +47,7 @@ def split_rows(counts: dict, token_stats: dict, pack_stats: dict) -> list[dict]:
 
 
 def build_report(args) -> str:
-    config, lineage = args.config, args.lineage_record
+    config, lineage = read_json(args.config), args.lineage_record
     counts, timing, history = read_json(args.counts), read_json(args.timing), read_json(args.history)
     token_stats, pack_stats = read_json(args.token_stats), read_json(args.pack_stats)
     run = lineage.get("run") or config.get("run_name")
@@ -84,7 +84,7 @@ def report(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="report.py", description=__doc__)
+    parser = argparse.ArgumentParser(prog="run_report.py", description=__doc__)
     for name in (
         "counts",
         "token-stats",
@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument(f"--{name}", required=True)
     parser.add_argument("--report", required=True, help="output: report.html")
     parser.add_argument("--lineage", default=None, help="output: lineage.json (the run's stage outputs)")
-    parser.add_argument("--config", type=stage.json_arg, default={}, help="the run's configuration (JSON)")
+    parser.add_argument("--config", required=True, help="the run's configuration (config.json)")
     parser.add_argument(
         "--lineage-record", type=stage.json_arg, default={}, help="the run's lineage (JSON), as the workflow gives it"
     )
