@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 def lora_outputs(mode: str | None, steps: int = 6) -> list[torch.Tensor]:
     from peft import LoraConfig, get_peft_model
 
-    from ftpipe.dropout_lora import fuse_dropout_lora_layers
+    from ftpipe.training.dropout_lora import fuse_dropout_lora_layers
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(256, 256, bias=False)).cuda().to(torch.bfloat16)

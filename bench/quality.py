@@ -36,8 +36,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from ftpipe.experiments import deep_merge  # noqa: E402
 from ftpipe.scoring import paired_difference  # noqa: E402
+from ftpipe.workflow.experiments import deep_merge  # noqa: E402
 
 RECIPES = ("seed", "project")  # presets/ablation.yaml's run names: the seed recipe first
 MEASURES = (

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "bench"))
 from train_throughput import TINYLLAMA, block_tensors, make_model, stage_args, variant_summary  # noqa: E402
 
-from ftpipe import distributed  # noqa: E402
+from ftpipe.training import distributed  # noqa: E402
 
 
 def worker(args) -> None:

@@ -469,7 +469,7 @@ def dropout_lora_kernel_check(repeats: int = 50) -> dict:
     """The fused dropout LoRA operator at the recipe's shapes (8192 tokens, bf16, r 16, p 0.05): its output and
     gradients against dropout-then-matmul with the same mask (relative error), and the median milliseconds of
     forward + backward against PEFT's way (nn.Dropout, then a bf16 matmul), eager and compiled."""
-    from ftpipe.dropout_lora import dropout_lora_down, dropout_mask, use_triton
+    from ftpipe.training.dropout_lora import dropout_lora_down, dropout_mask, use_triton
 
     device = torch.device("cuda" if CUDA else "cpu")
     tokens = 64 * MAX_LEN if CUDA else 256
@@ -533,7 +533,7 @@ def fp8_matmul_check(repeats: int = 50) -> dict:
     2048 -> 2048): its output and input gradient against float32 from the same dequantized e4m3 operands (the
     CPU path the tests check: only rounding of the output may differ), against the bf16 product (what FP8 costs
     in precision), and median milliseconds of forward + input gradient, FP8 and bf16, both compiled."""
-    from ftpipe.fp8_base import Fp8Linear, dequantize_rows, quantize_rows
+    from ftpipe.training.fp8_base import Fp8Linear, dequantize_rows, quantize_rows
 
     device = torch.device("cuda" if CUDA else "cpu")
     tokens = 64 * MAX_LEN if CUDA else 256

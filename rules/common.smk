@@ -5,8 +5,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
-from ftpipe.config_check import check_config  # noqa: E402
-from ftpipe.experiments import (  # noqa: E402
+from ftpipe.workflow.config_check import check_config  # noqa: E402
+from ftpipe.workflow.experiments import (  # noqa: E402
     KEY_PATTERN,
     STAGE_FOLDERS,
     ExperimentPlan,

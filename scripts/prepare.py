@@ -1,16 +1,17 @@
 """Stage 1, prepare: a raw catalog -> cleaned, deduplicated, sampled train/validation/test splits.
 
-The catalog is CSV or TSV, JSON Lines, a JSON array or Parquet, possibly compressed (ftpipe.raw_records reads
-its records, ftpipe.columns finds its title, description and id columns, ftpipe.repairs cleans each record).
+The catalog is CSV or TSV, JSON Lines, a JSON array or Parquet, possibly compressed (ftpipe.rawdata.raw_records
+reads its records, ftpipe.rawdata.columns finds its title, description and id columns, ftpipe.rawdata.repairs
+cleans each record).
 Every input record ends in exactly one outcome: `kept`, `repaired` (kept after a repair) or `rejected`
 (written to the rejects file with its record number, reason and raw text). Records are streamed, so memory
 stays bounded whatever the file size; a JSON array file is read whole. The split is by group
-(ftpipe.grouping: rows sharing a normalized title or description; ftpipe.near_duplicates: near-duplicate
+(ftpipe.grouping: rows sharing a normalized title or description; ftpipe.rawdata.near_duplicates: near-duplicate
 descriptions), so every sampled row is seen before the first is written: all rows without a sample size, and
 a sample of more than IN_MEMORY_SAMPLE rows, are spilled to a temporary file next to the outputs (only
 priorities, line numbers, key digests and MinHash signatures stay in memory) and written back in order.
 counts.json tells what the grouping did and how much of the held-out descriptions train has seen
-(ftpipe.split_leakage; docs/splits.md).
+(ftpipe.rawdata.split_leakage; docs/splits.md).
 """
 
 import argparse
@@ -25,15 +26,15 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ftpipe import repairs as record_repairs  # noqa: E402
 from ftpipe import settings, stage  # noqa: E402
 from ftpipe.grouping import SPLITS, key_digest, normalized_text, split_of_digest  # noqa: E402
 from ftpipe.io import atomic_path, write_json  # noqa: E402
-from ftpipe.near_duplicates import SignatureStore, grouped_splits  # noqa: E402
-from ftpipe.parse_workers import parse_in_processes  # noqa: E402
-from ftpipe.raw_input import InputError  # noqa: E402
-from ftpipe.raw_records import open_catalog  # noqa: E402
-from ftpipe.split_leakage import split_contamination  # noqa: E402
+from ftpipe.rawdata import repairs as record_repairs  # noqa: E402
+from ftpipe.rawdata.near_duplicates import SignatureStore, grouped_splits  # noqa: E402
+from ftpipe.rawdata.parse_workers import parse_in_processes  # noqa: E402
+from ftpipe.rawdata.raw_input import InputError  # noqa: E402
+from ftpipe.rawdata.raw_records import open_catalog  # noqa: E402
+from ftpipe.rawdata.split_leakage import split_contamination  # noqa: E402
 
 log = logging.getLogger("ftpipe.prepare")
 
@@ -404,7 +405,7 @@ class SplitWriter:
         self.assignments: dict = {}
 
     def contamination(self) -> dict:
-        """What train has seen of the held-out descriptions, in the written files (ftpipe.split_leakage)."""
+        """What train has seen of the held-out descriptions, in the written files (ftpipe.rawdata.split_leakage)."""
         paths = {"train": self.args.train, "validation": self.args.validation, "test": self.args.test}
         return split_contamination(paths, self.codes, self.assignments, self.descriptions)
 

@@ -1,10 +1,10 @@
 """Stage 5, train: QLoRA fine-tuning of the base model on the packed blocks.
 
-The story: resolve the plan (the recipe, plus the speed levers on a GPU: ftpipe/speed_plan.py), then `setup`
+The story: resolve the plan (the recipe, plus the speed levers on a GPU: ftpipe/training/speed_plan.py), then `setup`
 loads the model, builds optimizer and schedule and resumes from the last complete checkpoint made with the same
 configuration, and returns a `Training`; `train_loop` runs it: accumulate, step, log, evaluate, save. Then the
-adapter, logs and timing are written (ftpipe/train_outputs.py). The parts (blocks, model, one step, validation)
-live in ftpipe/training.py. Uses the GPU when there is one (bf16 compute, TF32 on), the CPU otherwise (float32).
+adapter, logs and timing are written (ftpipe/training/outputs.py). The parts (blocks, model, one step, validation)
+live in ftpipe/training/steps.py. Uses the GPU when there is one (bf16 compute, TF32 on), the CPU otherwise (float32).
 """
 
 import argparse
@@ -19,14 +19,15 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ftpipe import distributed, settings, stage  # noqa: E402
-from ftpipe.checkpoints import load_checkpoint, save_checkpoint  # noqa: E402
+from ftpipe import settings, stage  # noqa: E402
 from ftpipe.imports import imported_modules  # noqa: E402
 from ftpipe.io import write_json  # noqa: E402
 from ftpipe.modeling import compute_dtype, enable_tf32, pick_device  # noqa: E402
-from ftpipe.speed_plan import autocast, compile_model, resolve_plan  # noqa: E402
-from ftpipe.train_outputs import flops_per_token, timing_summary, write_outputs  # noqa: E402
-from ftpipe.training import (  # noqa: E402
+from ftpipe.training import distributed  # noqa: E402
+from ftpipe.training.checkpoints import load_checkpoint, save_checkpoint  # noqa: E402
+from ftpipe.training.outputs import flops_per_token, timing_summary, write_outputs  # noqa: E402
+from ftpipe.training.speed_plan import autocast, compile_model, resolve_plan  # noqa: E402
+from ftpipe.training.steps import (  # noqa: E402
     build_model,
     ensure_finite,
     evaluate,

@@ -19,7 +19,7 @@ def planned_jobs(workdir: Path, target: str, overrides: dict) -> dict[str, list[
     from snakemake.settings.enums import Quietness
     from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, ResourceSettings
 
-    from ftpipe.experiments import ExperimentPlan
+    from ftpipe.workflow.experiments import ExperimentPlan
 
     with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
         workflow = api.workflow(

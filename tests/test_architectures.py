@@ -103,7 +103,7 @@ def stage_args(packed: Path, model: Path, out: Path, lora: dict, *extra: str):
 def train_in_process(args) -> dict:
     from train import run_training
 
-    from ftpipe.training import load_blocks
+    from ftpipe.training.steps import load_blocks
 
     return run_training(args, load_blocks(args.packed))
 
@@ -131,7 +131,7 @@ def test_architecture_through_the_training_stage(name, model_dirs, small_packed_
     from peft import PeftModel
 
     from ftpipe.modeling import DEFAULT_QUANTIZATION, load_for_inference, merge_adapter
-    from ftpipe.speed_plan import decoder_layers
+    from ftpipe.training.speed_plan import decoder_layers
 
     model_dir, plain, fast = model_dirs(name), tmp_path / "plain", tmp_path / "fast"
     lora = {**ALL_LINEAR, "dropout": 0.0}
@@ -188,8 +188,8 @@ def test_architecture_through_the_training_stage(name, model_dirs, small_packed_
 
 def test_a_target_that_matches_nothing_names_the_layers_that_exist(model_dirs):
     """The Llama list on Phi-3 (whose attention is one qkv_proj): PEFT would adapt o_proj and down_proj only."""
-    from ftpipe.lora_targets import resolve_targets
     from ftpipe.modeling import load_base_model
+    from ftpipe.training.lora_targets import resolve_targets
 
     model = load_base_model(str(model_dirs("phi3")), {"load_in_4bit": False}, torch.device("cpu"), torch.float32)
     llama_list = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from prepare import InputError, prepare
 
-from ftpipe.raw_input import split_array
+from ftpipe.rawdata.raw_input import split_array
 from tests.test_prepare import args_for
 
 CORPUS = Path(__file__).parent / "bad_inputs"
@@ -233,7 +233,7 @@ def test_whatever_one_line_raises_is_its_reject_reason(raw, reason, tmp_path):
 
 
 def test_an_unexpected_error_in_one_line_is_a_reject_with_its_detail(tmp_path, monkeypatch):
-    from ftpipe import repairs
+    from ftpipe.rawdata import repairs
 
     real = repairs.clean_record
     monkeypatch.setattr(repairs, "clean_record", lambda obj, r, c: real(obj, r, c) if obj["title"] != "Boom" else 1 / 0)
@@ -290,7 +290,7 @@ def test_training_on_no_blocks_stops_with_a_message(tmp_path):
     import datasets
 
     from ftpipe.io import save_datasets
-    from ftpipe.training import load_blocks
+    from ftpipe.training.steps import load_blocks
 
     features = datasets.Features({key: datasets.Sequence(datasets.Value("int32")) for key in ("input_ids", "labels")})
     features["position_ids"] = datasets.Sequence(datasets.Value("int32"))

@@ -133,7 +133,7 @@ def write_parquet(path: Path, rows_by_column: dict, row_group_size: int | None =
 def test_parquet_read_by_batches_with_warehouse_names(tmp_path, monkeypatch):
     """Parquet (several row groups, read in batches smaller than the file): product_name/long_description/asin,
     a null title rejected, a number title rejected, the same splits whatever the batch size."""
-    from ftpipe import parquet_rows
+    from ftpipe.rawdata import parquet_rows
 
     raw = tmp_path / "products.parquet"
     n = 50
@@ -212,7 +212,7 @@ def test_json_array_with_configured_columns(tmp_path):
 def test_csv_records_split_across_read_blocks(tmp_path, monkeypatch):
     """Records whose quoted fields span lines, CRLF ends, a CR/LF pair cut between two reads: the same records
     whatever the read size."""
-    from ftpipe import delimited
+    from ftpipe.rawdata import delimited
 
     data = (CATALOGS / "shopify_products.csv").read_bytes().replace(b"\n", b"\r\n")
     raw = tmp_path / "export.csv"
@@ -228,7 +228,7 @@ def test_csv_records_split_across_read_blocks(tmp_path, monkeypatch):
 
 def test_csv_in_worker_processes_gives_the_one_process_outputs(tmp_path, monkeypatch):
     """The CSV record parser goes to the parsing workers (pickled) and gives the same bytes as one process."""
-    from ftpipe import parse_workers
+    from ftpipe.rawdata import parse_workers
 
     monkeypatch.setattr(parse_workers, "PARSE_BLOCK_LINES", 2)
     outputs = {}
@@ -249,7 +249,7 @@ def test_a_csv_named_json_is_read_as_csv(tmp_path):
     [("a,b,c", ","), ("a;b;c", ";"), ("a\tb\tc", "\t"), ("a|b|c", "|"), ('"x, y";b;c', ";"), ("title", ",")],
 )
 def test_delimiter_is_the_most_frequent_outside_quotes(header, delimiter):
-    from ftpipe.delimited import sniff_delimiter
+    from ftpipe.rawdata.delimited import sniff_delimiter
 
     assert sniff_delimiter(header) == delimiter
 
@@ -268,7 +268,7 @@ def test_delimiter_is_the_most_frequent_outside_quotes(header, delimiter):
     ],
 )
 def test_common_column_names_are_recognized(names, expected):
-    from ftpipe.columns import choose_columns
+    from ftpipe.rawdata.columns import choose_columns
 
     assert choose_columns("f.csv", names, None, "CSV header") == (expected, ["title", "content", "uid"])
 

@@ -5,7 +5,7 @@ import copy
 import pytest
 import yaml
 
-from ftpipe.config_check import ConfigError, check_config, config_problems, experiment_problems
+from ftpipe.workflow.config_check import ConfigError, check_config, config_problems, experiment_problems
 from tests.conftest import ROOT, run_snakemake
 
 SCHEMA_PATH = ROOT / "schemas" / "config.schema.yaml"
@@ -101,7 +101,7 @@ def test_a_run_overrides_only_keys_the_base_sets():
 
 
 def test_grid_runs_are_named_in_a_fixed_order():
-    from ftpipe.experiments import run_configs
+    from ftpipe.workflow.experiments import run_configs
 
     config = merged(
         SHIPPED,
@@ -127,7 +127,7 @@ def test_grid_runs_are_named_in_a_fixed_order():
 
 
 def test_grid_axes_sharing_a_last_name_get_longer_names():
-    from ftpipe.experiments import axis_names
+    from ftpipe.workflow.experiments import axis_names
 
     assert axis_names(["train.seed", "data.seed", "train.lora.r"]) == ["train_seed", "data_seed", "lora_r"]
 

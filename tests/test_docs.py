@@ -102,7 +102,7 @@ SNAKEMAKE_COMMANDS = [
 
 @pytest.mark.parametrize("words", SNAKEMAKE_COMMANDS)
 def test_a_documented_snakemake_command_names_what_exists(words):
-    from ftpipe.config_check import config_problems
+    from ftpipe.workflow.config_check import config_problems
 
     targets, values = snakemake_parts(words)
     files = values.get("--configfile", [])

@@ -12,10 +12,10 @@ import sys
 import pytest
 import torch
 
-from ftpipe import dropout_lora
-from ftpipe.config_check import recipe_problems
-from ftpipe.dropout_lora import dropout_lora_down, dropout_mask, fuse_dropout_lora_layers
 from ftpipe.modeling import load_base_model
+from ftpipe.training import dropout_lora
+from ftpipe.training.dropout_lora import dropout_lora_down, dropout_mask, fuse_dropout_lora_layers
+from ftpipe.workflow.config_check import recipe_problems
 from tests.conftest import ROOT, SCRIPTS
 from tests.test_fused_lora import peft_model, resolved
 

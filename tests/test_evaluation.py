@@ -228,7 +228,7 @@ def test_metrics_stage_small_data(tmp_path, tiny_model_dir, adapter_dir):
 
 
 def test_train_skips_validation_on_an_empty_split_with_a_warning(caplog):
-    from ftpipe.training import validation_steps
+    from ftpipe.training.steps import validation_steps
 
     empty = {"input_ids": torch.zeros((0, 128), dtype=torch.int32)}
     with caplog.at_level("WARNING"):
@@ -239,7 +239,7 @@ def test_train_skips_validation_on_an_empty_split_with_a_warning(caplog):
 
 
 def test_config_refuses_held_out_fractions_that_leave_no_train_rows():
-    from ftpipe.config_check import recipe_problems
+    from ftpipe.workflow.config_check import recipe_problems
 
     problems = recipe_problems({"data": {"validation_fraction": 0.5, "test_fraction": 0.5}})
     assert problems and "leaves no rows for training" in problems[0]

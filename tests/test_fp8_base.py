@@ -10,8 +10,8 @@ import logging
 import pytest
 import torch
 
-from ftpipe.fp8_base import E4M3_MAX, Fp8Linear, fp8_base_layers, quantize_rows
 from ftpipe.modeling import load_base_model, lora_config
+from ftpipe.training.fp8_base import E4M3_MAX, Fp8Linear, fp8_base_layers, quantize_rows
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 E4M3_STEP = 2.0**-3  # 3 mantissa bits: a rounding error of at most half a step, 1/16, relative
@@ -123,7 +123,7 @@ def test_a_bias_is_added_and_a_base_that_is_not_linear_is_refused(base):
 
 
 def resolved(speed: dict, dropout: float = 0.05, device: str = "cpu") -> dict:
-    from ftpipe.speed_plan import resolve_plan
+    from ftpipe.training.speed_plan import resolve_plan
 
     args = argparse.Namespace(
         speed={"enabled": True, **speed},
@@ -147,8 +147,8 @@ def test_auto_is_off_without_fp8_tensor_cores_and_says_why(caplog):
 
 
 def test_on_an_fp8_gpu_auto_takes_it_and_leaves_the_lora_unfused(monkeypatch):
-    from ftpipe import speed_plan
     from ftpipe.settings import default
+    from ftpipe.training import speed_plan
 
     monkeypatch.setattr(speed_plan, "fp8_unavailable", lambda device: None)  # as on an H100
     assert default("train.speed.fp8_base") is False  # measured: within noise of the bf16 base, see bench

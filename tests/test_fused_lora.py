@@ -8,9 +8,9 @@ import copy
 import pytest
 import torch
 
-from ftpipe.config_check import recipe_problems
-from ftpipe.fused_lora import fuse_lora_layers
 from ftpipe.modeling import load_base_model, lora_config
+from ftpipe.training.fused_lora import fuse_lora_layers
+from ftpipe.workflow.config_check import recipe_problems
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -72,7 +72,7 @@ def test_dropout_is_refused(base):
 
 def resolved(speed: dict, dropout: float = 0.0, device: str = "cpu") -> dict:
     """The training stage's plan for the recipe with these speed levers and LoRA dropout (a 4-bit base)."""
-    from ftpipe.speed_plan import resolve_plan
+    from ftpipe.training.speed_plan import resolve_plan
 
     args = argparse.Namespace(
         speed={"enabled": True, **speed},
@@ -125,7 +125,7 @@ def test_a_layer_that_cannot_take_it_turns_auto_off_and_stops_true(base):
     goes on with PEFT's path), `true` stops the stage; no layer is switched either way."""
     from peft import LoraConfig, get_peft_model
 
-    from ftpipe.speed_plan import apply_fused_lora
+    from ftpipe.training.speed_plan import apply_fused_lora
 
     dora = get_peft_model(copy.deepcopy(base), LoraConfig(r=4, target_modules=TARGETS, use_dora=True))
     plan = {"fused_lora": True, "fused_dropout_lora": False, "levers_off": {}}

@@ -14,7 +14,7 @@ from prepare import assign_split, build_parser, prepare, title_key
 
 from ftpipe.grouping import connected_components, group_splits, key_digest, normalized_text
 from ftpipe.heldout import contamination
-from ftpipe.near_duplicates import near_duplicate_pairs, signatures
+from ftpipe.rawdata.near_duplicates import near_duplicate_pairs, signatures
 from ftpipe.stage import namespace
 
 SPLITS = ("train", "validation", "test")
@@ -297,7 +297,7 @@ def test_ascii_normalization_is_the_regexs():
 
 def test_the_signature_store_keeps_the_order_of_its_blocks(monkeypatch):
     """Blocks hashed in the background thread, several in flight, come back in the order the texts came."""
-    import ftpipe.near_duplicates as near
+    import ftpipe.rawdata.near_duplicates as near
 
     monkeypatch.setattr(near, "BLOCK_CHARS", 300)
     texts = [normalized_text(row["content"]) for row in family_catalog(families=20)] + [""]

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 from prepare import InputError, assign_split, build_parser, prepare, title_key
 
-from ftpipe.repairs import parse_json_record
+from ftpipe.rawdata.repairs import parse_json_record
 from ftpipe.stage import namespace
 
 
@@ -198,7 +198,7 @@ def test_printable_text_has_no_whitespace_but_space():
 
 @pytest.mark.parametrize("value", ["a b", " a b", "a b ", "a  b", "a\u00a0b", "a\tb", "", " ", "a\u2028b"])
 def test_clean_text_whitespace_matches_split(value):
-    from ftpipe.repairs import clean_text
+    from ftpipe.rawdata.repairs import clean_text
 
     repairs = []
     cleaned = clean_text(value, repairs)
@@ -210,7 +210,7 @@ def test_lines_across_read_blocks(tmp_path, monkeypatch):
     """Lines read in blocks are the lines of iterating the file: BOM, CRLF, a last line without newline."""
     import hashlib
 
-    from ftpipe import raw_records
+    from ftpipe.rawdata import raw_records
 
     data = b"\xef\xbb\xbf" + b"".join(
         [b'{"title": 1, "content": 2}\r\n', b"\n", b"x" * 50 + b"\n", b"y\r\r\n", b"  \n", b"z" * 23 + b"\n", b"tail\r"]
@@ -270,7 +270,7 @@ def test_several_processes_give_the_one_process_outputs(tmp_path, monkeypatch, s
     import prepare as prepare_stage
     from make_catalog import generate_records, write_jsonl
 
-    from ftpipe import parse_workers
+    from ftpipe.rawdata import parse_workers
 
     monkeypatch.setattr(parse_workers, "PARSE_BLOCK_LINES", 7)  # many blocks, the last one short
     monkeypatch.setattr(prepare_stage, "MAX_LINE_BYTES", 600)  # some lines are over it
@@ -298,8 +298,8 @@ def test_parse_in_processes_hands_out_each_lines_own_result():
     the block size."""
     from prepare import MAX_LINE_BYTES
 
-    from ftpipe.parse_workers import parse_in_processes
-    from ftpipe.repairs import parse_json_record
+    from ftpipe.rawdata.parse_workers import parse_in_processes
+    from ftpipe.rawdata.repairs import parse_json_record
 
     lines = [(n, line(title=f"Tutu {n}", content="x" * (n % 5))) for n in range(1, 60)]
     lines.insert(20, (99, b"{" + b" " * MAX_LINE_BYTES + b"}"))
@@ -336,7 +336,7 @@ def test_rule_threads_reach_prepare_processes():
 def test_a_line_that_raises_in_a_worker_is_rejected_as_in_one_process(tmp_path, monkeypatch):
     """A line whose parsing raises (here a planted ValueError and RecursionError) is rejected with the same
     reason and detail whether it was parsed in the main process or in a worker."""
-    from ftpipe import parse_workers, repairs
+    from ftpipe.rawdata import parse_workers, repairs
 
     clean = repairs.clean_record
 
@@ -376,6 +376,6 @@ def test_a_line_that_raises_in_a_worker_is_rejected_as_in_one_process(tmp_path, 
     ],
 )
 def test_bare_tag_shortcut_gives_the_parsers_text(fragment):
-    from ftpipe.html_text import html_text, parsed_html_text
+    from ftpipe.rawdata.html_text import html_text, parsed_html_text
 
     assert html_text(fragment) == parsed_html_text(fragment)

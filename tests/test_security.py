@@ -87,7 +87,7 @@ def test_output_paths_cannot_leave_the_working_directory():
     allows no separator or parent reference."""
     import yaml
 
-    from ftpipe.config_check import config_problems, experiment_problems
+    from ftpipe.workflow.config_check import config_problems, experiment_problems
 
     schema = yaml.safe_load((ROOT / "schemas" / "config.schema.yaml").read_text())
     config = yaml.safe_load((ROOT / "config.yaml").read_text())

@@ -73,8 +73,8 @@ def test_grad_accumulation_matches_one_big_batch(packed_dir, tiny_model_dir):
     import datasets
     from train import build_parser
 
-    from ftpipe.speed_plan import resolve_plan
-    from ftpipe.training import build_model, train_step
+    from ftpipe.training.speed_plan import resolve_plan
+    from ftpipe.training.steps import build_model, train_step
 
     data = datasets.load_from_disk(str(packed_dir)).with_format("torch")["train"]
     blocks = data[list(range(8))]

@@ -287,7 +287,7 @@ def test_ask_prints_a_description_per_title(finished_run, tmp_path):
 def test_each_run_keeps_its_whole_configuration(finished_experiment, tmp_path):
     """config.json is the run's resolved configuration (base config plus the run's overrides), and a run of an
     experiment is asked by its name alone."""
-    from ftpipe.experiments import run_configs
+    from ftpipe.workflow.experiments import run_configs
 
     results = finished_experiment / "results"
     expected = run_configs(yaml.safe_load((finished_experiment / "config.yaml").read_text()))
@@ -358,12 +358,12 @@ def test_editing_a_page_template_renders_the_pages_again(finished_run):
 @pytest.mark.parametrize(
     "module, expected",
     [
-        ("dropout_lora.py", RULES_AFTER_TRAIN),  # imported by train only: nothing upstream reruns
-        ("raw_input.py", {"prepare", "tokenize", "pack"} | RULES_AFTER_TRAIN),  # prepare only
+        ("training/dropout_lora.py", RULES_AFTER_TRAIN),  # imported by train only: nothing upstream reruns
+        ("rawdata/raw_input.py", {"prepare", "tokenize", "pack"} | RULES_AFTER_TRAIN),  # prepare only
         ("pages.py", {"run_report", "report"}),  # the pages only
-        ("near_duplicates.py", {"prepare", "tokenize", "pack"} | RULES_AFTER_TRAIN),  # prepare only
-        ("speed_plan.py", RULES_AFTER_TRAIN),  # train only
-        ("fp8_base.py", RULES_AFTER_TRAIN),  # train only
+        ("rawdata/near_duplicates.py", {"prepare", "tokenize", "pack"} | RULES_AFTER_TRAIN),  # prepare only
+        ("training/speed_plan.py", RULES_AFTER_TRAIN),  # train only
+        ("training/fp8_base.py", RULES_AFTER_TRAIN),  # train only
         ("budget.py", {"metrics", "run_report", "report"}),  # metrics only
     ],
 )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from .heldout import sample_rows
+from ftpipe.heldout import sample_rows
 
 AUTO = "auto"
 PERCENTILE = 95  # most references fit; the longest few, often spec dumps, do not set the budget alone

@@ -9,8 +9,8 @@ rows as for 256, so rows per batch is most of the speed (bench/README.md).
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from .compile_cache import use_compile_cache
-from .prompts import PromptFormat, PromptFormatError, cut_at_stop
+from ftpipe.compile_cache import use_compile_cache
+from ftpipe.prompts import PromptFormat, PromptFormatError, cut_at_stop
 
 
 def add_generation_args(parser) -> None:

@@ -78,7 +78,7 @@ def group_splits(
 
     Rows sharing a title digest or a description digest are one group, also through chains (title A ~
     description X ~ title B ~ description Y ...); `description_pairs` (two arrays of description digests,
-    ftpipe.near_duplicates) joins the groups of near-duplicate descriptions too, unless the group they would
+    ftpipe.rawdata.near_duplicates) joins the groups of near-duplicate descriptions too, unless the group they would
     make holds more than `max_group` rows: its pairs are dropped, so chains of near-duplicates never pull
     thousands of rows into one split (its rows keep their exact groups). A group goes where its smallest title
     digest would go alone (independent of the row order; a group of one title keeps its title's split).

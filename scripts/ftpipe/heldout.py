@@ -15,7 +15,7 @@ import hashlib
 import heapq
 import json
 
-from .grouping import normalized_text
+from ftpipe.grouping import normalized_text
 
 NGRAM = 8  # eight words in a row rarely repeat by chance; a copied description shares most of its 8-grams
 MIN_SOUND_TITLES = 30  # below this a bootstrap interval over titles is too wide and unstable to compare runs
@@ -69,7 +69,7 @@ def contamination(references: list[str], train_path: str | None, seed: int) -> d
             "ngram_overlap": None,
             "warning": "not measured: no train split given",
         }
-    from .scoring import bootstrap_mean  # imports torch: prepare imports this module for NGRAM alone
+    from ftpipe.scoring import bootstrap_mean  # imports torch: prepare imports this module for NGRAM alone
 
     wanted = [word_ngrams(reference) for reference in references]
     exact, found = _seen_in_train(train_path, {normalized_text(r) for r in references}, set().union(*wanted))

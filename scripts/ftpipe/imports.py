@@ -59,7 +59,7 @@ def _package_of(file: Path, scripts_dir: Path) -> str:
 
 
 def _absolute(node: ast.ImportFrom, package: str) -> str:
-    """The absolute module name of a `from ... import`, relative ones resolved against the file's package."""
+    """The absolute module name of a `from  import`, relative ones resolved against the file's package."""
     if not node.level:
         return node.module or ""
     parts = package.split(".") if package else []

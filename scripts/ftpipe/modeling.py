@@ -6,7 +6,7 @@ import logging
 
 import torch
 
-from .settings import default
+from ftpipe.settings import default
 
 log = logging.getLogger("ftpipe")
 

@@ -102,7 +102,7 @@ def write_stage_record(smk) -> None:
     """A keyed stage's params.json: what its output folder's key stands for (params, upstream keys, source)."""
     outputs = dict(smk.output.items())
     if "params_json" in outputs:
-        from .io import write_json
+        from ftpipe.io import write_json
 
         write_json(outputs["params_json"], dict(smk.params.items())["stage_record"])
 

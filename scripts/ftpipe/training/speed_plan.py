@@ -13,11 +13,11 @@ import logging
 
 import torch
 
-from . import settings
-from .compile_cache import use_compile_cache
-from .dropout_lora import fuse_dropout_lora_layers
-from .fp8_base import fp8_base_layers, fp8_unavailable
-from .fused_lora import fuse_lora_layers
+from ftpipe import settings
+from ftpipe.compile_cache import use_compile_cache
+from ftpipe.training.dropout_lora import fuse_dropout_lora_layers
+from ftpipe.training.fp8_base import fp8_base_layers, fp8_unavailable
+from ftpipe.training.fused_lora import fuse_lora_layers
 
 log = logging.getLogger("ftpipe.train")
 

@@ -17,7 +17,7 @@ import unicodedata
 
 import orjson
 
-from .html_text import html_text
+from ftpipe.rawdata.html_text import html_text
 
 STANDARD_COLUMNS = {"title": "title", "content": "content", "uid": "uid"}
 _encode = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(x, ensure_ascii=False), one encoder

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import orjson
 
-from . import repairs
-from .columns import choose_columns
-from .raw_input import BOM, HEAD_BYTES, InputError, check_head, open_input, read_errors, split_array
+from ftpipe.rawdata import repairs
+from ftpipe.rawdata.columns import choose_columns
+from ftpipe.rawdata.raw_input import BOM, HEAD_BYTES, InputError, check_head, open_input, read_errors, split_array
 
 READ_BYTES = 8 << 20
 PARQUET_MAGIC = b"PAR1"
@@ -61,7 +61,7 @@ def open_catalog(path: Path, digest, columns: dict | None = None, delimiter: str
     with open_input(path, digest) as (stream, kind), ExitStack() as stack:
         head = _read(path, kind, lambda: stream.read(HEAD_BYTES))
         if head.startswith(PARQUET_MAGIC):
-            from .parquet_rows import parquet_catalog
+            from ftpipe.rawdata.parquet_rows import parquet_catalog
 
             catalog = parquet_catalog(path, stream, head, kind, columns, stack)
         else:
@@ -69,7 +69,7 @@ def open_catalog(path: Path, digest, columns: dict | None = None, delimiter: str
             if looks_like_json(head):
                 catalog = json_catalog(path, stream, head, kind, columns)
             else:
-                from .delimited import delimited_catalog
+                from ftpipe.rawdata.delimited import delimited_catalog
 
                 catalog = delimited_catalog(path, _GuardedStream(path, kind, stream, head), columns, delimiter)
         yield catalog

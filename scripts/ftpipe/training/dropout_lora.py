@@ -308,6 +308,6 @@ def fusable(module) -> str | None:
 
 def fuse_dropout_lora_layers(model) -> int:
     """Switch every LoRA Linear layer of a PEFT model to the fused dropout operator; returns the count."""
-    from .fused_lora import switch_lora_forward
+    from ftpipe.training.fused_lora import switch_lora_forward
 
     return switch_lora_forward(model, dropout_lora_forward, fusable, "fused dropout LoRA")

@@ -11,10 +11,10 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from .experiments import RUN_NAME_PATTERN, base_config, baseline_run, deep_merge, run_overrides
-from .model_source import source_problem
-from .settings import resolve as _resolve
-from .settings import typed as _typed
+from ftpipe.model_source import source_problem
+from ftpipe.settings import resolve as _resolve
+from ftpipe.settings import typed as _typed
+from ftpipe.workflow.experiments import RUN_NAME_PATTERN, base_config, baseline_run, deep_merge, run_overrides
 
 
 class ConfigError(ValueError):

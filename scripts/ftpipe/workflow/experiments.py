@@ -16,7 +16,7 @@ import json
 import os
 from pathlib import Path
 
-from .settings import rule_params
+from ftpipe.settings import rule_params
 
 RUN_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._~-]*"
 KEY_PATTERN = r"[0-9a-f]{10}"

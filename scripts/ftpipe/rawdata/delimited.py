@@ -17,9 +17,9 @@ import re
 from array import array
 from pathlib import Path
 
-from . import repairs
-from .columns import choose_columns
-from .raw_input import BOM, InputError
+from ftpipe.rawdata import repairs
+from ftpipe.rawdata.columns import choose_columns
+from ftpipe.rawdata.raw_input import BOM, InputError
 
 DELIMITERS = (",", "\t", ";", "|")  # the ones recognized, in order of preference when counts tie
 TAB_NAMES = {"\\t": "\t", "tab": "\t", "TAB": "\t"}  # how a tab is written on a command line
@@ -29,7 +29,7 @@ csv.field_size_limit(MAX_FIELD_CHARS)
 
 
 def delimited_catalog(path: Path, stream, columns: dict | None, delimiter: str | None):
-    from .raw_records import Catalog
+    from ftpipe.rawdata.raw_records import Catalog
 
     lines = raw_lines(stream)
     first_line, skipped = next(lines, b""), 0

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .grouping import group_splits
+from ftpipe.grouping import group_splits
 
 BLOCK_CHARS = 1 << 18  # texts hashed together: transient memory is about 40 bytes a character of a block
 NEIGHBOURS = 8  # in a band's bucket, each description is compared with the next NEIGHBOURS (sorted by digest)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import orjson
 
-from . import repairs
-from .columns import choose_columns
-from .raw_input import InputError
+from ftpipe.rawdata import repairs
+from ftpipe.rawdata.columns import choose_columns
+from ftpipe.rawdata.raw_input import InputError
 
 BATCH_ROWS = 4096
 
@@ -25,7 +25,7 @@ def parquet_catalog(path: Path, stream, head: bytes, kind: str | None, columns: 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from .raw_records import Catalog
+    from ftpipe.rawdata.raw_records import Catalog
 
     source = path
     if kind is not None:

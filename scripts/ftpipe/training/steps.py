@@ -13,11 +13,11 @@ from pathlib import Path
 
 import torch
 
-from . import distributed
-from .io import atomic_path
-from .lora_targets import adapter_summary, resolve_targets
-from .modeling import dequantize_base, load_base_model, lora_config
-from .speed_plan import apply_fp8_base, apply_fused_lora
+from ftpipe.io import atomic_path
+from ftpipe.modeling import dequantize_base, load_base_model, lora_config
+from ftpipe.training import distributed
+from ftpipe.training.lora_targets import adapter_summary, resolve_targets
+from ftpipe.training.speed_plan import apply_fp8_base, apply_fused_lora
 
 log = logging.getLogger("ftpipe.train")
 
@@ -78,7 +78,8 @@ def step_indices(step: int, steps_per_epoch: int, step_size: int, n_blocks: int,
 
 def build_model(args, plan: dict, device, dtype) -> tuple:
     """The base model (4-bit as configured, optionally dequantized once) with a fresh LoRA adapter on the
-    checked target modules; and what timing.json says about the adapter (ftpipe.lora_targets.adapter_summary)."""
+    checked target modules; and what timing.json says about the adapter
+    (ftpipe.training.lora_targets.adapter_summary)."""
     from peft import get_peft_model, prepare_model_for_kbit_training
     from peft.tuners.tuners_utils import BaseTunerLayer
 

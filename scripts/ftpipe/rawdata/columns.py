@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from .raw_input import InputError
+from ftpipe.rawdata.raw_input import InputError
 
 CANONICAL = ("title", "content", "uid")
 # Common names, in order of preference: AmazonTitles, Shopify (Title, Body (HTML), Handle), WooCommerce (Name,

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import torch
 
-from .io import atomic_path, read_json, write_json
+from ftpipe.io import atomic_path, read_json, write_json
 
-log = logging.getLogger("ftpipe.checkpoints")
+log = logging.getLogger("ftpipe.training.checkpoints")
 
 
 def save_checkpoint(model, optimizer, scheduler, state: dict, checkpoint_dir: Path, keep: int) -> None:

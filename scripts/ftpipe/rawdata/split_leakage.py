@@ -3,7 +3,7 @@
 For each way of assigning rows to splits (the exact groups alone, and with near-duplicate descriptions
 joined), the share of each held-out reference's word 8-grams that occur in a train description, averaged over
 the references: ftpipe.heldout's measure (its NGRAM-word runs of normalized_text's words), which metrics
-reports for the scored titles. The 8-grams are compared as 64-bit hashes (ftpipe.near_duplicates'
+reports for the scored titles. The 8-grams are compared as 64-bit hashes (ftpipe.rawdata.near_duplicates'
 shingle hashes), vectorized: heldout's tuple-by-tuple scan costs about 50 microseconds a train row, more than
 the rest of prepare. At most REFERENCES held-out rows per split are measured, chosen by their description
 digests (the same rows whatever the row order); every train row is read once, in blocks.
@@ -14,9 +14,9 @@ from __future__ import annotations
 import numpy as np
 import orjson
 
-from .grouping import SPLITS, normalized_text
-from .heldout import NGRAM
-from .near_duplicates import shingle_hashes
+from ftpipe.grouping import SPLITS, normalized_text
+from ftpipe.heldout import NGRAM
+from ftpipe.rawdata.near_duplicates import shingle_hashes
 
 REFERENCES = 1000  # held-out descriptions measured per split: the mean's standard error is then about 1 point
 BLOCK_ROWS = 4096

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import load_adapter_weights
-from .io import atomic_path, write_json, write_text
-from .modeling import load_tokenizer
+from ftpipe.io import atomic_path, write_json, write_text
+from ftpipe.modeling import load_tokenizer
+from ftpipe.training.checkpoints import load_adapter_weights
 
 # Dense bf16 peak of known GPUs, for the MFU estimate (vendor datasheets).
 PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
