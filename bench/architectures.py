@@ -32,19 +32,10 @@ import torch
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
-from model_zoo import ARCHITECTURES, TINYLLAMA_WIDTHS, model_config  # noqa: E402
+from model_zoo import ARCHITECTURES, TINY_WIDTHS, TINYLLAMA_WIDTHS, model_config  # noqa: E402
 from train_throughput import CUDA, MAX_LEN, PLAIN, WORK, fresh_gpu, stage_args, variant_summary  # noqa: E402
 
 VOCAB = 32000  # TinyLlama's
-SMOKE_WIDTHS = dict(
-    hidden_size=64,
-    intermediate_size=128,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    head_dim=16,
-    max_position_embeddings=512,
-)
 FAST = {"enabled": True}  # the stage's default on a GPU
 
 
@@ -127,7 +118,7 @@ def measure(name: str, workdir: Path, data: dict, args) -> dict:
     """Both paths on one architecture."""
     model_dir = workdir / name
     started = time.perf_counter()
-    n_params = make_model(name, model_dir, SMOKE_WIDTHS if args.smoke else TINYLLAMA_WIDTHS)
+    n_params = make_model(name, model_dir, TINY_WIDTHS if args.smoke else TINYLLAMA_WIDTHS)
     result = {"parameters": n_params, "model_build_seconds": round(time.perf_counter() - started, 1)}
     recipe = dict(micro_batch=2, grad_accum=2) if args.smoke else dict(micro_batch=8, grad_accum=8)
     for path, speed in (("plain", PLAIN), ("fast", FAST)):

@@ -19,6 +19,17 @@ TINYLLAMA_WIDTHS = dict(
     max_position_embeddings=2048,
 )
 
+# Tiny widths for the CPU tests and the benchmark's smoke run: every feature, seconds a step.
+TINY_WIDTHS = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=16,
+    max_position_embeddings=512,
+)
+
 # name: (transformers config class, the architecture's own settings)
 ARCHITECTURES = {
     "llama": ("LlamaConfig", dict(tie_word_embeddings=False, rms_norm_eps=1e-5, rope_theta=10000.0)),  # TinyLlama

@@ -465,6 +465,23 @@ def peer_main(args) -> None:
     Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
 
 
+def median_cuda_ms(fn, repeats: int) -> float | None:
+    """Median milliseconds of `fn` on the GPU over `repeats` calls after 3 warm-up calls (None on a CPU)."""
+    if not CUDA:
+        return None
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return round(statistics.median(times), 4)
+
+
 def dropout_lora_kernel_check(repeats: int = 50) -> dict:
     """The fused dropout LoRA operator at the recipe's shapes (8192 tokens, bf16, r 16, p 0.05): its output and
     gradients against dropout-then-matmul with the same mask (relative error), and the median milliseconds of
@@ -474,21 +491,6 @@ def dropout_lora_kernel_check(repeats: int = 50) -> dict:
     device = torch.device("cuda" if CUDA else "cpu")
     tokens = 64 * MAX_LEN if CUDA else 256
     p, result = 0.05, {"path": "triton" if use_triton(torch.empty(1, device=device)) else "plain"}
-
-    def timed(fn) -> float:
-        if not CUDA:
-            return None
-        for _ in range(3):
-            fn()
-        times = []
-        for _ in range(repeats):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end))
-        return round(statistics.median(times), 4)
 
     for columns in (TINYLLAMA["hidden_size"], TINYLLAMA["intermediate_size"]):
         x = torch.randn(tokens, columns, device=device, dtype=torch.bfloat16, requires_grad=True)
@@ -521,9 +523,9 @@ def dropout_lora_kernel_check(repeats: int = 50) -> dict:
             "relative_error_h": error(h, ref),
             "relative_error_dx": error(dx, rdx),
             "relative_error_dA": error(dw, rdw),
-            "ms_peft_eager": timed(peft_way),
-            "ms_peft_compiled": timed(compiled_peft) if compiled_peft else None,
-            "ms_fused": timed(fused_way),
+            "ms_peft_eager": median_cuda_ms(peft_way, repeats),
+            "ms_peft_compiled": median_cuda_ms(compiled_peft, repeats) if compiled_peft else None,
+            "ms_fused": median_cuda_ms(fused_way, repeats),
         }
     return result
 
@@ -538,21 +540,6 @@ def fp8_matmul_check(repeats: int = 50) -> dict:
     device = torch.device("cuda" if CUDA else "cpu")
     tokens = 64 * MAX_LEN if CUDA else 256
     result = {}
-
-    def timed(fn) -> float | None:
-        if not CUDA:
-            return None
-        for _ in range(3):
-            fn()
-        times = []
-        for _ in range(repeats):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end))
-        return round(statistics.median(times), 4)
 
     def error(a, b):
         return float((a.float() - b.float()).norm() / b.float().norm())
@@ -582,8 +569,8 @@ def fp8_matmul_check(repeats: int = 50) -> dict:
             "relative_error_dx_vs_same_operands_fp32": error(dx, dx_same),
             "relative_error_y_vs_bf16": error(y, y_bf16),
             "relative_error_dx_vs_bf16": error(dx, dx_bf16),
-            "ms_fp8_compiled": timed(torch.compile(fp8_way)) if CUDA else None,
-            "ms_bf16_compiled": timed(torch.compile(bf16_way)) if CUDA else None,
+            "ms_fp8_compiled": median_cuda_ms(torch.compile(fp8_way), repeats) if CUDA else None,
+            "ms_bf16_compiled": median_cuda_ms(torch.compile(bf16_way), repeats) if CUDA else None,
         }
     return result
 

@@ -18,17 +18,8 @@ from tests.conftest import PROMPT, ROOT
 from tests.test_train import cli_args
 
 sys.path.insert(0, str(ROOT / "bench"))
-from model_zoo import ARCHITECTURES, model_config  # noqa: E402
+from model_zoo import ARCHITECTURES, TINY_WIDTHS, model_config  # noqa: E402
 
-TINY = dict(
-    hidden_size=64,
-    intermediate_size=128,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    head_dim=16,
-    max_position_embeddings=512,
-)
 # Sliding windows shorter than a 128-token block, so that they matter here.
 TINY_FEATURES = {"mistral": {"sliding_window": 32}, "gemma2": {"sliding_window": 32}}
 ADAPTED = {
@@ -78,7 +69,7 @@ def model_dirs(small_tokenizer_dir, tmp_path_factory):
                 tokenizer.bos_token_id,
                 tokenizer.eos_token_id,
                 tokenizer.pad_token_id,
-                **TINY,
+                **TINY_WIDTHS,
                 **TINY_FEATURES.get(name, {}),
             )
             torch.manual_seed(0)
@@ -162,7 +153,7 @@ def test_architecture_through_the_training_stage(name, model_dirs, small_packed_
         adapter_logits = with_adapter(input_ids=ids).logits
         with with_adapter.disable_adapter():
             base_logits = with_adapter(input_ids=ids).logits
-        assert len(decoder_layers(with_adapter)) == TINY["num_hidden_layers"]
+        assert len(decoder_layers(with_adapter)) == TINY_WIDTHS["num_hidden_layers"]
         linear = [m for n, m in with_adapter.named_modules() if n.endswith("base_layer")]
         assert adapters["trainable_parameters"] == sum(4 * (m.in_features + m.out_features) for m in linear)
         # MFU's model FLOPs: an untied input embedding is a lookup, not a matmul
