@@ -38,18 +38,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 WORK = ROOT / "bench" / "work"
-TINYLLAMA = dict(
-    vocab_size=32000,
-    hidden_size=2048,
-    intermediate_size=5632,
-    num_hidden_layers=22,
-    num_attention_heads=32,
-    num_key_value_heads=4,
-    rms_norm_eps=1e-5,
-    rope_theta=10000.0,
-    max_position_embeddings=2048,
-    tie_word_embeddings=False,
-)
+sys.path.insert(0, str(ROOT / "bench"))
+from model_zoo import TINYLLAMA_WIDTHS  # noqa: E402
+
+# TinyLlama v1.1: its widths (model_zoo, shared with the architectures benchmark) and the rest of its config.
+TINYLLAMA = dict(vocab_size=32000, **TINYLLAMA_WIDTHS, rms_norm_eps=1e-5, rope_theta=10000.0, tie_word_embeddings=False)
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 MAX_LEN, EPOCH_STEPS = 128, 1603
 CUDA = torch.cuda.is_available()  # without a GPU, `run --tiny` is a quick smoke test of this script on the CPU
