@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -137,3 +138,21 @@ def run_folder(workdir: Path, run: str, stage: str) -> Path:
     """The folder of a stage's outputs that a finished run used (from its lineage file)."""
     lineage = json.loads((workdir / "results" / "runs" / run / "lineage.json").read_text())
     return workdir / lineage["stages"][stage]["folder"]
+
+
+def resolved_plan(speed: dict, dropout: float, device: str = "cpu") -> dict:
+    """The training stage's plan for the recipe with these speed levers and LoRA dropout (a 4-bit base)."""
+    import torch
+
+    from ftpipe.training.speed_plan import resolve_plan
+
+    args = argparse.Namespace(
+        speed={"enabled": True, **speed},
+        lora={"dropout": dropout},
+        quantization={"load_in_4bit": True},
+        micro_batch=8,
+        grad_accum=8,
+        gradient_checkpointing=False,
+        upcast_frozen_fp32=False,
+    )
+    return resolve_plan(args, torch.device(device))  # only the device's type is read: no GPU needed

@@ -3,8 +3,8 @@ float64, a LoRA model's loss and gradients against the 16/32-bit base, and the p
 module computes from the dequantized e4m3 operands (torch has no FP8 matmul there), which is the same function
 the GPU's scaled matmul computes up to the accumulation order (bench/train_throughput.py checks that on a GPU)."""
 
-import argparse
 import copy
+import functools
 import logging
 
 import pytest
@@ -12,6 +12,9 @@ import torch
 
 from ftpipe.modeling import load_base_model, lora_config
 from ftpipe.training.fp8_base import E4M3_MAX, Fp8Linear, fp8_base_layers, quantize_rows
+from tests.conftest import resolved_plan
+
+resolved = functools.partial(resolved_plan, dropout=0.05)  # the plan for this LoRA dropout
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 E4M3_STEP = 2.0**-3  # 3 mantissa bits: a rounding error of at most half a step, 1/16, relative
@@ -120,21 +123,6 @@ def test_a_bias_is_added_and_a_base_that_is_not_linear_is_refused(base):
     model.base_model.model.model.layers[0].self_attn.q_proj.base_layer = torch.nn.Identity()
     with pytest.raises(ValueError, match=r"layers\.0\.self_attn\.q_proj: its base layer is Identity"):
         fp8_base_layers(model, torch.float32)
-
-
-def resolved(speed: dict, dropout: float = 0.05, device: str = "cpu") -> dict:
-    from ftpipe.training.speed_plan import resolve_plan
-
-    args = argparse.Namespace(
-        speed={"enabled": True, **speed},
-        lora={"dropout": dropout},
-        quantization={"load_in_4bit": True},
-        micro_batch=8,
-        grad_accum=8,
-        gradient_checkpointing=False,
-        upcast_frozen_fp32=False,
-    )
-    return resolve_plan(args, torch.device(device))
 
 
 def test_auto_is_off_without_fp8_tensor_cores_and_says_why(caplog):

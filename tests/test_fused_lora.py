@@ -2,8 +2,8 @@
 the settings it cannot compute (LoRA dropout, a 4-bit base) with a message instead of mixing paths; and
 the plan's rules for the levers that depend on others (fused LoRA, CUDA graphs)."""
 
-import argparse
 import copy
+import functools
 
 import pytest
 import torch
@@ -11,6 +11,9 @@ import torch
 from ftpipe.modeling import load_base_model, lora_config
 from ftpipe.training.fused_lora import fuse_lora_layers
 from ftpipe.workflow.config_check import recipe_problems
+from tests.conftest import resolved_plan
+
+resolved = functools.partial(resolved_plan, dropout=0.0)  # the plan for this LoRA dropout
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -70,27 +73,11 @@ def test_dropout_is_refused(base):
         fuse_lora_layers(peft_model(base, dropout=0.05))
 
 
-def resolved(speed: dict, dropout: float = 0.0, device: str = "cpu") -> dict:
-    """The training stage's plan for the recipe with these speed levers and LoRA dropout (a 4-bit base)."""
-    from ftpipe.training.speed_plan import resolve_plan
-
-    args = argparse.Namespace(
-        speed={"enabled": True, **speed},
-        lora={"dropout": dropout},
-        quantization={"load_in_4bit": True},
-        micro_batch=8,
-        grad_accum=8,
-        gradient_checkpointing=False,
-        upcast_frozen_fp32=False,
-    )
-    return resolve_plan(args, torch.device(device))  # only the device's type is read: no GPU needed
-
-
 def test_auto_takes_the_merged_path_where_possible_and_true_insists():
     from ftpipe.settings import default
 
     def plan(fused_lora, dropout: float, dequantize_base: bool = True):
-        return resolved({"fused_lora": fused_lora, "dequantize_base": dequantize_base}, dropout)["fused_lora"]
+        return resolved({"fused_lora": fused_lora, "dequantize_base": dequantize_base}, dropout=dropout)["fused_lora"]
 
     assert default("train.speed.fused_lora") == "auto"
     assert plan("auto", 0.0) is True
