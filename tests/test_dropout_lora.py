@@ -143,7 +143,7 @@ def test_plan_takes_it_on_gpus_with_dropout_and_true_insists():
     from ftpipe.settings import default
 
     def plan(wanted, dropout, device="cuda"):
-        return resolved({"fused_dropout_lora": wanted}, dropout, device)["fused_dropout_lora"]
+        return resolved({"fused_dropout_lora": wanted}, dropout=dropout, device=device)["fused_dropout_lora"]
 
     assert default("train.speed.fused_dropout_lora") is False  # measured slower on an H200: a memory lever
     assert plan("auto", 0.05) is True  # the recipe on a GPU
