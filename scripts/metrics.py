@@ -199,6 +199,8 @@ def metrics(args) -> dict:
         "temperature": 1.0,
         "top_p": 1.0,
         "repetition_penalty": args.repetition_penalty,
+        "no_repeat_ngram_size": args.no_repeat_ngram_size,
+        "num_beams": args.num_beams,
         "stop_strings": args.stop_strings,
         "seed": args.seed,
         "cache_implementation": args.cache,

@@ -101,6 +101,9 @@ def longest_first(lengths: list[int]) -> list[int]:
     return sorted(range(len(lengths)), key=lambda index: (-lengths[index], index))
 
 
+NOT_DEFAULT_DECODING = {"no_repeat_ngram_size": 0, "num_beams": 1}  # setting -> its value that changes nothing
+
+
 @torch.no_grad()
 def generate_new_ids(
     model, tokenizer, prompts: list[str], settings: dict, batch_size="auto", sort_by_length: bool = True
@@ -108,7 +111,8 @@ def generate_new_ids(
     """The new token ids of each prompt, in the prompts' order (a row that stopped early is padded with the
     pad id, as `generate` leaves it). `settings` holds max_new_tokens, do_sample, temperature, top_p,
     repetition_penalty, stop_strings and seed, and optionally min_new_tokens and cache_implementation (the
-    benchmark's). `sort_by_length=False` batches the prompts in their order (the former path, for the
+    benchmark's), no_repeat_ngram_size (0: off) and num_beams (1: greedy or sampling; more: beam search, of
+    which the best beam comes back). `sort_by_length=False` batches the prompts in their order (the former path, for the
     benchmark's comparison)."""
     tokenizer.padding_side = "left"
     device = next(model.parameters()).device
@@ -120,6 +124,8 @@ def generate_new_ids(
     order = longest_first(lengths) if sort_by_length else list(range(len(prompts)))
     batch_size = resolve_batch_size(batch_size, model, max(lengths, default=0) + settings["max_new_tokens"])
     extra = {key: settings[key] for key in ("min_new_tokens", "cache_implementation") if settings.get(key)}
+    # Passed only where not the default, so transformers' own defaults (and the benchmark's path) stay as they were.
+    extra.update({key: settings[key] for key, off in NOT_DEFAULT_DECODING.items() if settings.get(key, off) != off})
     if extra.get("cache_implementation") == "dynamic":
         del extra["cache_implementation"]  # transformers' default
     if extra.get("cache_implementation") == "static" and device.type == "cuda":
