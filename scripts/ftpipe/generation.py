@@ -122,7 +122,9 @@ def generate_new_ids(
     may_end = stop_end_mask(tokenizer, stops).to(device) if stops else None
     lengths = prompt_lengths(tokenizer, prompts)
     order = longest_first(lengths) if sort_by_length else list(range(len(prompts)))
-    batch_size = resolve_batch_size(batch_size, model, max(lengths, default=0) + settings["max_new_tokens"])
+    # Beam search keeps num_beams rows of KV cache per prompt: the auto batch makes room for them.
+    tokens_per_row = (max(lengths, default=0) + settings["max_new_tokens"]) * settings.get("num_beams", 1)
+    batch_size = resolve_batch_size(batch_size, model, tokens_per_row)
     extra = {key: settings[key] for key in ("min_new_tokens", "cache_implementation") if settings.get(key)}
     # Passed only where not the default, so transformers' own defaults (and the benchmark's path) stay as they were.
     extra.update({key: settings[key] for key, off in NOT_DEFAULT_DECODING.items() if settings.get(key, off) != off})
