@@ -135,7 +135,8 @@ def run_workflow(
     shutil.copy(ROOT / "config.yaml", work / "config.yaml")  # the Snakefile's `configfile:` is read from there
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(work)]
     command += ["--cores", str(cores), "--configfile", str(work / "config.yaml"), str(work / "quality.yaml")]
-    command += ["--nocolor", "--rerun-incomplete", *(targets or ["results/compare.html"])]
+    # --keep-going: one failing run leaves the others to finish; the table lists it as missing.
+    command += ["--nocolor", "--rerun-incomplete", "--keep-going", *(targets or ["results/compare.html"])]
     if job_threads:
         rules = ("tokenize", "train", "generate", "metrics")
         command += ["--set-threads", *(f"{rule}={job_threads}" for rule in rules)]
@@ -237,11 +238,13 @@ def over_pairs(pairs: list[dict]) -> dict:
     }
 
 
-def verdicts(table: dict) -> dict:
+def verdicts(table: dict, unjudged: tuple[str, ...] = ()) -> dict:
     """Per candidate over every catalog and seed: how many paired intervals (candidate minus project) of each
     verdict measure lie above 0 and below 0, of how many; and the verdict: `change` only where some interval
-    lies above 0 on every catalog and none below 0 anywhere, else `keep` project's default."""
+    lies above 0 on every catalog and none below 0 anywhere, else `keep` project's default. Catalogs in
+    `unjudged` (the synthetic demo) are shown in the table but count for no verdict."""
     out = {}
+    table = {catalog: entry for catalog, entry in table.items() if catalog not in unjudged}
     for catalog, entry in table.items():
         for row in entry["per_seed"].values():
             for candidate, pair in row.get("candidate_minus_project", {}).items():
@@ -265,7 +268,7 @@ def verdicts(table: dict) -> dict:
     return out
 
 
-def markdown(table: dict) -> str:
+def markdown(table: dict, unjudged: tuple[str, ...] = ()) -> str:
     """One row per catalog and seed (paired intervals), then one per catalog over the seeds (mean [min, max])."""
 
     def interval(value: dict) -> str:
@@ -306,13 +309,13 @@ def markdown(table: dict) -> str:
                 + " | ".join(ranged(over["project_minus_seed"][m], True) for m in shown)
                 + " | |"
             )
-    return "\n".join(lines + candidate_lines(table)) + "\n"
+    return "\n".join(lines + candidate_lines(table, unjudged)) + "\n"
 
 
-def candidate_lines(table: dict) -> list[str]:
+def candidate_lines(table: dict, unjudged: tuple[str, ...] = ()) -> list[str]:
     """The second section: per candidate and catalog, candidate minus project over the seeds (mean (min to
     max) of the paired differences; seeds whose interval lies above / below 0), then a verdict per candidate."""
-    judged = verdicts(table)
+    judged = verdicts(table, unjudged)
     if not judged:
         return []
     ratio, signed = "length_ratio", lambda v, f: f"{v['mean']:+{f}} ({v['min']:+{f}} to {v['max']:+{f}})"
@@ -333,8 +336,9 @@ def candidate_lines(table: dict) -> list[str]:
             if not pair:
                 continue
             above, below = pair["intervals_above_zero"], pair["intervals_below_zero"]
+            shown_as = f"{catalog} (not judged)" if catalog in unjudged else catalog
             lines.append(
-                f"| {candidate} | {catalog} | {pair['seeds']} | {signed(pair['minus']['rouge_l'], '.1f')} | "
+                f"| {candidate} | {shown_as} | {pair['seeds']} | {signed(pair['minus']['rouge_l'], '.1f')} | "
                 f"{signed(pair['minus']['chrf_beta1'], '.1f')} | {signed(pair['minus'][ratio], '.2f')} | "
                 f"{above['rouge_l']} / {below['rouge_l']} | {above['chrf_beta1']} / {below['chrf_beta1']} |"
             )
@@ -352,7 +356,18 @@ def candidate_lines(table: dict) -> list[str]:
 def write_results(results_dir: Path, record: dict) -> None:
     results_dir.mkdir(parents=True, exist_ok=True)
     (results_dir / "quality.json").write_text(json.dumps(record, indent=1) + "\n")
-    (results_dir / "quality.md").write_text(markdown(record["table"]))
+    (results_dir / "quality.md").write_text(markdown(record["table"], tuple(record["unjudged"])))
+
+
+def earlier_run(path: Path, catalogs: dict) -> dict:
+    """What `run` recorded of the workflow (command, seconds, settings, device), kept by `table` when it
+    re-summarizes the same catalogs."""
+    if not path.exists():
+        return {}
+    earlier = json.loads(path.read_text())
+    if earlier.get("catalogs") != catalogs:
+        return {}
+    return {key: earlier[key] for key in ("workflow", "settings", "device") if key in earlier}
 
 
 def device_name() -> str:
@@ -377,6 +392,13 @@ def main() -> None:
         sub.add_argument(
             "--only-recipes", nargs="+", metavar="NAME", help="these candidates only (seed and project always run)"
         )
+        sub.add_argument(
+            "--unjudged",
+            nargs="+",
+            default=[],
+            metavar="NAME",
+            help="catalogs shown in the table but counted in no verdict (a synthetic one, e.g. the demo)",
+        )
     run = commands.choices["run"]
     run.add_argument("--cores", type=int, default=os.cpu_count())
     run.add_argument("--model-source", help="model.source: a local model folder (default: config.yaml's)")
@@ -399,6 +421,9 @@ def main() -> None:
     recipes = load_recipes(args.recipes, args.only_recipes)
     record = {"catalogs": {name: str(path) for name, path in catalogs.items()}, "seeds": args.seeds}
     record["recipes"] = recipes
+    record["unjudged"] = [name for name in args.unjudged if name in catalogs]
+    if len(record["unjudged"]) != len(args.unjudged):
+        parser.error(f"--unjudged names a catalog that is not given: {args.unjudged}")
     if args.command == "run":
         if len(args.seeds) < 2:
             print("quality: one training seed shows no spread; give --seeds with two or more", file=sys.stderr)
@@ -411,7 +436,9 @@ def main() -> None:
             tail = (args.work / "snakemake.log").read_text(errors="replace")[-3000:]
             print(f"quality: the workflow failed ({record['workflow']['returncode']}); log tail:\n{tail}")
     record["table"] = summarize(args.work, list(catalogs), args.seeds, list(recipes))
-    record["verdicts"] = verdicts(record["table"])
+    if args.command == "table":
+        record.update(earlier_run(args.results_dir / "quality.json", record["catalogs"]))
+    record["verdicts"] = verdicts(record["table"], tuple(record["unjudged"]))
     write_results(args.results_dir, record)
     print((args.results_dir / "quality.md").read_text())
 

@@ -16,6 +16,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from quality import (  # noqa: E402
     DEFAULT_RECIPES,
     MEASURES,
+    earlier_run,
     experiment_config,
     load_recipes,
     markdown,
@@ -223,3 +224,24 @@ def test_a_candidate_on_other_titles_is_refused_and_a_missing_one_is_listed(tmp_
     write_run(tmp_path, "shop", "r32", 1, PROJECT_ROUGE, titles="other")
     with pytest.raises(SystemExit, match="r32 and project scored different titles"):
         summarize(tmp_path, ["shop"], [1], ["seed", "project", "r32"])
+
+
+def test_an_unjudged_catalog_is_shown_but_decides_no_verdict(tmp_path):
+    """`mixed` wins on shop and loses on books: judged on shop alone it would change the default."""
+    table = candidate_work(tmp_path)
+    assert verdicts(table)["mixed"]["verdict"] == "keep"
+    on_shop = verdicts(table, unjudged=("books",))
+    assert on_shop["mixed"]["measures"]["rouge_l"] == {"above": 2, "below": 0, "pairs": 2}
+    assert on_shop["mixed"]["verdict"] == "change" and on_shop["mixed"]["catalogs_above_zero"] == ["shop"]
+    text = markdown(table, unjudged=("books",))
+    assert "| mixed | books (not judged) | 2 | -4.0 (-4.0 to -4.0) |" in text
+    assert "- **mixed** (2 catalog × seed pairs): rouge_l above 0 in 2, below 0 in 0" in text
+
+
+def test_table_keeps_what_run_recorded_for_the_same_catalogs(tmp_path):
+    earlier = {"catalogs": {"shop": "/data/shop.csv"}, "workflow": {"seconds": 231.6}, "device": "H100"}
+    (tmp_path / "quality.json").write_text(json.dumps({**earlier, "settings": {"train": {"max_steps": 100}}}))
+    kept = earlier_run(tmp_path / "quality.json", {"shop": "/data/shop.csv"})
+    assert kept == {"workflow": {"seconds": 231.6}, "device": "H100", "settings": {"train": {"max_steps": 100}}}
+    assert earlier_run(tmp_path / "quality.json", {"books": "/data/books.csv"}) == {}
+    assert earlier_run(tmp_path / "missing.json", {"shop": "/data/shop.csv"}) == {}
