@@ -137,7 +137,7 @@ def run_workflow(
     command += ["--cores", str(cores), "--configfile", str(work / "config.yaml"), str(work / "quality.yaml")]
     command += ["--nocolor", "--rerun-incomplete", *(targets or ["results/compare.html"])]
     if job_threads:
-        rules = ("tokenize", "train", "generate", "metrics")
+        rules = ("tokenize", "train", "generate", "base_eval", "metrics")
         command += ["--set-threads", *(f"{rule}={job_threads}" for rule in rules)]
     # A run stopped at a time limit leaves its lock: the next call goes on from the finished jobs.
     subprocess.run([*command, "--unlock"], capture_output=True, check=False)

@@ -10,9 +10,9 @@
   prompt and decoding settings): this stage loads the model for the adapter only;
 - perplexity of the reference descriptions of `perplexity_rows` validation rows (sampled the same way) given
   each variant's prompt;
-- the generation budget: `max_new_tokens` as given, or `auto` (the default): the 95th percentile of the
-  train references' token lengths, at most the block length `max_len` (ftpipe/budget.py); per variant, how
-  many generations ended by themselves and how many ran into the budget;
+- the generation budget as base_eval chose it: `max_new_tokens` as given, or `auto` (the default): the 95th
+  percentile of the train references' token lengths, at most the block length `max_len` (ftpipe/budget.py);
+  per variant, how many generations ended by themselves and how many ran into the budget;
 - percentile bootstrap 95% intervals over examples, and paired intervals of adapter minus base;
 - contamination: scored references found word for word, and their word 8-grams found, in the train split;
 - warnings: too few titles for a sound interval (< 30), no validation rows, contamination;
@@ -146,6 +146,13 @@ def run_adapter(args, tokenizer, prompt_format, tests, validation, decoding: dic
     return runner.run(model, "adapter")
 
 
+def base_eval_timing(seconds: dict) -> dict:
+    """base_eval's parts (the budget, its model load, the base variants) for the evaluation's timing: measured
+    in base_eval's own job, so not part of this stage's total."""
+    names = {"load_model": "load_base_model", "total": None}
+    return {names.get(part, part): value for part, value in seconds.items() if names.get(part, part)}
+
+
 def endings(ended: list[bool], budget: int) -> dict:
     """How many generations ended by themselves and how many ran into the budget."""
     by_itself = sum(ended)
@@ -215,13 +222,9 @@ def metrics(args) -> dict:
             }
             for i, row in enumerate(tests)
         ],
-        # The base variants' parts as base_eval measured them (its own job; not part of this stage's total).
-        "timing": {
-            **{part: seconds for part, seconds in base["timing"].items() if part.endswith(BASE_VARIANTS)},
-            **clock.seconds,
-            "total": round(time.perf_counter() - started, 3),
-        },
+        "timing": {**base_eval_timing(base["timing"]), **clock.seconds},
     }
+    result["timing"]["total"] = round(time.perf_counter() - started, 3)  # this stage's parts only
     write_json(args.metrics, result)
     for warning in warnings:
         log.warning("%s", warning)

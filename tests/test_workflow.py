@@ -376,9 +376,9 @@ def test_editing_a_page_template_renders_the_pages_again(finished_run):
     "module, expected",
     [
         ("training/dropout_lora.py", RULES_AFTER_TRAIN),  # imported by train only: nothing upstream reruns
-        ("rawdata/raw_input.py", {"prepare", "tokenize", "pack"} | RULES_AFTER_TRAIN),  # prepare only
+        ("rawdata/raw_input.py", DATA_RULES | RULES_AFTER_TRAIN),  # prepare only
         ("pages.py", {"run_report", "report"}),  # the pages only
-        ("rawdata/near_duplicates.py", {"prepare", "tokenize", "pack"} | RULES_AFTER_TRAIN),  # prepare only
+        ("rawdata/near_duplicates.py", DATA_RULES | RULES_AFTER_TRAIN),  # prepare only
         ("training/speed_plan.py", RULES_AFTER_TRAIN),  # train only
         ("training/fp8_base.py", RULES_AFTER_TRAIN),  # train only
         ("budget.py", {"base_eval", "metrics", "run_report", "report"}),  # base_eval only (metrics reads its budget)
