@@ -49,9 +49,9 @@ TEMPLATES = sorted(
     str(path) for path in (Path(workflow.basedir) / "report" / "templates").glob("*.j2")
 )
 # Each keyed stage's output folder (the experiments module names them; lineage.json records them).
-PREPARED, BASE_MODEL, TOKENIZED, PACKED, TRAINED = (
+PREPARED, BASE_MODEL, TOKENIZED, PACKED, TRAINED, BASE_EVAL = (
     f"{STAGE_FOLDERS[stage]}/{{key}}"
-    for stage in ("prepare", "base_model", "tokenize", "pack", "train")
+    for stage in ("prepare", "base_model", "tokenize", "pack", "train", "base_eval")
 )
 RUN_DIR = "results/runs/{run}"
 
@@ -65,7 +65,7 @@ def TORCH_THREADS(wildcards):
         return 1
 
 
-# On a machine with a GPU the evaluation jobs compute there: generate and metrics may run side by side.
+# On a machine with a GPU the evaluation jobs compute there: generate, base_eval and metrics may run side by side.
 HAS_GPU = (
     shutil.which("nvidia-smi") is not None
     and os.environ.get("CUDA_VISIBLE_DEVICES") != ""
@@ -73,7 +73,7 @@ HAS_GPU = (
 
 
 def EVAL_THREADS(wildcards):
-    """generate's and metrics' threads: half the cores with a GPU (the two run side by side), else all."""
+    """The evaluation jobs' threads: half the cores with a GPU (they run side by side), else all."""
     cores = TORCH_THREADS(wildcards)
     return max(1, cores // 2) if HAS_GPU else cores
 

@@ -21,6 +21,34 @@ rule generate:
         "../scripts/generate.py"
 
 
+# The evaluation's base-model variants, once per key (base model, data, prompt, decoding settings): every run
+# that agrees on these shares them, and without the adapter as input the job runs beside training.
+rule base_eval:
+    input:
+        test=upstream("base_eval", "prepare", f"{PREPARED}/test.jsonl"),
+        validation=upstream("base_eval", "prepare", f"{PREPARED}/validation.jsonl"),
+        train=upstream("base_eval", "prepare", f"{PREPARED}/train.jsonl"),  # the auto budget
+        model_dir=upstream("base_eval", "base_model", f"{BASE_MODEL}/model"),
+        code=code_of("base_eval.py"),
+    output:
+        base_eval=f"{BASE_EVAL}/base_eval.json",
+        params_json=f"{BASE_EVAL}/params.json",
+    log:
+        "logs/base_eval/{key}.log",
+    benchmark:
+        "benchmarks/base_eval/{key}.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: EVAL_THREADS
+    resources:
+        **resources_of(key_config("base_eval", "metrics")),
+    params:
+        **keyed_params("base_eval"),
+        stage_record=stage_record("base_eval"),
+    script:
+        "../scripts/base_eval.py"
+
+
 rule metrics:
     input:
         test=of_run("prepare", f"{PREPARED}/test.jsonl"),
@@ -28,6 +56,7 @@ rule metrics:
         train=of_run("prepare", f"{PREPARED}/train.jsonl"),  # contamination of the scored references
         model_dir=of_run("base_model", f"{BASE_MODEL}/model"),
         adapter=of_run("train", f"{TRAINED}/adapter"),
+        base_eval=of_run("base_eval", f"{BASE_EVAL}/base_eval.json"),
         code=code_of("metrics.py"),
     output:
         metrics=report(

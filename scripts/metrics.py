@@ -5,17 +5,20 @@
   reference descriptions of `num_titles` test titles, a seeded random sample of the test split
   (`sample_seed`; the same titles for every variant and run on the same data), for three variants: the base
   model with the seed notebook's plain prompt (`base_plain`), the base model with the tagged training prompt
-  (`base_tagged`) and the adapter merged into the base (`adapter`);
+  (`base_tagged`) and the adapter merged into the base (`adapter`); the base variants' generations and
+  perplexity come from the base_eval stage (`--base-eval`, shared by every run on the same base model, data,
+  prompt and decoding settings): this stage loads the model for the adapter only;
 - perplexity of the reference descriptions of `perplexity_rows` validation rows (sampled the same way) given
   each variant's prompt;
-- the generation budget: `max_new_tokens` as given, or `auto` (the default): the 95th percentile of the
-  train references' token lengths, at most the block length `max_len` (ftpipe/budget.py); per variant, how
-  many generations ended by themselves and how many ran into the budget;
+- the generation budget as base_eval chose it: `max_new_tokens` as given, or `auto` (the default): the 95th
+  percentile of the train references' token lengths, at most the block length `max_len` (ftpipe/budget.py);
+  per variant, how many generations ended by themselves and how many ran into the budget;
 - percentile bootstrap 95% intervals over examples, and paired intervals of adapter minus base;
 - contamination: scored references found word for word, and their word 8-grams found, in the train split;
 - warnings: too few titles for a sound interval (< 30), no validation rows, contamination;
 - timing: seconds spent loading the model, merging the adapter, generating and scoring perplexity per
-  variant, computing the scores and their intervals, and measuring contamination (also in the log).
+  variant (the base variants' as base_eval measured them), computing the scores and their intervals, and
+  measuring contamination (also in the log).
 """
 
 import argparse
@@ -25,29 +28,33 @@ import math
 import random
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ftpipe import settings, stage  # noqa: E402
-from ftpipe.budget import generation_budget  # noqa: E402
-from ftpipe.generation import AUTO_BATCH_CPU, add_generation_args, generate_with_endings, prompt_format_of  # noqa: E402
-from ftpipe.heldout import MIN_SOUND_TITLES, contamination, sample_rows, sample_summary  # noqa: E402
-from ftpipe.io import write_json  # noqa: E402
+from ftpipe.generation import add_generation_args, prompt_format_of  # noqa: E402
+from ftpipe.heldout import MIN_SOUND_TITLES, contamination, sample_summary  # noqa: E402
+from ftpipe.io import read_json, write_json  # noqa: E402
 from ftpipe.modeling import load_for_inference, load_tokenizer, merge_adapter, pick_device  # noqa: E402
 from ftpipe.scoring import (  # noqa: E402
     bootstrap_mean,
-    description_nll,
     distinct_2,
     length_ratio,
     paired_difference,
     reference_scores_parallel,
     title_coverage,
 )
+from ftpipe.variants import (  # noqa: E402
+    BASE_VARIANTS,
+    VARIANTS,
+    Stopwatch,
+    VariantRunner,
+    decoding_settings,
+    sampled_rows,
+)
 
 log = logging.getLogger("ftpipe.metrics")
 
-VARIANTS = ("base_plain", "base_tagged", "adapter")
 PER_TITLE = (
     "rouge_l",
     "rouge_l_precision",
@@ -58,15 +65,6 @@ PER_TITLE = (
     "distinct_2",
     "length_ratio",
 )
-NLL_BATCH = (
-    32  # scoring keeps the logits of every position (rows x length x vocabulary): far fewer rows than generation
-)
-
-
-def variant_prompts(args, prompt_format, titles: list[str]) -> dict[str, list[str]]:
-    plain = [args.base_prompt_template.format(title=title) for title in titles]
-    tagged = [prompt_format.prompt(title) for title in titles]
-    return {"base_plain": plain, "base_tagged": tagged, "adapter": tagged}
 
 
 def bootstrap_perplexity(nll_counts: list[tuple], seed: int, samples: int = 1000) -> dict:
@@ -114,56 +112,45 @@ def small_data_warnings(n_titles: int, n_validation: int) -> list[str]:
     return warnings
 
 
-def scoring_batch(batch_size, device) -> int:
-    """Rows per perplexity batch: the configured batch size, at most NLL_BATCH; `auto` is NLL_BATCH on a GPU."""
-    if batch_size in (None, "auto"):
-        return NLL_BATCH if device.type == "cuda" else AUTO_BATCH_CPU
-    return min(int(batch_size), NLL_BATCH)
-
-
-class Stopwatch:
-    """Seconds per named part of the stage, in the order they ran; each part is logged as it ends."""
-
-    def __init__(self):
-        self.seconds: dict[str, float] = {}
-
-    @contextmanager
-    def part(self, name: str):
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 3)
-            log.info("timing: %s %.2f s", name, self.seconds[name])
-
-
-def run_variants(args, tests: list[dict], validation: list[dict], decoding: dict, device, clock: Stopwatch):
-    """Greedy generations (with whether each ended by itself) for the test titles and (nll, tokens) of the
-    validation descriptions, per variant: the dequantized base for the base variants, then the adapter merged
-    into it."""
-    nll_batch = scoring_batch(args.batch_size, device)
-    with clock.part("load_model"):
-        tokenizer = load_tokenizer(args.adapter)
-        model = load_for_inference(args.model_dir, args.quantization, device)
-    prompt_format = prompt_format_of(args, tokenizer)
-    decoding["stop_strings"] = prompt_format.stop_strings  # resolved here, with the tokenizer; metrics.json shows it
-    test_prompts = variant_prompts(args, prompt_format, [row["title"] for row in tests])
-    val_prompts = variant_prompts(args, prompt_format, [row["title"] for row in validation])
-    tagged_responses = [prompt_format.response(row["content"]) for row in validation]
-    val_responses = {"base_plain": [row["content"] for row in validation], "base_tagged": tagged_responses}
-    val_responses["adapter"] = tagged_responses
-    generations, ended, nll = {}, {}, {}
-    for variant in VARIANTS:
-        if variant == "adapter":
-            with clock.part("merge_adapter"):
-                model = merge_adapter(model, args.adapter)
-        with clock.part(f"generate_{variant}"):
-            generations[variant], ended[variant] = generate_with_endings(
-                model, tokenizer, test_prompts[variant], decoding, args.batch_size
+def base_variants(path: str, tests: list[dict], validation: list[dict], sample_seed: int) -> dict:
+    """base_eval's record, refused where it scored other rows than these (another sample or split)."""
+    record = read_json(path)
+    for name, rows in (("sample", tests), ("validation_sample", validation)):
+        if record[name] != sample_summary(rows, sample_seed):
+            raise SystemExit(
+                f"metrics: {path} holds the base variants of other {name.replace('_', ' ')} rows than these "
+                f"({record[name]} there, {sample_summary(rows, sample_seed)} here): run base_eval on the same "
+                "splits and metrics settings"
             )
-        with clock.part(f"perplexity_{variant}"):
-            nll[variant] = description_nll(model, tokenizer, val_prompts[variant], val_responses[variant], nll_batch)
-    return generations, ended, nll
+    return record
+
+
+def check_decoding(path: str, base: dict, decoding: dict) -> None:
+    """The adapter is decoded as the base variants were, or the paired differences would compare two settings."""
+    differ = sorted(key for key in set(base) | set(decoding) if base.get(key) != decoding.get(key))
+    if differ:
+        raise SystemExit(
+            f"metrics: {path} was generated with other decoding settings than these ({', '.join(differ)}): "
+            f"{ {key: base.get(key) for key in differ} } there, { {key: decoding.get(key) for key in differ} } here"
+        )
+
+
+def run_adapter(args, tokenizer, prompt_format, tests, validation, decoding: dict, device, clock: Stopwatch):
+    """The adapter variant: greedy generations (with whether each ended by itself) of the test titles and
+    (nll, tokens) of the validation descriptions, the adapter merged into the dequantized base."""
+    with clock.part("load_model"):
+        model = load_for_inference(args.model_dir, args.quantization, device)
+    runner = VariantRunner(args, tokenizer, prompt_format, tests, validation, decoding, device, clock)
+    with clock.part("merge_adapter"):
+        model = merge_adapter(model, args.adapter)
+    return runner.run(model, "adapter")
+
+
+def base_eval_timing(seconds: dict) -> dict:
+    """base_eval's parts (the budget, its model load, the base variants) for the evaluation's timing: measured
+    in base_eval's own job, so not part of this stage's total."""
+    names = {"load_model": "load_base_model", "total": None}
+    return {names.get(part, part): value for part, value in seconds.items() if names.get(part, part)}
 
 
 def endings(ended: list[bool], budget: int) -> dict:
@@ -178,34 +165,24 @@ def metrics(args) -> dict:
     device = pick_device()
     threads = stage.use_threads(args.threads)
     log.info("device %s, %d CPU threads", device, threads)
-    tests = sample_rows(args.test, args.num_titles, args.sample_seed)
-    validation = sample_rows(args.validation, args.perplexity_rows, args.sample_seed)
-    if not tests:
-        raise SystemExit(f"metrics: {args.test} has no rows: the test split is empty (too few rows or groups)")
+    tests, validation = sampled_rows(args, "metrics")
     warnings = small_data_warnings(len(tests), len(validation))
-    with clock.part("budget"):
-        budget, budget_record = generation_budget(
-            args.max_new_tokens,
-            args.train,
-            load_tokenizer(args.adapter),
-            args.response_template,
-            args.max_len,
-            args.sample_seed,
-        )
-    log.info("generation budget: %d new tokens (%s)", budget, json.dumps(budget_record))
-    decoding = {
-        "max_new_tokens": budget,
-        "do_sample": False,
-        "temperature": 1.0,
-        "top_p": 1.0,
-        "repetition_penalty": args.repetition_penalty,
-        "no_repeat_ngram_size": args.no_repeat_ngram_size,
-        "num_beams": args.num_beams,
-        "stop_strings": args.stop_strings,
-        "seed": args.seed,
-        "cache_implementation": args.cache,
-    }
-    generations, ended, nll = run_variants(args, tests, validation, decoding, device, clock)
+    with clock.part("read_base_eval"):
+        base = base_variants(args.base_eval, tests, validation, args.sample_seed)
+    budget_record, budget = base["budget"], base["budget"]["max_new_tokens"]
+    log.info("generation budget: %d new tokens, as base_eval chose it (%s)", budget, json.dumps(budget_record))
+    with clock.part("load_model"):
+        tokenizer = load_tokenizer(args.adapter)
+    prompt_format = prompt_format_of(args, tokenizer)
+    # stop_strings resolved with the tokenizer (metrics.json shows them), as base_eval resolved them
+    decoding = {**decoding_settings(args, budget), "stop_strings": prompt_format.stop_strings}
+    check_decoding(args.base_eval, base["decoding"], decoding)
+    generations = {v: base["variants"][v]["generations"] for v in BASE_VARIANTS}
+    ended = {v: base["variants"][v]["ended"] for v in BASE_VARIANTS}
+    nll = {v: base["variants"][v]["nll"] for v in BASE_VARIANTS}
+    generations["adapter"], ended["adapter"], nll["adapter"] = run_adapter(
+        args, tokenizer, prompt_format, tests, validation, decoding, device, clock
+    )
     with clock.part("scoring"):
         scores = per_title_scores(generations, tests, threads)
         summaries = {
@@ -226,6 +203,7 @@ def metrics(args) -> dict:
         "settings": {**decoding, "num_titles": len(tests), "perplexity_rows": len(validation)},
         "budget": budget_record,
         "device": str(device),
+        "base_variants_from": {"path": args.base_eval, "device": base["device"]},
         "sample": sample_summary(tests, args.sample_seed),
         "variants": summaries,
         "endings": {v: endings(ended[v], budget) for v in VARIANTS},
@@ -244,8 +222,9 @@ def metrics(args) -> dict:
             }
             for i, row in enumerate(tests)
         ],
-        "timing": {**clock.seconds, "total": round(time.perf_counter() - started, 3)},
+        "timing": {**base_eval_timing(base["timing"]), **clock.seconds},
     }
+    result["timing"]["total"] = round(time.perf_counter() - started, 3)  # this stage's parts only
     write_json(args.metrics, result)
     for warning in warnings:
         log.warning("%s", warning)
@@ -262,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--test", required=True, help="prepared test split (JSON Lines)")
     add("--validation", required=True, help="prepared validation split (JSON Lines), for perplexity")
     add("--train", default=None, help="prepared train split (JSON Lines), for contamination; unmeasured without")
+    add("--base-eval", required=True, help="the base variants' generations and perplexity (base_eval's JSON)")
     add("--metrics", required=True, help="output: metrics JSON")
     add_generation_args(parser)
     settings.add_options(parser, "metrics")

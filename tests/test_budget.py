@@ -3,17 +3,20 @@ themselves against those that hit the budget, and ROUGE-L precision/recall and c
 
 from __future__ import annotations
 
+import json
+
 import torch
 
 from ftpipe.budget import generation_budget, percentile
 from ftpipe.generation import generate_with_endings
 from ftpipe.modeling import DEFAULT_QUANTIZATION, load_for_inference, load_tokenizer, merge_adapter
 from ftpipe.scoring import chrf, rouge_l
+from ftpipe.variants import BASE_VARIANTS
 from tests.test_evaluation import (
     CONFIG,
     GREEDY,
     adapter_dir,  # noqa: F401 (the fixture of a random LoRA adapter)
-    metrics_args,
+    evaluate,
     prompts,
     write_rows,
 )
@@ -31,8 +34,6 @@ def long_rows(count: int, start: int = 0) -> list[dict]:
 
 
 def test_auto_budget_covers_references_longer_than_48_tokens(tmp_path, tiny_model_dir, adapter_dir):  # noqa: F811
-    from metrics import metrics
-
     tokenizer = load_tokenizer(str(adapter_dir))
     splits = {
         "train": write_rows(tmp_path / "train.jsonl", long_rows(40, 100)),
@@ -44,9 +45,7 @@ def test_auto_budget_covers_references_longer_than_48_tokens(tmp_path, tiny_mode
         for row in long_rows(4, 200)
     )
     assert longest > 48
-    result = metrics(
-        metrics_args(tmp_path, tiny_model_dir, adapter_dir, splits, num_titles=4, max_new_tokens="auto", max_len=256)
-    )
+    result = evaluate(tmp_path, tiny_model_dir, adapter_dir, splits, num_titles=4, max_new_tokens="auto", max_len=256)
     budget = result["settings"]["max_new_tokens"]
     assert longest <= budget <= 256 and result["budget"]["setting"] == "auto"
     assert result["budget"]["bounded_by_max_len"] is False and result["budget"]["reference_rows"] == 40
@@ -55,7 +54,13 @@ def test_auto_budget_covers_references_longer_than_48_tokens(tmp_path, tiny_mode
         assert counts == {"ended": 0, "hit_cap": 4, "n": 4, "max_new_tokens": budget}, variant
     assert all(row["hit_cap"] == ["base_plain", "base_tagged", "adapter"] for row in result["generations"])
     assert set(result["timing"]) >= {"load_model", "merge_adapter", "generate_adapter", "perplexity_adapter"}
-    assert set(result["timing"]) >= {"scoring", "contamination", "budget", "total"}
+    assert set(result["timing"]) >= {"scoring", "contamination", "read_base_eval", "total"}
+    # base_eval's parts (in its own job): the budget, its model load, the base variants
+    base_parts = {"budget", "load_base_model"} | {f"{p}_{v}" for v in BASE_VARIANTS for p in ("generate", "perplexity")}
+    assert set(result["timing"]) >= base_parts
+    base_timing = json.loads((tmp_path / "base_eval.json").read_text())["timing"]
+    assert result["timing"]["budget"] == base_timing["budget"]
+    assert result["timing"]["load_base_model"] == base_timing["load_model"]
 
     # The budget is bounded by the block length, and an integer setting is taken as given.
     bounded, record = generation_budget("auto", splits["train"], tokenizer, RESPONSE, max_len=40, seed=0)

@@ -11,7 +11,7 @@ from tests.test_evaluation import (
     GREEDY,
     adapter_dir,  # noqa: F401 (the fixture of a random LoRA adapter)
     catalog_splits,
-    metrics_args,
+    evaluate,
     prompts,
 )
 
@@ -60,11 +60,8 @@ def test_beam_search_gives_one_text_per_prompt_with_endings(tiny_model_dir, adap
 
 
 def test_metrics_records_the_decoding_settings(tmp_path, tiny_model_dir, adapter_dir):  # noqa: F811
-    from metrics import metrics
-
     splits = catalog_splits(tmp_path)
-    args = metrics_args(
+    settings = evaluate(
         tmp_path, tiny_model_dir, adapter_dir, splits, num_titles=3, no_repeat_ngram_size=3, num_beams=2
-    )
-    settings = metrics(args)["settings"]
+    )["settings"]
     assert settings["no_repeat_ngram_size"] == 3 and settings["num_beams"] == 2 and settings["do_sample"] is False

@@ -159,8 +159,11 @@ def test_use_threads_caps_at_the_machine(monkeypatch):
         torch.set_num_threads(before)
 
 
-def metrics_args(tmp_path: Path, model_dir: Path, adapter: Path, splits: dict[str, str], **overrides):
-    from metrics import build_parser
+def evaluation_args(tmp_path: Path, model_dir: Path, adapter: Path, splits: dict[str, str], **overrides):
+    """base_eval's and metrics' arguments for the same data and settings, as the workflow gives them: each
+    stage takes the values its parser knows (a value neither knows is refused)."""
+    from base_eval import build_parser as base_eval_parser
+    from metrics import build_parser as metrics_parser
 
     values = dict(
         test=splits["test"],
@@ -168,6 +171,7 @@ def metrics_args(tmp_path: Path, model_dir: Path, adapter: Path, splits: dict[st
         train=splits.get("train"),
         model_dir=str(model_dir),
         adapter=str(adapter),
+        base_eval=str(tmp_path / "base_eval.json"),
         metrics=str(tmp_path / "metrics.json"),
         num_titles=5,
         perplexity_rows=3,
@@ -177,7 +181,25 @@ def metrics_args(tmp_path: Path, model_dir: Path, adapter: Path, splits: dict[st
         base_prompt_template=CONFIG["prompt"]["base_plain"],
         threads=1,
     )
-    return namespace(build_parser(), **{**values, **overrides})
+    values.update(overrides)
+    parsers = (base_eval_parser(), metrics_parser())
+    known = [{action.dest for action in parser._actions} for parser in parsers]
+    unknown = set(values) - set.union(*known) - {"threads"}
+    assert not unknown, f"neither base_eval nor metrics takes {sorted(unknown)}"
+    return tuple(
+        namespace(parser, **{name: value for name, value in values.items() if name in names or name == "threads"})
+        for parser, names in zip(parsers, known, strict=True)
+    )
+
+
+def evaluate(tmp_path: Path, model_dir: Path, adapter: Path, splits: dict[str, str], **overrides) -> dict:
+    """The base variants (base_eval), then the adapter and the scores of all three (metrics): metrics.json."""
+    from base_eval import base_eval
+    from metrics import metrics
+
+    base_eval_args, metrics_args = evaluation_args(tmp_path, model_dir, adapter, splits, **overrides)
+    base_eval(base_eval_args)
+    return metrics(metrics_args)
 
 
 def catalog_splits(tmp_path: Path, rows: int = 60, validation: bool = True) -> dict[str, str]:
@@ -193,10 +215,10 @@ def catalog_splits(tmp_path: Path, rows: int = 60, validation: bool = True) -> d
 
 
 def test_metrics_stage_writes_the_interface(tmp_path, tiny_model_dir, adapter_dir):
-    from metrics import PER_TITLE, VARIANTS, metrics
+    from metrics import PER_TITLE, VARIANTS
 
     splits = catalog_splits(tmp_path)
-    result = metrics(metrics_args(tmp_path, tiny_model_dir, adapter_dir, splits))
+    result = evaluate(tmp_path, tiny_model_dir, adapter_dir, splits)
     assert json.loads((tmp_path / "metrics.json").read_text()) == result
     n = len(result["generations"])
     assert n == 5 and result["sample"]["n"] == 5 and result["sample"]["seed"] == 0
@@ -213,18 +235,16 @@ def test_metrics_stage_writes_the_interface(tmp_path, tiny_model_dir, adapter_di
 
 
 def test_metrics_stage_small_data(tmp_path, tiny_model_dir, adapter_dir):
-    from metrics import metrics
-
     splits = catalog_splits(tmp_path, validation=False)
     splits["train"] = splits["test"]  # every scored reference is in "train": contamination must say so
-    result = metrics(metrics_args(tmp_path, tiny_model_dir, adapter_dir, splits, num_titles=3))
+    result = evaluate(tmp_path, tiny_model_dir, adapter_dir, splits, num_titles=3)
     assert result["variants"]["adapter"]["perplexity"] is None
     assert any("no validation rows" in warning for warning in result["warnings"])
     assert result["contamination"]["exact_matches"] == 3
     assert any(warning.startswith("contamination: 3 of 3") for warning in result["warnings"])
     empty = write_rows(tmp_path / "empty.jsonl", [])
     with pytest.raises(SystemExit, match="test split is empty"):
-        metrics(metrics_args(tmp_path, tiny_model_dir, adapter_dir, {**splits, "test": empty}))
+        evaluate(tmp_path, tiny_model_dir, adapter_dir, {**splits, "test": empty})
 
 
 def test_train_skips_validation_on_an_empty_split_with_a_warning(caplog):

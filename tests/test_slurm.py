@@ -40,14 +40,24 @@ SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"]
 SLURM_PORTS = (6817, 6818)  # slurmctld, slurmd (the defaults)
 
 CPU_RULES = {"prepare", "tokenize", "pack", "base_model"}
-GPU_RULES = {"train", "generate", "metrics"}
+GPU_RULES = {"train", "generate", "base_eval", "metrics"}
 LOCAL_RULES = {"run_config", "plots", "run_report", "report", "compare"}
 # The GPU rules' resources in the test's config.yaml: small enough for any CI machine, distinct enough to recognise.
 GPU_RESOURCES = {"gpu": 1, "mem_mb": 2000, "runtime": 30}
 TRAIN_GPUS = 2  # run a's train gets two GPUs: its job runs two data-parallel processes (gloo on the CPU here)
 # Two runs sharing the data: each trains in a GPU job of its own, b on one GPU.
 EXPERIMENT = {"runs": {"a": {}, "b": {"train": {"learning_rate": 1e-3, "resources": {"gpu": 1}}}}}
-JOBS_PER_RULE = {"prepare": 1, "tokenize": 1, "pack": 1, "base_model": 1, "train": 2, "generate": 2, "metrics": 2}
+# The two runs share the base variants of the evaluation (base_eval): they differ in training only.
+JOBS_PER_RULE = {
+    "prepare": 1,
+    "tokenize": 1,
+    "pack": 1,
+    "base_model": 1,
+    "base_eval": 1,
+    "train": 2,
+    "generate": 2,
+    "metrics": 2,
+}
 WORKFLOW_TIMEOUT = 1800
 
 
@@ -274,7 +284,10 @@ def slurm_run(slurm_cluster, tiny_catalog, tiny_model_dir, tmp_path_factory):
         # The profile's threads for the torch and tokenizer rules (sbatch --cpus-per-task) are sized for cluster
         # nodes; this test's node has the machine's cores. (Last: the option takes every word after it.)
         "--set-threads",
-        *(f"{rule}={min(2, os.cpu_count() or 1)}" for rule in ("prepare", "tokenize", "train", "generate", "metrics")),
+        *(
+            f"{rule}={min(2, os.cpu_count() or 1)}"
+            for rule in ("prepare", "tokenize", "train", "generate", "base_eval", "metrics")
+        ),
     ]
     output = workdir / "snakemake.out"
     started = time.monotonic()

@@ -41,8 +41,13 @@ STAGES = {
         ["samples"],
         ["instruction_template", "response_template", "base_prompt_template"],
     ),
+    "base_eval": (
+        {"test": BAD_JSON, "validation": BAD_JSON, "model_dir": EMPTY},
+        ["base_eval"],
+        ["instruction_template", "response_template", "base_prompt_template"],
+    ),
     "metrics": (
-        {"test": BAD_JSON, "validation": BAD_JSON, "model_dir": EMPTY, "adapter": EMPTY},
+        {"test": BAD_JSON, "validation": BAD_JSON, "model_dir": EMPTY, "adapter": EMPTY, "base_eval": BAD_JSON},
         ["metrics"],
         ["instruction_template", "response_template", "base_prompt_template"],
     ),

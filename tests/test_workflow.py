@@ -15,6 +15,10 @@ import yaml
 from tests.conftest import ROOT, run_folder, run_snakemake
 
 RULES_AFTER_TRAIN = {"train", "generate", "metrics", "plots", "run_report", "report"}
+# The evaluation's base variants (base_eval) depend on the data, the base model, the prompt and the evaluation's
+# decoding settings, never on training: a data change reruns them, a training change does not.
+DATA_RULES = {"prepare", "tokenize", "pack", "base_eval"}
+RETOKENIZED = {"tokenize", "pack", "base_eval"}  # a prompt edit: the prepared data stays
 # Any change of a run's settings writes its config.json again (rule run_config), and so renders its page.
 NEW_CONFIG = {"run_config", "run_report", "report"}
 
@@ -60,7 +64,7 @@ def test_every_target(finished_run):
     leak = json.loads((run_folder(finished_run, "tiny", "prepare") / "counts.json").read_text())["contamination"]
     assert "near-duplicates joined" in report  # the split's contamination before and after near-duplicate grouping
     assert f"(n = {leak['near_duplicate_groups']['test']['references']})" in report
-    for stage in ("prepare", "tokenize", "pack", "base_model", "train"):
+    for stage in ("prepare", "tokenize", "pack", "base_model", "train", "base_eval"):
         key = run_folder(finished_run, "tiny", stage).name
         assert (finished_run / "logs" / stage / f"{key}.log").stat().st_size > 0
         assert json.loads((run_folder(finished_run, "tiny", stage) / "params.json").read_text())["key"] == key
@@ -112,24 +116,22 @@ def planned_rules(workdir: Path, overrides: dict) -> set[str]:
         ({}, set()),
         ({"generate": {"temperature": 0.3}}, {"generate"} | NEW_CONFIG),
         ({"generate": {"num_titles": 3}}, {"generate"} | NEW_CONFIG),
-        ({"metrics": {"num_titles": 2}}, {"metrics"} | NEW_CONFIG),
+        ({"metrics": {"num_titles": 2}}, {"base_eval", "metrics"} | NEW_CONFIG),
+        ({"metrics": {"num_beams": 2}}, {"base_eval", "metrics"} | NEW_CONFIG),
         ({"train": {"learning_rate": 1e-4}}, RULES_AFTER_TRAIN | NEW_CONFIG),
         ({"train": {"lora": {"r": 8}}}, RULES_AFTER_TRAIN | NEW_CONFIG),
         ({"train": {"resources": {"mem_mb": 9000}}}, NEW_CONFIG),  # only the config and the page showing it
-        ({"tokenize": {"max_len": 96}}, {"tokenize", "pack"} | RULES_AFTER_TRAIN | NEW_CONFIG),
+        ({"tokenize": {"max_len": 96}}, RETOKENIZED | RULES_AFTER_TRAIN | NEW_CONFIG),  # max_len bounds the budget
         ({"pack": {"mode": "seed"}}, {"pack"} | RULES_AFTER_TRAIN | NEW_CONFIG),
-        ({"data": {"seed": 1}}, {"prepare", "tokenize", "pack"} | RULES_AFTER_TRAIN | NEW_CONFIG),
+        ({"data": {"seed": 1}}, DATA_RULES | RULES_AFTER_TRAIN | NEW_CONFIG),
         # The prompt is applied in tokenize: an edit re-tokenizes and retrains, the raw file is not read again.
-        ({"prompt": {"instruction": "Describe: {title}\n"}}, {"tokenize", "pack"} | RULES_AFTER_TRAIN | NEW_CONFIG),
-        ({"prompt": {"response": "{content}</s>"}}, {"tokenize", "pack"} | RULES_AFTER_TRAIN | NEW_CONFIG),
-        ({"prompt": {"format": "chat_template"}}, {"tokenize", "pack"} | RULES_AFTER_TRAIN | NEW_CONFIG),
-        ({"prompt": {"stop_strings": ["<eos>"]}}, {"generate", "metrics"} | NEW_CONFIG),
-        ({"prompt": {"base_plain": "Describe: {title}\n"}}, {"generate", "metrics"} | NEW_CONFIG),
-        (
-            {"data": {"near_duplicates": {"threshold": 0.5}}},
-            {"prepare", "tokenize", "pack"} | RULES_AFTER_TRAIN | NEW_CONFIG,
-        ),
-        ({"data": {"columns": {"title": "title"}}}, {"prepare", "tokenize", "pack"} | RULES_AFTER_TRAIN | NEW_CONFIG),
+        ({"prompt": {"instruction": "Describe: {title}\n"}}, RETOKENIZED | RULES_AFTER_TRAIN | NEW_CONFIG),
+        ({"prompt": {"response": "{content}</s>"}}, RETOKENIZED | RULES_AFTER_TRAIN | NEW_CONFIG),
+        ({"prompt": {"format": "chat_template"}}, RETOKENIZED | RULES_AFTER_TRAIN | NEW_CONFIG),
+        ({"prompt": {"stop_strings": ["<eos>"]}}, {"generate", "base_eval", "metrics"} | NEW_CONFIG),
+        ({"prompt": {"base_plain": "Describe: {title}\n"}}, {"generate", "base_eval", "metrics"} | NEW_CONFIG),
+        ({"data": {"near_duplicates": {"threshold": 0.5}}}, DATA_RULES | RULES_AFTER_TRAIN | NEW_CONFIG),
+        ({"data": {"columns": {"title": "title"}}}, DATA_RULES | RULES_AFTER_TRAIN | NEW_CONFIG),
     ],
     ids=lambda value: json.dumps(value) if isinstance(value, dict) else None,
 )
@@ -167,12 +169,21 @@ def after_train(*runs: str, everyone=("a", "b", "c")) -> dict[str, list[str]]:
         # A data param of one run: that run's data jobs only (the base model stays shared).
         (
             {"experiment": {"runs": {"c": {"train": {"lora": {"r": 4}}, "data": {"seed": 7}}}}},
-            {"prepare": ["c"], "tokenize": ["c"], "pack": ["c"], **after_train("c")},
+            {"prepare": ["c"], "tokenize": ["c"], "pack": ["c"], "base_eval": ["c"], **after_train("c")},
         ),
         # A prompt of one run: that run's tokenize and what follows; the prepared data stays shared.
         (
             {"experiment": {"runs": {"c": {"train": {"lora": {"r": 4}}, "prompt": {"instruction": "Say: {title}\n"}}}}},
-            {"tokenize": ["c"], "pack": ["c"], **after_train("c")},
+            {"tokenize": ["c"], "pack": ["c"], "base_eval": ["c"], **after_train("c")},
+        ),
+        # A decoding setting of the evaluation for one run: that run's base variants and scores, no training.
+        (
+            {"experiment": {"runs": {"c": {"train": {"lora": {"r": 4}}, "metrics": {"num_beams": 2}}}}},
+            {
+                "base_eval": ["c"],
+                **dict.fromkeys(("metrics", "run_report", "run_config"), ["c"]),
+                "compare": ["a", "b", "c"],
+            },
         ),
     ],
     ids=lambda value: json.dumps(value) if isinstance(value, dict) and value else None,
@@ -182,11 +193,17 @@ def test_a_change_reruns_exactly_the_runs_that_depend_on_it(finished_experiment,
 
 
 def test_runs_share_the_stages_they_agree_on(finished_experiment):
-    for stage in ("prepare", "base_model", "tokenize", "pack"):
+    for stage in ("prepare", "base_model", "tokenize", "pack", "base_eval"):
         assert len({run_folder(finished_experiment, run, stage) for run in "abc"}) == 1, stage
     assert len({run_folder(finished_experiment, run, "train") for run in "abc"}) == 3
     logs = finished_experiment / "logs"
-    assert [len(list((logs / stage).glob("*.log"))) for stage in ("prepare", "tokenize", "train")] == [1, 1, 3]
+    # The runs differ in training only: one job generated the base variants for all three.
+    counts = [len(list((logs / stage).glob("*.log"))) for stage in ("prepare", "tokenize", "base_eval", "train")]
+    assert counts == [1, 1, 1, 3]
+    shared = run_folder(finished_experiment, "a", "base_eval").relative_to(finished_experiment) / "base_eval.json"
+    for run in "abc":
+        metrics = json.loads((finished_experiment / "results" / "runs" / run / "metrics.json").read_text())
+        assert metrics["base_variants_from"]["path"] == str(shared)
     lineage = json.loads((finished_experiment / "results" / "runs" / "b" / "lineage.json").read_text())
     assert lineage["differs_from_baseline"] == {"train.learning_rate": 1e-3}
     assert lineage["stages"]["train"]["params"]["learning_rate"] == 1e-3
@@ -342,7 +359,7 @@ def test_touching_the_raw_file_reruns_nothing(finished_run, tiny_catalog):
 
 def test_changing_the_raw_file_reruns_everything_after_it(finished_run, tiny_catalog):
     with changed_file(tiny_catalog, b'{"title": "New product", "content": "A new description."}\n'):
-        assert planned_rules(finished_run, {}) == {"prepare", "tokenize", "pack"} | RULES_AFTER_TRAIN
+        assert planned_rules(finished_run, {}) == DATA_RULES | RULES_AFTER_TRAIN
 
 
 def test_editing_a_stage_script_reruns_that_stage_and_after(finished_run):
@@ -359,12 +376,13 @@ def test_editing_a_page_template_renders_the_pages_again(finished_run):
     "module, expected",
     [
         ("training/dropout_lora.py", RULES_AFTER_TRAIN),  # imported by train only: nothing upstream reruns
-        ("rawdata/raw_input.py", {"prepare", "tokenize", "pack"} | RULES_AFTER_TRAIN),  # prepare only
+        ("rawdata/raw_input.py", DATA_RULES | RULES_AFTER_TRAIN),  # prepare only
         ("pages.py", {"run_report", "report"}),  # the pages only
-        ("rawdata/near_duplicates.py", {"prepare", "tokenize", "pack"} | RULES_AFTER_TRAIN),  # prepare only
+        ("rawdata/near_duplicates.py", DATA_RULES | RULES_AFTER_TRAIN),  # prepare only
         ("training/speed_plan.py", RULES_AFTER_TRAIN),  # train only
         ("training/fp8_base.py", RULES_AFTER_TRAIN),  # train only
-        ("budget.py", {"metrics", "run_report", "report"}),  # metrics only
+        ("budget.py", {"base_eval", "metrics", "run_report", "report"}),  # base_eval only (metrics reads its budget)
+        ("variants.py", {"base_eval", "metrics", "run_report", "report"}),  # both evaluation stages
     ],
 )
 def test_editing_a_module_reruns_the_rules_whose_script_imports_it(finished_run, module, expected):
@@ -374,49 +392,37 @@ def test_editing_a_module_reruns_the_rules_whose_script_imports_it(finished_run,
 
 def test_metrics_are_deterministic(finished_run, tmp_path):
     sys.path.insert(0, str(ROOT / "scripts"))
-    from metrics import build_parser, metrics
+    import base_eval
+    import metrics
 
     config = yaml.safe_load((finished_run / "config.yaml").read_text())
     data, run = run_folder(finished_run, "tiny", "prepare"), finished_run / "results" / "runs" / "tiny"
+    inputs = ["--test", str(data / "test.jsonl"), "--validation", str(data / "validation.jsonl")]
+    inputs += ["--train", str(data / "train.jsonl")]
+    inputs += ["--model-dir", str(run_folder(finished_run, "tiny", "base_model") / "model")]
+    values = ["--num-titles", "3", "--perplexity-rows", "4", "--max-new-tokens", "8"]
+    values += ["--instruction-template", config["prompt"]["instruction"]]
+    values += ["--response-template", config["prompt"]["response"]]
+    values += ["--base-prompt-template", config["prompt"]["base_plain"]]
+    values += ["--stop-strings", *config["prompt"]["stop_strings"]]  # last: the option takes every word after it
     for name in ("a", "b"):
-        metrics(
-            build_parser().parse_args(
-                [
-                    "--test",
-                    str(data / "test.jsonl"),
-                    "--validation",
-                    str(data / "validation.jsonl"),
-                    "--train",
-                    str(data / "train.jsonl"),
-                    "--model-dir",
-                    str(run_folder(finished_run, "tiny", "base_model") / "model"),
-                    "--adapter",
-                    str(run_folder(finished_run, "tiny", "train") / "adapter"),
-                    "--metrics",
-                    str(tmp_path / f"{name}.json"),
-                    "--num-titles",
-                    "3",
-                    "--perplexity-rows",
-                    "4",
-                    "--max-new-tokens",
-                    "8",
-                    "--instruction-template",
-                    config["prompt"]["instruction"],
-                    "--response-template",
-                    config["prompt"]["response"],
-                    "--base-prompt-template",
-                    config["prompt"]["base_plain"],
-                    "--stop-strings",
-                    *config["prompt"]["stop_strings"],
-                ]
-            )
-        )
-    # Everything but the timing breakdown (seconds measured) is the same, run to run and as the rule wrote it.
-    first, second, by_rule = (
-        json.loads(path.read_text()) for path in (tmp_path / "a.json", tmp_path / "b.json", run / "metrics.json")
-    )
-    assert set(first.pop("timing")) == set(second.pop("timing")) == set(by_rule.pop("timing"))
-    assert first == second == by_rule
+        base_json = str(tmp_path / f"{name}.base_eval.json")
+        base_eval.base_eval(base_eval.build_parser().parse_args([*inputs, "--base-eval", base_json, *values]))
+        adapter = ["--adapter", str(run_folder(finished_run, "tiny", "train") / "adapter")]
+        outputs = ["--base-eval", base_json, "--metrics", str(tmp_path / f"{name}.json")]
+        metrics.metrics(metrics.build_parser().parse_args([*inputs, *adapter, *outputs, *values]))
+    # Everything but the timing breakdown (seconds measured) and where the base variants were read is the same,
+    # run to run and as the rules wrote it.
+    rule_base_eval = run_folder(finished_run, "tiny", "base_eval") / "base_eval.json"
+    for outputs in (
+        ("a.json", "b.json", run / "metrics.json"),
+        ("a.base_eval.json", "b.base_eval.json", rule_base_eval),
+    ):
+        first, second, by_rule = (json.loads((tmp_path / path).read_text()) for path in outputs)
+        assert set(first.pop("timing")) == set(second.pop("timing")) == set(by_rule.pop("timing"))
+        for record in (first, second, by_rule):
+            record.pop("base_variants_from", None)
+        assert first == second == by_rule
 
 
 def test_snakemake_report_archive(finished_run, tmp_path):

@@ -13,12 +13,13 @@ from ftpipe.compile_cache import use_compile_cache
 from ftpipe.prompts import PromptFormat, PromptFormatError, cut_at_stop
 
 
-def add_generation_args(parser) -> None:
-    """Command-line options shared by the stages that generate (generate, metrics) besides their settings
-    (ftpipe.settings.add_options)."""
+def add_generation_args(parser, adapter: bool = True) -> None:
+    """Command-line options shared by the stages that generate (generate, base_eval, metrics) besides their
+    settings (ftpipe.settings.add_options); base_eval runs the base model alone (`adapter=False`)."""
     add = parser.add_argument
     add("--model-dir", required=True, help="base model folder")
-    add("--adapter", required=True, help="adapter folder")
+    if adapter:
+        add("--adapter", required=True, help="adapter folder")
     add("--threads", type=int, default=None, help="CPU threads for torch (the rule's threads); default all")
 
 

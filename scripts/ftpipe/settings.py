@@ -49,12 +49,31 @@ PROMPT_FOR_GENERATION = {
     "stop_strings": "prompt.stop_strings",
     "quantization": "train.quantization",  # the base model is loaded for generation as for training
 }
+# The metrics values that decide the base variants' generations and perplexity (the base_eval stage runs
+# them once for every run that agrees on these, the prompt and the data; metrics reads them from there).
+BASE_EVAL_METRICS = (
+    "num_titles",
+    "perplexity_rows",
+    "sample_seed",
+    "max_new_tokens",
+    "repetition_penalty",
+    "no_repeat_ngram_size",
+    "num_beams",
+    "batch_size",  # batch composition (left padding) may change a greedy token
+    "cache",
+    "seed",  # torch's seed before generating
+)
 RULE_VALUES = {
     "tokenize": PROMPT_TEMPLATES,
     "pack": {"max_len": "tokenize.max_len"},
     "train": {"max_len": "tokenize.max_len"},
     "generate": PROMPT_FOR_GENERATION,
-    "metrics": {**PROMPT_FOR_GENERATION, "max_len": "tokenize.max_len"},  # max_len bounds the auto budget
+    "base_eval": {
+        **PROMPT_FOR_GENERATION,
+        "max_len": "tokenize.max_len",  # max_len bounds the auto budget
+        **{name: f"metrics.{name}" for name in BASE_EVAL_METRICS},
+    },
+    "metrics": PROMPT_FOR_GENERATION,
     "plots": {"max_len": "tokenize.max_len"},
 }
 # Values that are no rule's params: the run's name (its folder), how a job runs, and the raw file (prepare's

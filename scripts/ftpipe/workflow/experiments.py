@@ -29,6 +29,7 @@ STAGE_UPSTREAM = {
     "tokenize": ("prepare", "base_model"),
     "pack": ("tokenize",),
     "train": ("pack", "base_model"),
+    "base_eval": ("prepare", "base_model"),  # the evaluation's base-model variants: no adapter, so beside train
 }
 STAGE_FOLDERS = {
     "prepare": "results/data/prepared",
@@ -36,6 +37,7 @@ STAGE_FOLDERS = {
     "tokenize": "results/data/tokenized",
     "pack": "results/data/packed",
     "train": "results/train",
+    "base_eval": "results/base_eval",
 }
 
 

@@ -1,0 +1,110 @@
+"""The evaluation's variants: the base model with the seed notebook's plain prompt (`base_plain`), the base
+model with the tagged training prompt (`base_tagged`) and the adapter merged into the base (`adapter`).
+
+Shared by the base_eval stage, which runs the two base variants once per base model, data and prompt (they
+do not depend on the adapter), and the metrics stage, which runs the adapter and scores all three: both
+prompt, decode and measure perplexity the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import contextmanager
+
+from ftpipe.generation import AUTO_BATCH_CPU, generate_with_endings
+from ftpipe.heldout import sample_rows
+from ftpipe.scoring import description_nll
+
+log = logging.getLogger("ftpipe.variants")
+
+VARIANTS = ("base_plain", "base_tagged", "adapter")
+BASE_VARIANTS = ("base_plain", "base_tagged")
+# Scoring keeps the logits of every position (rows x length x vocabulary): far fewer rows than generation.
+NLL_BATCH = 32
+
+
+def sampled_rows(args, stage: str) -> tuple[list[dict], list[dict]]:
+    """The scored test rows and the validation rows for perplexity: seeded samples, the same for every
+    variant, run and stage on the same data."""
+    tests = sample_rows(args.test, args.num_titles, args.sample_seed)
+    validation = sample_rows(args.validation, args.perplexity_rows, args.sample_seed)
+    if not tests:
+        raise SystemExit(f"{stage}: {args.test} has no rows: the test split is empty (too few rows or groups)")
+    return tests, validation
+
+
+def decoding_settings(args, budget: int) -> dict:
+    """The generation settings of every variant (stop_strings as configured; resolved with the tokenizer)."""
+    return {
+        "max_new_tokens": budget,
+        "do_sample": False,
+        "temperature": 1.0,
+        "top_p": 1.0,
+        "repetition_penalty": args.repetition_penalty,
+        "no_repeat_ngram_size": args.no_repeat_ngram_size,
+        "num_beams": args.num_beams,
+        "stop_strings": args.stop_strings,
+        "seed": args.seed,
+        "cache_implementation": args.cache,
+    }
+
+
+def variant_prompts(base_prompt_template: str, prompt_format, titles: list[str]) -> dict[str, list[str]]:
+    plain = [base_prompt_template.format(title=title) for title in titles]
+    tagged = [prompt_format.prompt(title) for title in titles]
+    return {"base_plain": plain, "base_tagged": tagged, "adapter": tagged}
+
+
+def variant_responses(prompt_format, validation: list[dict]) -> dict[str, list[str]]:
+    """The validation descriptions as each variant's prompt expects them (perplexity)."""
+    tagged = [prompt_format.response(row["content"]) for row in validation]
+    return {"base_plain": [row["content"] for row in validation], "base_tagged": tagged, "adapter": tagged}
+
+
+def scoring_batch(batch_size, device) -> int:
+    """Rows per perplexity batch: the configured batch size, at most NLL_BATCH; `auto` is NLL_BATCH on a GPU."""
+    if batch_size in (None, "auto"):
+        return NLL_BATCH if device.type == "cuda" else AUTO_BATCH_CPU
+    return min(int(batch_size), NLL_BATCH)
+
+
+class Stopwatch:
+    """Seconds per named part of a stage, in the order they ran; each part is logged as it ends."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def part(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 3)
+            log.info("timing: %s %.2f s", name, self.seconds[name])
+
+
+class VariantRunner:
+    """Runs variants of one loaded model on the sampled rows: greedy generations of the test titles (with
+    whether each ended by itself) and (nll, tokens) of the validation descriptions."""
+
+    def __init__(self, args, tokenizer, prompt_format, tests, validation, decoding, device, clock: Stopwatch):
+        self.tokenizer, self.decoding, self.clock, self.batch_size = tokenizer, decoding, clock, args.batch_size
+        self.nll_batch = scoring_batch(args.batch_size, device)
+        self.test_prompts = variant_prompts(args.base_prompt_template, prompt_format, [row["title"] for row in tests])
+        self.val_prompts = variant_prompts(
+            args.base_prompt_template, prompt_format, [row["title"] for row in validation]
+        )
+        self.val_responses = variant_responses(prompt_format, validation)
+
+    def run(self, model, variant: str) -> tuple[list[str], list[bool], list[tuple]]:
+        with self.clock.part(f"generate_{variant}"):
+            generations, ended = generate_with_endings(
+                model, self.tokenizer, self.test_prompts[variant], self.decoding, self.batch_size
+            )
+        with self.clock.part(f"perplexity_{variant}"):
+            nll = description_nll(
+                model, self.tokenizer, self.val_prompts[variant], self.val_responses[variant], self.nll_batch
+            )
+        return generations, ended, nll
