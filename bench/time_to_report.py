@@ -204,13 +204,14 @@ def train_breakdown(rule_seconds: float | None, timing: dict) -> dict:
 
 
 def breakdown(work: Path, per_rule: dict) -> dict:
-    """Train, generate and metrics: their rule seconds and where they went, as far as their outputs say (train's
-    timing.json; a `timing` record in metrics.json or the generations' JSON, where the stage writes one)."""
+    """Train, generate, base_eval and metrics: their rule seconds and where they went, as far as their outputs
+    say (train's timing.json; a `timing` record in the generations', base_eval's or metrics' JSON)."""
     results = work / "results"
-    found = {"train": {}, "generate": {}, "metrics": {}}
+    found = {"train": {}, "generate": {}, "base_eval": {}, "metrics": {}}
     timing = next(results.glob("**/timing.json"), None) if results.exists() else None
     found["train"] = train_breakdown(per_rule.get("train"), json.loads(timing.read_text()) if timing else {})
-    for rule, pattern in (("generate", "**/generat*.json"), ("metrics", "**/metrics.json")):
+    patterns = (("generate", "**/generat*.json"), ("base_eval", "**/base_eval.json"), ("metrics", "**/metrics.json"))
+    for rule, pattern in patterns:
         found[rule] = {"rule_seconds": per_rule.get(rule)}
         for path in sorted(results.glob(pattern)) if results.exists() else []:
             try:

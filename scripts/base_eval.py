@@ -44,7 +44,7 @@ def base_eval(args) -> dict:
     device = pick_device()
     log.info("device %s, %d CPU threads", device, stage.use_threads(args.threads))
     tests, validation = sampled_rows(args, "base_eval")
-    tokenizer = load_tokenizer(args.model_dir)  # the tokenizer train saves beside the adapter
+    tokenizer = load_tokenizer(args.model_dir)  # the base model's (train copies it beside the adapter)
     budget, budget_record = resolved_budget(args, tokenizer, clock)
     prompt_format = prompt_format_of(args, tokenizer)
     decoding = {**decoding_settings(args, budget), "stop_strings": prompt_format.stop_strings}

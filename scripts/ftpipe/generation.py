@@ -102,7 +102,7 @@ def longest_first(lengths: list[int]) -> list[int]:
     return sorted(range(len(lengths)), key=lambda index: (-lengths[index], index))
 
 
-NOT_DEFAULT_DECODING = {"no_repeat_ngram_size": 0, "num_beams": 1}  # setting -> its value that changes nothing
+DECODING_OFF = {"no_repeat_ngram_size": 0, "num_beams": 1}  # setting -> its value that changes nothing
 
 
 @torch.no_grad()
@@ -128,7 +128,7 @@ def generate_new_ids(
     batch_size = resolve_batch_size(batch_size, model, tokens_per_row)
     extra = {key: settings[key] for key in ("min_new_tokens", "cache_implementation") if settings.get(key)}
     # Passed only where not the default, so transformers' own defaults (and the benchmark's path) stay as they were.
-    extra.update({key: settings[key] for key, off in NOT_DEFAULT_DECODING.items() if settings.get(key, off) != off})
+    extra.update({key: settings[key] for key, off in DECODING_OFF.items() if settings.get(key, off) != off})
     if extra.get("cache_implementation") == "dynamic":
         del extra["cache_implementation"]  # transformers' default
     if extra.get("cache_implementation") == "static" and device.type == "cuda":
