@@ -97,7 +97,8 @@ def test_the_recipes_file_holds_the_ablations_pair_and_one_change_candidates():
     recipes = load_recipes(DEFAULT_RECIPES)
     assert recipes["seed"] == ablation["seed"] and recipes["project"] == (ablation["project"] or {})
     assert RECIPE_NAMES[:2] == ["seed", "project"]
-    assert set(RECIPE_NAMES[2:]) == {"no-dropout", "r32", "lr-2e-4", "load-best", "rp-1.0", "no-repeat-3", "beam-4"}
+    measured = {"no-dropout", "r32", "lr-2e-4", "load-best", "rp-1.0", "no-repeat-3", "beam-4"}
+    assert set(RECIPE_NAMES[2:]) == measured | {"lr-1e-3", "steps-200", "attention-only"}
     # --only-recipes: those candidates, seed and project always; an unknown name is refused.
     assert list(load_recipes(DEFAULT_RECIPES, ["beam-4", "r32"])) == ["seed", "project", "r32", "beam-4"]
     with pytest.raises(SystemExit, match="no recipes named"):
