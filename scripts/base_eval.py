@@ -24,7 +24,14 @@ from ftpipe.generation import add_generation_args, prompt_format_of  # noqa: E40
 from ftpipe.heldout import sample_summary  # noqa: E402
 from ftpipe.io import write_json  # noqa: E402
 from ftpipe.modeling import load_for_inference, load_tokenizer, pick_device  # noqa: E402
-from ftpipe.variants import BASE_VARIANTS, Stopwatch, VariantRunner, decoding_settings, sampled_rows  # noqa: E402
+from ftpipe.variants import (  # noqa: E402
+    BASE_VARIANTS,
+    Stopwatch,
+    VariantRunner,
+    add_heldout_args,
+    decoding_settings,
+    sampled_rows,
+)
 
 log = logging.getLogger("ftpipe.base_eval")
 
@@ -74,11 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="base_eval.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    add = parser.add_argument
-    add("--test", required=True, help="prepared test split (JSON Lines)")
-    add("--validation", required=True, help="prepared validation split (JSON Lines), for perplexity")
-    add("--train", default=None, help="prepared train split (JSON Lines), for the auto budget; max_len without")
-    add("--base-eval", required=True, help="output: the base variants' JSON")
+    add_heldout_args(parser, "for the auto budget; max_len without")
+    parser.add_argument("--base-eval", required=True, help="output: the base variants' JSON")
     add_generation_args(parser, adapter=False)
     settings.add_options(parser, "base_eval")
     return parser

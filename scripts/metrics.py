@@ -49,6 +49,7 @@ from ftpipe.variants import (  # noqa: E402
     VARIANTS,
     Stopwatch,
     VariantRunner,
+    add_heldout_args,
     decoding_settings,
     sampled_rows,
 )
@@ -237,10 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="metrics.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    add_heldout_args(parser, "for contamination; unmeasured without")
     add = parser.add_argument
-    add("--test", required=True, help="prepared test split (JSON Lines)")
-    add("--validation", required=True, help="prepared validation split (JSON Lines), for perplexity")
-    add("--train", default=None, help="prepared train split (JSON Lines), for contamination; unmeasured without")
     add("--base-eval", required=True, help="the base variants' generations and perplexity (base_eval's JSON)")
     add("--metrics", required=True, help="output: metrics JSON")
     add_generation_args(parser)

@@ -34,6 +34,14 @@ def sampled_rows(args, stage: str) -> tuple[list[dict], list[dict]]:
     return tests, validation
 
 
+def add_heldout_args(parser, train_help: str) -> None:
+    """The splits both evaluation stages read: the sampled test titles, the validation rows for perplexity
+    and the train split (`train_help` says what for)."""
+    parser.add_argument("--test", required=True, help="prepared test split (JSON Lines)")
+    parser.add_argument("--validation", required=True, help="prepared validation split (JSON Lines), for perplexity")
+    parser.add_argument("--train", default=None, help=f"prepared train split (JSON Lines), {train_help}")
+
+
 def decoding_settings(args, budget: int) -> dict:
     """The generation settings of every variant (stop_strings as configured; resolved with the tokenizer)."""
     return {
