@@ -25,6 +25,8 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+import orjson
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ftpipe import settings, stage  # noqa: E402
 from ftpipe.grouping import SPLITS, key_digest, normalized_text, split_of_digest  # noqa: E402
@@ -417,7 +419,7 @@ class SplitWriter:
         paths = {"train": self.args.train, "validation": self.args.validation, "test": self.args.test}
         try:
             tmps = {name: self.stack.enter_context(atomic_path(paths[name])) for name in SPLITS}
-            self.handles = {name: self.stack.enter_context(open(tmps[name], "w", encoding="utf-8")) for name in SPLITS}
+            self.handles = {name: self.stack.enter_context(open(tmps[name], "wb")) for name in SPLITS}
         except BaseException:
             self.stack.__exit__(*sys.exc_info())
             raise
@@ -442,7 +444,8 @@ class SplitWriter:
         self.codes, self.descriptions = codes, digests[1]
         writes = [self.handles[name].write for name in SPLITS]
         for (number, _, record), code in zip(items, codes.tolist(), strict=True):
-            writes[code](_encode({"line": number, **record}) + "\n")
+            # orjson: UTF-8 bytes at about a tenth of json's cost (the kept records hold no lone surrogates)
+            writes[code](orjson.dumps({"line": number, **record}) + b"\n")
             rows[SPLITS[code]] += 1
         self.total = sum(rows.values())
         empty = [split for split in SPLITS if rows[split] == 0 and self.total]
