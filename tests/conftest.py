@@ -34,16 +34,14 @@ def tiny_model_dir(tokenizer_dir, tmp_path_factory) -> Path:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
+    sys.path.insert(0, str(ROOT / "bench"))
+    from model_zoo import TINY_WIDTHS  # the tiny widths of the architecture tests and the benchmark's smoke run
+
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     torch.manual_seed(0)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
+        **TINY_WIDTHS,
         tie_word_embeddings=True,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
@@ -138,6 +136,19 @@ def run_folder(workdir: Path, run: str, stage: str) -> Path:
     """The folder of a stage's outputs that a finished run used (from its lineage file)."""
     lineage = json.loads((workdir / "results" / "runs" / run / "lineage.json").read_text())
     return workdir / lineage["stages"][stage]["folder"]
+
+
+def compare_inputs(workdir: Path, run: str) -> dict[str, Path]:
+    """What the compare rule reads of one finished run (its input names, without the plural)."""
+    results, trained = workdir / "results" / "runs" / run, run_folder(workdir, run, "train")
+    return {
+        "metrics": results / "metrics.json",
+        "samples": results / "samples.json",
+        "timings": trained / "timing.json",
+        "train_logs": trained / "train_log.csv",
+        "histories": trained / "training_history.json",
+        "reports": results / "report.html",
+    }
 
 
 def resolved_plan(speed: dict, dropout: float, device: str = "cpu") -> dict:

@@ -67,7 +67,7 @@ def test_a_comparison_of_twelve_runs_renders(finished_experiment, tmp_path):
     import json
     import sys
 
-    from tests.conftest import ROOT, run_folder
+    from tests.conftest import ROOT, compare_inputs
 
     sys.path.insert(0, str(ROOT / "scripts"))
     from compare import build_parser, compare
@@ -76,19 +76,11 @@ def test_a_comparison_of_twelve_runs_renders(finished_experiment, tmp_path):
 
     results = finished_experiment / "results"
     names = {f"{run}{copy}": run for copy in range(4) for run in "abc"}
-    per_run = {"metrics": [], "samples": [], "timings": [], "train_logs": [], "histories": [], "reports": []}
+    per_run: dict[str, list[str]] = {}
     lineages = {}
     for name, run in names.items():
-        trained = run_folder(finished_experiment, run, "train")
-        for key, path in (
-            ("metrics", results / "runs" / run / "metrics.json"),
-            ("samples", results / "runs" / run / "samples.json"),
-            ("timings", trained / "timing.json"),
-            ("train_logs", trained / "train_log.csv"),
-            ("histories", trained / "training_history.json"),
-            ("reports", results / "runs" / run / "report.html"),
-        ):
-            per_run[key].append(str(path))
+        for key, path in compare_inputs(finished_experiment, run).items():
+            per_run.setdefault(key, []).append(str(path))
         lineages[name] = json.loads((results / "runs" / run / "lineage.json").read_text())
     outputs = {
         "page": str(tmp_path / "compare.html"),

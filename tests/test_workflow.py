@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT, run_folder, run_snakemake
+from tests.conftest import ROOT, compare_inputs, run_folder, run_snakemake
 
 RULES_AFTER_TRAIN = {"train", "generate", "metrics", "plots", "run_report", "report"}
 # The evaluation's base variants (base_eval) depend on the data, the base model, the prompt and the evaluation's
@@ -249,7 +249,7 @@ def test_runs_on_other_data_pair_with_the_baseline_recipe_on_that_data(finished_
 
     results = finished_experiment / "results"
     runs = {"a": "a", "c": "c", "d": "a", "e": "c"}  # name -> the finished run whose files it reuses
-    per_run = {"metrics": [], "samples": [], "timings": [], "train_logs": [], "histories": [], "reports": []}
+    per_run: dict[str, list[str]] = {}
     lineages = {}
     for name, run in runs.items():
         metrics_path = results / "runs" / run / "metrics.json"
@@ -262,16 +262,8 @@ def test_runs_on_other_data_pair_with_the_baseline_recipe_on_that_data(finished_
             }
             metrics_path = tmp_path / f"{name}.json"
             metrics_path.write_text(json.dumps(metrics))
-        trained = run_folder(finished_experiment, run, "train")
-        for key, path in (
-            ("metrics", metrics_path),
-            ("samples", results / "runs" / run / "samples.json"),
-            ("timings", trained / "timing.json"),
-            ("train_logs", trained / "train_log.csv"),
-            ("histories", trained / "training_history.json"),
-            ("reports", results / "runs" / run / "report.html"),
-        ):
-            per_run[key].append(str(path))
+        for key, path in {**compare_inputs(finished_experiment, run), "metrics": metrics_path}.items():
+            per_run.setdefault(key, []).append(str(path))
         lineage = json.loads((results / "runs" / run / "lineage.json").read_text())
         if name in "de":
             lineage["differs_from_baseline"] = {**lineage["differs_from_baseline"], "data.raw": "other.json"}
