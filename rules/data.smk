@@ -42,7 +42,7 @@ rule tokenize:
         "benchmarks/tokenize/{key}.tsv"
     conda:
         "../envs/data.yaml"
-    threads: TORCH_THREADS
+    threads: MAIN_THREADS
     params:
         **keyed_params("tokenize"),
         stage_record=stage_record("tokenize"),

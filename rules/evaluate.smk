@@ -39,7 +39,7 @@ rule base_eval:
         "benchmarks/base_eval/{key}.tsv"
     conda:
         "../envs/train.yaml"
-    threads: EVAL_THREADS
+    threads: BESIDE_THREADS
     resources:
         **resources_of(key_config("base_eval", "metrics")),
     params:

@@ -15,7 +15,7 @@ rule train:
         "benchmarks/train/{key}.tsv"
     conda:
         "../envs/train.yaml"
-    threads: TORCH_THREADS
+    threads: MAIN_THREADS
     resources:
         **resources_of(key_config("train", "train")),
     params:

@@ -25,9 +25,10 @@ from ftpipe.io import write_json  # noqa: E402
 from ftpipe.modeling import compute_dtype, enable_tf32, pick_device  # noqa: E402
 from ftpipe.training import distributed  # noqa: E402
 from ftpipe.training.checkpoints import load_checkpoint, save_checkpoint  # noqa: E402
-from ftpipe.training.outputs import flops_per_token, timing_summary, write_outputs  # noqa: E402
+from ftpipe.training.outputs import StepClock, flops_per_token, timing_summary, write_outputs  # noqa: E402
 from ftpipe.training.speed_plan import autocast, compile_model, resolve_plan  # noqa: E402
 from ftpipe.training.steps import (  # noqa: E402
+    StepOrder,
     build_model,
     ensure_finite,
     evaluate,
@@ -35,7 +36,6 @@ from ftpipe.training.steps import (  # noqa: E402
     is_boundary_packed,
     labelled_tokens,
     load_blocks,
-    step_indices,
     track_best,
     train_step,
     validation_steps,
@@ -183,16 +183,17 @@ def train_loop(run: Training) -> tuple[list[float], float]:
     """Optimizer steps until the last one (or early stopping): log every `logging_steps`, evaluate every
     `eval_steps`, checkpoint every `save_steps`. Returns each step's seconds and the seconds spent on data."""
     args, state, device = run.args, run.state, run.device
-    n_blocks = len(run.train_blocks["input_ids"])
+    labels = run.train_blocks["labels"]
+    order = StepOrder(run.steps_per_epoch, run.step_size, len(labels), args.seed, labels.device)
     run.model.train()
-    step_seconds, wait_seconds, window_loss = [], 0.0, torch.zeros((), device=device)
+    clock, wait_seconds, window_loss = StepClock(device), 0.0, torch.zeros((), device=device)
     run_started = time.perf_counter()
     while state["step"] < run.total_steps and not state["stopped_early"]:
         t0 = time.perf_counter()
-        indices = step_indices(state["step"], run.steps_per_epoch, run.step_size, n_blocks, args.seed)
-        n_items = labelled_tokens(run.train_blocks["labels"][indices.to(run.train_blocks["labels"].device)])
+        indices = order(state["step"])
+        n_items = labelled_tokens(labels[indices])
         mine = distributed.shard(indices)
-        step_blocks = {key: value[mine.to(value.device)] for key, value in run.train_blocks.items()}
+        step_blocks = {key: value[mine] for key, value in run.train_blocks.items()}
         wait_seconds += time.perf_counter() - t0
         loss, grad_norm = train_step(
             run.forward,
@@ -216,10 +217,10 @@ def train_loop(run: Training) -> tuple[list[float], float]:
             ensure_finite(window, norm, state["step"], learning_rate)
             record.update(loss=round(window, 6), learning_rate=learning_rate, grad_norm=round(norm, 6))
             state["window_loss"], state["window_steps"], window_loss = 0.0, 0, torch.zeros((), device=device)
-        if device.type == "cuda" and (record or state["step"] % run.save_steps == 0):
-            torch.cuda.synchronize(device)
-        step_seconds.append(time.perf_counter() - t0)
-        if run.eval_steps > 0 and (state["step"] % run.eval_steps == 0 or state["step"] == run.total_steps):
+        evaluates = run.eval_steps > 0 and (state["step"] % run.eval_steps == 0 or state["step"] == run.total_steps)
+        saves = state["step"] % run.save_steps == 0
+        clock.step_done(sync=bool(record) or evaluates or saves)
+        if evaluates:
             micro = run.plan["micro_batch"]
             eval_loss = evaluate(run.model, run.val_blocks, micro, args.eval_max_blocks, run.boundary, device, run.amp)
             record["eval_loss"] = round(eval_loss, 6)
@@ -229,17 +230,20 @@ def train_loop(run: Training) -> tuple[list[float], float]:
             record.update(
                 step=state["step"],
                 epoch=round(state["step"] / run.steps_per_epoch, 4),
-                tokens_per_second=round(run.step_size * args.max_len / step_seconds[-1], 1),
+                tokens_per_second=round(run.step_size * args.max_len / clock.seconds[-1], 1),
                 elapsed_seconds=round(elapsed, 2),
             )
             state["history"].append(record)
             log.info("%s", record)
-        if state["step"] % run.save_steps == 0 and state["step"] < run.total_steps and distributed.is_main():
+        if saves and state["step"] < run.total_steps and distributed.is_main():
             pending = {**state, "window_loss": state["window_loss"] + float(window_loss), "elapsed_seconds": elapsed}
             ensure_finite(pending["window_loss"], float(grad_norm), state["step"], run.scheduler.get_last_lr()[0])
             save_checkpoint(run.model, run.optimizer, run.scheduler, pending, run.checkpoint_dir, args.keep_checkpoints)
+        if evaluates or saves:
+            clock.restart()
+    clock.flush()
     state["elapsed_seconds"] += time.perf_counter() - run_started
-    return step_seconds, wait_seconds
+    return clock.seconds, wait_seconds
 
 
 def run_fingerprint(args, packed_dir: str) -> str:

@@ -308,3 +308,44 @@ def test_a_diverging_run_stops_without_writing_an_adapter(packed_dir, tiny_model
     assert run.returncode != 0
     assert re.search(r"train: at step 1 the training loss is nan", run.stderr), run.stderr[-2000:]
     assert not (tmp_path / "adapter").exists()
+
+
+def test_step_order_is_a_seeded_permutation_per_epoch_and_resumes_the_same():
+    from ftpipe.training.steps import StepOrder
+
+    steps_per_epoch, step_size, n_blocks = 3, 4, 13  # 12 blocks an epoch are used, one is left over
+    whole = StepOrder(steps_per_epoch, step_size, n_blocks, seed=7)
+    taken = [whole(step).tolist() for step in range(2 * steps_per_epoch)]
+    for epoch in range(2):
+        blocks = [i for step in taken[epoch * steps_per_epoch : (epoch + 1) * steps_per_epoch] for i in step]
+        assert len(set(blocks)) == steps_per_epoch * step_size  # no block twice in an epoch
+    assert taken[:steps_per_epoch] != taken[steps_per_epoch:]  # a new order each epoch
+    resumed = StepOrder(steps_per_epoch, step_size, n_blocks, seed=7)
+    assert [resumed(step).tolist() for step in range(4, 6)] == taken[4:6]
+    assert StepOrder(steps_per_epoch, step_size, n_blocks, seed=8)(0).tolist() != taken[0]
+
+
+def test_step_clock_shares_a_window_among_its_steps_and_times_warm_up_apart(monkeypatch):
+    from ftpipe.training import outputs
+
+    now = [100.0]
+    monkeypatch.setattr(outputs.time, "perf_counter", lambda: now[0])
+    clock = outputs.StepClock(torch.device("cpu"))
+    for seconds in (5.0, 2.0, 1.0):  # warm-up: each step is timed alone, even without a sync asked
+        now[0] += seconds
+        clock.step_done(sync=False)
+    for _ in range(3):  # three queued steps and a fourth that syncs: the four share 0.9 s
+        now[0] += 0.3
+        clock.step_done(sync=False)
+    assert clock.seconds == [5.0, 2.0, 1.0]
+    clock.step_done(sync=True)
+    assert clock.seconds[3:] == pytest.approx([0.225] * 4)
+    now[0] += 10.0  # an evaluation: not a step
+    clock.restart()
+    now[0] += 0.5
+    clock.step_done(sync=False)
+    clock.flush()
+    assert clock.seconds[-1] == pytest.approx(0.5)
+    assert outputs.timing_summary(clock.seconds, 0.0, 20.0, 100, 1.0, torch.device("cpu"), torch.float32, 8)[
+        "warmup_seconds"
+    ] == pytest.approx(8.0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import statistics
+import time
 from pathlib import Path
 
 import torch
@@ -61,6 +62,36 @@ def flops_per_token(model, gradient_checkpointing: bool) -> float:
     return float((6 if gradient_checkpointing else 4) * n_params)
 
 
+WARMUP_STEPS = 3  # the first steps allocate and compile: timed one by one, reported apart
+
+
+class StepClock:
+    """Seconds of each optimizer step without a sync per step (the host queues steps ahead of the GPU): the
+    steps between two syncs share the time between them; the first WARMUP_STEPS are synced one by one."""
+
+    def __init__(self, device):
+        self.device, self.seconds, self.pending, self.since = device, [], 0, time.perf_counter()
+
+    def step_done(self, sync: bool) -> None:
+        """One more step queued; `sync`: the loop reads a result now (logs, evaluates, saves), so time the window."""
+        self.pending += 1
+        if sync or len(self.seconds) + self.pending <= WARMUP_STEPS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            window = time.perf_counter() - self.since
+            self.seconds.extend([window / self.pending] * self.pending)
+            self.pending = 0
+        self.restart()
+
+    def restart(self) -> None:
+        """After work that is not a step (evaluation, checkpoint): the next window starts now."""
+        self.since = time.perf_counter()
+
+
 def timing_summary(
     step_seconds: list[float],
     wait_seconds: float,
@@ -72,7 +103,7 @@ def timing_summary(
     steps: int,
 ) -> dict:
     """Steady-state numbers leave out the first steps (allocation, compilation), reported apart as warm-up."""
-    warmup = min(3, max(len(step_seconds) - 1, 0))
+    warmup = min(WARMUP_STEPS, max(len(step_seconds) - 1, 0))
     steady = step_seconds[warmup:]
     median = statistics.median(steady) if steady else float("nan")
     tokens_per_second = tokens_per_step / median if steady else float("nan")

@@ -66,11 +66,21 @@ def labelled_tokens(labels: torch.Tensor) -> torch.Tensor:
     return (labels[:, 1:] != IGNORE).sum()
 
 
-def step_indices(step: int, steps_per_epoch: int, step_size: int, n_blocks: int, seed: int) -> torch.Tensor:
-    """The block indices of one optimizer step: a seeded permutation per epoch, so a resumed run sees the same."""
-    epoch, within = divmod(step, steps_per_epoch)
-    order = torch.randperm(n_blocks, generator=torch.Generator().manual_seed(seed + epoch))
-    return order[within * step_size : (within + 1) * step_size]
+class StepOrder:
+    """The block indices of each optimizer step: a seeded permutation per epoch, so a resumed run sees the same.
+    The permutation is drawn once per epoch and kept on `device` (the blocks'): copying a step's indices from
+    pageable host memory would wait for the GPU to finish the previous step, every step."""
+
+    def __init__(self, steps_per_epoch: int, step_size: int, n_blocks: int, seed: int, device=None):
+        self.steps_per_epoch, self.step_size, self.n_blocks, self.seed = steps_per_epoch, step_size, n_blocks, seed
+        self.device, self.epoch, self.order = device, None, None
+
+    def __call__(self, step: int) -> torch.Tensor:
+        epoch, within = divmod(step, self.steps_per_epoch)
+        if epoch != self.epoch:
+            generator = torch.Generator().manual_seed(self.seed + epoch)
+            self.epoch, self.order = epoch, torch.randperm(self.n_blocks, generator=generator).to(self.device)
+        return self.order[within * self.step_size : (within + 1) * self.step_size]
 
 
 # ---------------------------------------------------------------- model
