@@ -27,7 +27,7 @@ rule base_eval:
     input:
         test=upstream("base_eval", "prepare", f"{PREPARED}/test.jsonl"),
         validation=upstream("base_eval", "prepare", f"{PREPARED}/validation.jsonl"),
-        train=upstream("base_eval", "prepare", f"{PREPARED}/train.jsonl"),  # the auto budget
+        train=upstream("base_eval", "prepare", f"{PREPARED}/train.jsonl"),  # the auto budget, contamination
         model_dir=upstream("base_eval", "base_model", f"{BASE_MODEL}/model"),
         code=code_of("base_eval.py"),
     output:
@@ -53,7 +53,6 @@ rule metrics:
     input:
         test=of_run("prepare", f"{PREPARED}/test.jsonl"),
         validation=of_run("prepare", f"{PREPARED}/validation.jsonl"),
-        train=of_run("prepare", f"{PREPARED}/train.jsonl"),  # contamination of the scored references
         model_dir=of_run("base_model", f"{BASE_MODEL}/model"),
         adapter=of_run("train", f"{TRAINED}/adapter"),
         base_eval=of_run("base_eval", f"{BASE_EVAL}/base_eval.json"),

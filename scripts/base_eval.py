@@ -4,10 +4,11 @@ The base model with the seed notebook's plain prompt (`base_plain`) and with the
 (`base_tagged`) do not depend on the adapter: every run of an experiment that shares the base model, the
 prepared splits, the prompt and the evaluation's decoding settings shares this stage's output (its key covers
 them), and Snakemake can run it beside training. For each base variant it holds the greedy generations of the
-sampled test titles with whether each ended by itself, and the (nll, tokens) of the sampled validation
-descriptions for perplexity; with them the generation budget (from the train references: ftpipe/budget.py),
-the resolved decoding settings (stop strings included) and which rows were sampled. The metrics stage scores
-these beside the adapter's without loading the base model for them (docs/evaluation.md).
+sampled test titles with whether each ended by itself, their per-title scores against the references, and
+the (nll, tokens) of the sampled validation descriptions for perplexity; with them the generation budget (from
+the train references: ftpipe/budget.py), the resolved decoding settings (stop strings included), which rows
+were sampled and the contamination of the scored references by the train split. The metrics stage reads
+these beside the adapter's without loading or scoring the base model for them (docs/evaluation.md).
 """
 
 import argparse
@@ -21,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ftpipe import settings, stage  # noqa: E402
 from ftpipe.budget import generation_budget  # noqa: E402
 from ftpipe.generation import add_generation_args, prompt_format_of  # noqa: E402
-from ftpipe.heldout import sample_summary  # noqa: E402
+from ftpipe.heldout import contamination, sample_summary  # noqa: E402
 from ftpipe.io import write_json  # noqa: E402
 from ftpipe.modeling import load_for_inference, load_tokenizer, pick_device  # noqa: E402
 from ftpipe.variants import (  # noqa: E402
@@ -30,6 +31,7 @@ from ftpipe.variants import (  # noqa: E402
     VariantRunner,
     add_heldout_args,
     decoding_settings,
+    per_title_scores,
     sampled_rows,
 )
 
@@ -49,7 +51,8 @@ def base_eval(args) -> dict:
     clock = Stopwatch()
     started = time.perf_counter()
     device = pick_device()
-    log.info("device %s, %d CPU threads", device, stage.use_threads(args.threads))
+    threads = stage.use_threads(args.threads)
+    log.info("device %s, %d CPU threads", device, threads)
     tests, validation = sampled_rows(args, "base_eval")
     tokenizer = load_tokenizer(args.model_dir)  # the base model's (train copies it beside the adapter)
     budget, budget_record = resolved_budget(args, tokenizer, clock)
@@ -63,6 +66,12 @@ def base_eval(args) -> dict:
         generations, ended, nll = runner.run(model, variant)
         variants[variant] = {"generations": generations, "ended": ended, "nll": [list(pair) for pair in nll]}
         log.info("%s: %d of %d generations ended by themselves", variant, sum(ended), len(ended))
+    with clock.part("scoring"):
+        generations = {variant: variants[variant]["generations"] for variant in BASE_VARIANTS}
+        for variant, scores in per_title_scores(generations, tests, threads).items():
+            variants[variant]["scores"] = scores
+    with clock.part("contamination"):
+        leak = contamination([row["content"] for row in tests], args.train, args.seed)
     result = {
         "decoding": decoding,
         "budget": budget_record,
@@ -70,6 +79,7 @@ def base_eval(args) -> dict:
         "sample": sample_summary(tests, args.sample_seed),
         "validation_sample": sample_summary(validation, args.sample_seed),
         "variants": variants,
+        "contamination": leak,
         "timing": {**clock.seconds, "total": round(time.perf_counter() - started, 3)},
     }
     write_json(args.base_eval, result)
@@ -81,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="base_eval.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    add_heldout_args(parser, "for the auto budget; max_len without")
+    add_heldout_args(parser, "for the auto budget (max_len without) and contamination (unmeasured without)")
     parser.add_argument("--base-eval", required=True, help="output: the base variants' JSON")
     add_generation_args(parser, adapter=False)
     settings.add_options(parser, "base_eval")

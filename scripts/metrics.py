@@ -5,20 +5,22 @@
   reference descriptions of `num_titles` test titles, a seeded random sample of the test split
   (`sample_seed`; the same titles for every variant and run on the same data), for three variants: the base
   model with the seed notebook's plain prompt (`base_plain`), the base model with the tagged training prompt
-  (`base_tagged`) and the adapter merged into the base (`adapter`); the base variants' generations and
-  perplexity come from the base_eval stage (`--base-eval`, shared by every run on the same base model, data,
-  prompt and decoding settings): this stage loads the model for the adapter only;
+  (`base_tagged`) and the adapter merged into the base (`adapter`); the base variants' generations, their
+  per-title scores and perplexity come from the base_eval stage (`--base-eval`, shared by every run on the
+  same base model, data, prompt and decoding settings): this stage loads the model and scores for the
+  adapter only;
 - perplexity of the reference descriptions of `perplexity_rows` validation rows (sampled the same way) given
   each variant's prompt;
 - the generation budget as base_eval chose it: `max_new_tokens` as given, or `auto` (the default): the 95th
   percentile of the train references' token lengths, at most the block length `max_len` (ftpipe/budget.py);
   per variant, how many generations ended by themselves and how many ran into the budget;
 - percentile bootstrap 95% intervals over examples, and paired intervals of adapter minus base;
-- contamination: scored references found word for word, and their word 8-grams found, in the train split;
+- contamination: scored references found word for word, and their word 8-grams found, in the train split
+  (measured by base_eval: it does not depend on the adapter);
 - warnings: too few titles for a sound interval (< 30), no validation rows, contamination;
 - timing: seconds spent loading the model, merging the adapter, generating and scoring perplexity per
-  variant (the base variants' as base_eval measured them), computing the scores and their intervals, and
-  measuring contamination (also in the log).
+  variant, computing the scores and their intervals (the base variants' parts, their scores and
+  contamination as base_eval measured them; also in the log).
 """
 
 import argparse
@@ -33,39 +35,23 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ftpipe import settings, stage  # noqa: E402
 from ftpipe.generation import add_generation_args, prompt_format_of  # noqa: E402
-from ftpipe.heldout import MIN_SOUND_TITLES, contamination, sample_summary  # noqa: E402
+from ftpipe.heldout import MIN_SOUND_TITLES, sample_summary  # noqa: E402
 from ftpipe.io import read_json, write_json  # noqa: E402
 from ftpipe.modeling import load_for_inference, load_tokenizer, merge_adapter, pick_device  # noqa: E402
-from ftpipe.scoring import (  # noqa: E402
-    bootstrap_mean,
-    distinct_2,
-    length_ratio,
-    paired_difference,
-    reference_scores_parallel,
-    title_coverage,
-)
+from ftpipe.scoring import bootstrap_mean, paired_difference  # noqa: E402
 from ftpipe.variants import (  # noqa: E402
     BASE_VARIANTS,
+    PER_TITLE,
     VARIANTS,
     Stopwatch,
     VariantRunner,
     add_heldout_args,
     decoding_settings,
+    per_title_scores,
     sampled_rows,
 )
 
 log = logging.getLogger("ftpipe.metrics")
-
-PER_TITLE = (
-    "rouge_l",
-    "rouge_l_precision",
-    "rouge_l_recall",
-    "chrf",
-    "chrf_beta1",
-    "title_coverage",
-    "distinct_2",
-    "length_ratio",
-)
 
 
 def bootstrap_perplexity(nll_counts: list[tuple], seed: int, samples: int = 1000) -> dict:
@@ -81,24 +67,6 @@ def bootstrap_perplexity(nll_counts: list[tuple], seed: int, samples: int = 1000
         "high": round(draws[int(0.975 * samples)], 3),
         "n": n,
     }
-
-
-def per_title_scores(generations: dict[str, list[str]], tests: list[dict], processes: int) -> dict[str, dict]:
-    """Every per-title metric of every variant, in the order of `tests`: the reference-based ones of all
-    variants in one pass over `processes` processes."""
-    references, titles = [row["content"] for row in tests], [row["title"] for row in tests]
-    predictions = [text for variant in VARIANTS for text in generations[variant]]
-    against = reference_scores_parallel(predictions, references * len(VARIANTS), processes)
-    scores = {}
-    for index, variant in enumerate(VARIANTS):
-        part = slice(index * len(tests), (index + 1) * len(tests))
-        scores[variant] = {
-            **{name: values[part] for name, values in against.items()},
-            "title_coverage": title_coverage(generations[variant], titles),
-            "distinct_2": distinct_2(generations[variant]),
-            "length_ratio": length_ratio(generations[variant], references),
-        }
-    return scores
 
 
 def small_data_warnings(n_titles: int, n_validation: int) -> list[str]:
@@ -148,9 +116,9 @@ def run_adapter(args, tokenizer, prompt_format, tests, validation, decoding: dic
 
 
 def base_eval_timing(seconds: dict) -> dict:
-    """base_eval's parts (the budget, its model load, the base variants) for the evaluation's timing: measured
-    in base_eval's own job, so not part of this stage's total."""
-    names = {"load_model": "load_base_model", "total": None}
+    """base_eval's parts (the budget, its model load, the base variants, their scores, contamination) for the
+    evaluation's timing: measured in base_eval's own job, so not part of this stage's total."""
+    names = {"load_model": "load_base_model", "scoring": "scoring_base_variants", "total": None}
     return {names.get(part, part): value for part, value in seconds.items() if names.get(part, part)}
 
 
@@ -185,7 +153,8 @@ def metrics(args) -> dict:
         args, tokenizer, prompt_format, tests, validation, decoding, device, clock
     )
     with clock.part("scoring"):
-        scores = per_title_scores(generations, tests, threads)
+        scores = {v: base["variants"][v]["scores"] for v in BASE_VARIANTS}
+        scores.update(per_title_scores({"adapter": generations["adapter"]}, tests, threads))
         summaries = {
             v: {
                 **{metric: bootstrap_mean(scores[v][metric], args.seed) for metric in PER_TITLE},
@@ -194,8 +163,7 @@ def metrics(args) -> dict:
             for v in VARIANTS
         }
         paired = {m: paired_difference(scores["base_tagged"][m], scores["adapter"][m], args.seed) for m in PER_TITLE}
-    with clock.part("contamination"):
-        leak = contamination([row["content"] for row in tests], args.train, args.seed)
+    leak = base["contamination"]
     if leak["warning"]:
         warnings.append(f"contamination: {leak['warning']}")
     for variant in VARIANTS:
@@ -238,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="metrics.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    add_heldout_args(parser, "for contamination; unmeasured without")
+    add_heldout_args(parser)
     add = parser.add_argument
     add("--base-eval", required=True, help="the base variants' generations and perplexity (base_eval's JSON)")
     add("--metrics", required=True, help="output: metrics JSON")

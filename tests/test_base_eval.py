@@ -131,7 +131,9 @@ def former_base_variants(args, splits: dict) -> dict:
 
 
 def test_metrics_scores_the_base_variants_as_the_single_stage_path_did(tmp_path, tiny_model_dir, adapter_dir):  # noqa: F811
-    from metrics import bootstrap_perplexity, per_title_scores
+    from metrics import bootstrap_perplexity
+
+    from ftpipe.variants import per_title_scores
 
     splits = catalog_splits(tmp_path)
     result = evaluate(tmp_path, tiny_model_dir, adapter_dir, splits, max_new_tokens=12)

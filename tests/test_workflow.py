@@ -390,8 +390,8 @@ def test_metrics_are_deterministic(finished_run, tmp_path):
     config = yaml.safe_load((finished_run / "config.yaml").read_text())
     data, run = run_folder(finished_run, "tiny", "prepare"), finished_run / "results" / "runs" / "tiny"
     inputs = ["--test", str(data / "test.jsonl"), "--validation", str(data / "validation.jsonl")]
-    inputs += ["--train", str(data / "train.jsonl")]
     inputs += ["--model-dir", str(run_folder(finished_run, "tiny", "base_model") / "model")]
+    train = ["--train", str(data / "train.jsonl")]  # base_eval's: the budget and contamination
     values = ["--num-titles", "3", "--perplexity-rows", "4", "--max-new-tokens", "8"]
     values += ["--instruction-template", config["prompt"]["instruction"]]
     values += ["--response-template", config["prompt"]["response"]]
@@ -399,7 +399,7 @@ def test_metrics_are_deterministic(finished_run, tmp_path):
     values += ["--stop-strings", *config["prompt"]["stop_strings"]]  # last: the option takes every word after it
     for name in ("a", "b"):
         base_json = str(tmp_path / f"{name}.base_eval.json")
-        base_eval.base_eval(base_eval.build_parser().parse_args([*inputs, "--base-eval", base_json, *values]))
+        base_eval.base_eval(base_eval.build_parser().parse_args([*inputs, *train, "--base-eval", base_json, *values]))
         adapter = ["--adapter", str(run_folder(finished_run, "tiny", "train") / "adapter")]
         outputs = ["--base-eval", base_json, "--metrics", str(tmp_path / f"{name}.json")]
         metrics.metrics(metrics.build_parser().parse_args([*inputs, *adapter, *outputs, *values]))

@@ -14,12 +14,22 @@ from contextlib import contextmanager
 
 from ftpipe.generation import AUTO_BATCH_CPU, generate_with_endings
 from ftpipe.heldout import sample_rows
-from ftpipe.scoring import description_nll
+from ftpipe.scoring import description_nll, distinct_2, length_ratio, reference_scores_parallel, title_coverage
 
 log = logging.getLogger("ftpipe.variants")
 
 VARIANTS = ("base_plain", "base_tagged", "adapter")
 BASE_VARIANTS = ("base_plain", "base_tagged")
+PER_TITLE = (
+    "rouge_l",
+    "rouge_l_precision",
+    "rouge_l_recall",
+    "chrf",
+    "chrf_beta1",
+    "title_coverage",
+    "distinct_2",
+    "length_ratio",
+)
 # Scoring keeps the logits of every position (rows x length x vocabulary): far fewer rows than generation.
 NLL_BATCH = 32
 
@@ -34,12 +44,13 @@ def sampled_rows(args, stage: str) -> tuple[list[dict], list[dict]]:
     return tests, validation
 
 
-def add_heldout_args(parser, train_help: str) -> None:
-    """The splits both evaluation stages read: the sampled test titles, the validation rows for perplexity
-    and the train split (`train_help` says what for)."""
+def add_heldout_args(parser, train_help: str | None = None) -> None:
+    """The splits the evaluation stages read: the sampled test titles, the validation rows for perplexity
+    and, where `train_help` says what for, the train split."""
     parser.add_argument("--test", required=True, help="prepared test split (JSON Lines)")
     parser.add_argument("--validation", required=True, help="prepared validation split (JSON Lines), for perplexity")
-    parser.add_argument("--train", default=None, help=f"prepared train split (JSON Lines), {train_help}")
+    if train_help:
+        parser.add_argument("--train", default=None, help=f"prepared train split (JSON Lines), {train_help}")
 
 
 def decoding_settings(args, budget: int) -> dict:
@@ -116,3 +127,21 @@ class VariantRunner:
                 model, self.tokenizer, self.val_prompts[variant], self.val_responses[variant], self.nll_batch
             )
         return generations, ended, nll
+
+
+def per_title_scores(generations: dict[str, list[str]], tests: list[dict], processes: int) -> dict[str, dict]:
+    """Every per-title measure (PER_TITLE) of each variant's generations, in the order of `tests`: the
+    reference-based ones of all the variants given in one pass over `processes` processes."""
+    references, titles = [row["content"] for row in tests], [row["title"] for row in tests]
+    predictions = [text for texts in generations.values() for text in texts]
+    against = reference_scores_parallel(predictions, references * len(generations), processes)
+    scores = {}
+    for index, (variant, texts) in enumerate(generations.items()):
+        part = slice(index * len(tests), (index + 1) * len(tests))
+        scores[variant] = {
+            **{name: values[part] for name, values in against.items()},
+            "title_coverage": title_coverage(texts, titles),
+            "distinct_2": distinct_2(texts),
+            "length_ratio": length_ratio(texts, references),
+        }
+    return scores
