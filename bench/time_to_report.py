@@ -210,7 +210,7 @@ def breakdown(work: Path, per_rule: dict) -> dict:
     found = {"train": {}, "generate": {}, "base_eval": {}, "metrics": {}}
     timing = next(results.glob("**/timing.json"), None) if results.exists() else None
     found["train"] = train_breakdown(per_rule.get("train"), json.loads(timing.read_text()) if timing else {})
-    patterns = (("generate", "**/generat*.json"), ("base_eval", "**/base_eval.json"), ("metrics", "**/metrics.json"))
+    patterns = (("generate", "**/samples.json"), ("base_eval", "**/base_eval.json"), ("metrics", "**/metrics.json"))
     for rule, pattern in patterns:
         found[rule] = {"rule_seconds": per_rule.get(rule)}
         for path in sorted(results.glob(pattern)) if results.exists() else []:

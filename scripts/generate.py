@@ -19,11 +19,13 @@ from ftpipe.generation import add_generation_args, generate_texts, prompt_format
 from ftpipe.heldout import sample_rows, sample_summary  # noqa: E402
 from ftpipe.io import write_json  # noqa: E402
 from ftpipe.modeling import load_for_inference, load_tokenizer, merge_adapter, pick_device  # noqa: E402
+from ftpipe.variants import Stopwatch  # noqa: E402
 
 log = logging.getLogger("ftpipe.generate")
 
 
 def generate(args) -> dict:
+    clock, started = Stopwatch(), time.perf_counter()
     device = pick_device()
     log.info("device %s, %d CPU threads", device, stage.use_threads(args.threads))
     rows = sample_rows(args.test, args.num_titles, args.sample_seed)
@@ -36,16 +38,17 @@ def generate(args) -> dict:
         key: getattr(args, key) for key in ("max_new_tokens", "do_sample", "temperature", "top_p", "repetition_penalty")
     }
     sampling.update(stop_strings=prompt_format.stop_strings, seed=args.seed, cache_implementation=args.cache)
-    model = load_for_inference(args.model_dir, args.quantization, device)
+    with clock.part("load_model"):
+        model = load_for_inference(args.model_dir, args.quantization, device)
     plain = [args.base_prompt_template.format(title=title) for title in titles]
     tagged = [prompt_format.prompt(title) for title in titles]
-    outputs, seconds = {}, {}
+    outputs = {}
     for name, prompts in (("base_plain", plain), ("base_tagged", tagged), ("adapter", tagged)):
         if name == "adapter":
-            model = merge_adapter(model, args.adapter)  # after the base variants: merging changes the weights
-        t0 = time.perf_counter()
-        outputs[name] = generate_texts(model, tokenizer, prompts, sampling, args.batch_size)
-        seconds[name] = round(time.perf_counter() - t0, 3)
+            with clock.part("merge_adapter"):  # after the base variants: merging changes the weights
+                model = merge_adapter(model, args.adapter)
+        with clock.part(f"generate_{name}"):
+            outputs[name] = generate_texts(model, tokenizer, prompts, sampling, args.batch_size)
     samples = [
         {"title": row["title"], "reference": row["content"], **{name: outputs[name][i] for name in outputs}}
         for i, row in enumerate(rows)
@@ -53,12 +56,12 @@ def generate(args) -> dict:
     result = {
         "settings": sampling,
         "device": str(device),
-        "seconds": seconds,
         "sample": sample_summary(rows, args.sample_seed),
         "samples": samples,
+        "timing": {**clock.seconds, "total": round(time.perf_counter() - started, 3)},
     }
     write_json(args.samples, result)
-    log.info("%d titles in %s", len(samples), seconds)
+    log.info("%d titles; timing (s): %s", len(samples), result["timing"])
     return result
 
 

@@ -75,7 +75,7 @@ def outputs(out: Path) -> dict:
     files = {k: v for k, v in folder_bytes(out).items() if not k.startswith("adapter")}
     if "samples.json" in files:
         samples = json.loads(files["samples.json"])
-        samples.pop("seconds")
+        samples.pop("timing")
         files["samples.json"] = json.dumps(samples, sort_keys=True).encode()
     return files
 

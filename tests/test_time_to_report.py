@@ -19,7 +19,7 @@ def write(path, record) -> None:
 def test_the_breakdown_holds_each_evaluation_stage_timing(tmp_path):
     write(tmp_path / "results/base_eval/0123456789/base_eval.json", {"timing": {"load_model": 2.0, "total": 9.0}})
     write(tmp_path / "results/runs/demo/metrics.json", {"timing": {"merge_adapter": 1.0, "total": 5.0}})
-    write(tmp_path / "results/runs/demo/generations.json", {"timing": {"total": 3.0}})
+    write(tmp_path / "results/runs/demo/samples.json", {"timing": {"total": 3.0}})
     write(tmp_path / "results/runs/demo/broken/metrics.json", {"timing": "not a record"})
     found = breakdown(tmp_path, {"base_eval": 10.5, "metrics": 6.0, "generate": 4.0})
     assert found["base_eval"] == {
@@ -30,4 +30,4 @@ def test_the_breakdown_holds_each_evaluation_stage_timing(tmp_path):
         "rule_seconds": 6.0,
         "results/runs/demo/metrics.json": {"merge_adapter": 1.0, "total": 5.0},
     }
-    assert found["generate"]["results/runs/demo/generations.json"] == {"total": 3.0}
+    assert found["generate"]["results/runs/demo/samples.json"] == {"total": 3.0}
