@@ -426,3 +426,43 @@ def test_snakemake_report_archive(finished_run, tmp_path):
     names = zipfile.ZipFile(archive).namelist()
     for marked in ("metrics.json", "train_curve.png", "token_lengths.png", "report.html"):
         assert any(name.endswith(marked) for name in names), names
+
+
+def dry_run_threads(workdir: Path, cores: int, gpu: bool) -> dict[str, int]:
+    """Each planned rule's threads in a dry run with `cores` cores, on a machine with or without nvidia-smi."""
+    workdir.mkdir()
+    (workdir / "data").mkdir()
+    for name in ("config.yaml", "data/sample_catalog.json"):
+        (workdir / name).write_bytes((ROOT / name).read_bytes())
+    bin_dir = workdir / "bin"
+    bin_dir.mkdir()
+    path = os.environ["PATH"]
+    if gpu:  # the Snakefile asks for nvidia-smi on PATH; the dry run starts no job
+        (bin_dir / "nvidia-smi").write_text("#!/bin/sh\nexit 0\n")
+        (bin_dir / "nvidia-smi").chmod(0o755)
+        path = f"{bin_dir}{os.pathsep}{path}"
+    else:
+        path = os.pathsep.join(p for p in path.split(os.pathsep) if not (Path(p) / "nvidia-smi").exists())
+    command = [sys.executable, "-m", "snakemake", "-n", "--cores", str(cores), "--snakefile", str(ROOT / "Snakefile")]
+    command += ["--directory", str(workdir), "results/report.html"]
+    env = {**os.environ, "PATH": path, "CUDA_VISIBLE_DEVICES": "0"}
+    out = subprocess.run(command, capture_output=True, text=True, env=env, check=True).stdout
+    threads, rule = {}, None
+    for line in out.splitlines():
+        if line.startswith(("rule ", "localrule ")):
+            rule = line.split()[1].rstrip(":")
+            threads[rule] = 1
+        elif line.strip().startswith("threads:") and rule:
+            threads[rule] = int(line.split(":")[1])
+    return threads
+
+
+def test_on_a_gpu_machine_base_eval_runs_beside_tokenize_and_train(tmp_path):
+    """With a GPU, base_eval (work on the GPU) takes a quarter of the cores and tokenize and train the rest, so
+    it need not wait for either nor make train wait for it; without one each torch job takes every core."""
+    gpu = dry_run_threads(tmp_path / "gpu", 16, gpu=True)
+    assert (gpu["prepare"], gpu["tokenize"], gpu["base_eval"], gpu["train"]) == (15, 12, 4, 12)
+    assert gpu["tokenize"] + gpu["base_eval"] <= 16 and gpu["train"] + gpu["base_eval"] <= 16
+    assert gpu["generate"] == gpu["metrics"] == 8
+    cpu = dry_run_threads(tmp_path / "cpu", 16, gpu=False)
+    assert (cpu["tokenize"], cpu["base_eval"], cpu["train"], cpu["generate"], cpu["metrics"]) == (16,) * 5
