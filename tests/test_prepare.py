@@ -233,13 +233,16 @@ def test_bottom_k_mask_is_the_heap_even_with_ties(monkeypatch):
 
     import prepare as stage
 
+    from ftpipe.rawdata import row_keys
+
     rng = random.Random(5)
     for n, k, values in [(50, 10, 4), (200, 37, 1000), (30, 30, 3), (30, 31, 3), (40, 1, 2), (60, 20, 10**9)]:
         priorities = [float(rng.randrange(values)) for _ in range(n)]
-        items = [(i, "key", {"i": i}) for i in range(n)]
         lookup = dict(enumerate(priorities))
-        monkeypatch.setattr(stage, "sample_priority", lambda record, seed: lookup[record["i"]])  # noqa: B023
-        expected = [number for number, _, _ in stage.bottom_k_sample(items, k, 0)]
+        monkeypatch.setattr(row_keys, "sample_priority", lambda record, seed: lookup[record["i"]])  # noqa: B023
+        records = [{"i": i, "title": "Tutu", "content": "", "uid": ""} for i in range(n)]
+        items = [(i, record, row_keys.row_facts(record, 0)) for i, record in enumerate(records)]
+        expected = [number for number, _, _ in stage.bottom_k_sample(items, k)]
         mask = stage.bottom_k_mask(array("d", priorities), k)
         assert [i for i in range(n) if mask[i]] == expected
 

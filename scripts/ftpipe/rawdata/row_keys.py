@@ -1,0 +1,64 @@
+"""What prepare keeps of an accepted row besides the row itself: its normalized title, the digests that
+deduplication and grouping compare, and its sample priority.
+
+These are pure functions of the record (and the seed), so they are computed where the record is parsed: in
+the parsing workers when prepare runs several processes (parse_with_facts is what the workers call), in the
+main process otherwise; the main process only looks the digests up, in input order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import NamedTuple
+
+from ftpipe.grouping import key_digest, normalized_text
+
+
+class RowFacts(NamedTuple):
+    row_digest: bytes  # 8 bytes of title key and content: exact duplicates
+    title_digest: bytes  # 8 bytes of the title key: repeated titles
+    uid_digest: bytes | None  # 8 bytes of the uid; None where the row has none
+    priority: float  # the bottom-k sample's key
+    group_digests: tuple[int, int]  # grouping's (title, description) key digests
+
+
+def title_key(title: str) -> str:
+    """The normalized title: case and punctuation do not make two products different."""
+    key = normalized_text(title)
+    # A title of emoji or punctuation only has no word at all: its own characters tell it apart.
+    return key or " ".join(title.split())
+
+
+def hash_unit(text: str, salt: str) -> float:
+    """A deterministic pseudo-random number in [0, 1) for `text` (stable across runs and machines)."""
+    digest = hashlib.blake2b(f"{salt}\x00{text}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def sample_priority(record: dict, seed: int) -> float:
+    """The bottom-k key of a record: the sample keeps the `sample_size` records with the highest priority."""
+    return -hash_unit(f"{record['title']}\x00{record['content']}", f"sample-{seed}")
+
+
+def row_facts(record: dict, seed: int) -> RowFacts:
+    """The facts of a parsed record (see RowFacts)."""
+    key, content, uid = title_key(record["title"]), record["content"], record["uid"]
+    title = _digest(key)
+    return RowFacts(
+        _digest(f"{key}\x00{content}"),
+        title,
+        _digest(uid) if uid else None,
+        sample_priority(record, seed),
+        # key_digest(key) is the title digest read as a number: one hash less
+        (int.from_bytes(title, "big"), key_digest(normalized_text(content))),
+    )
+
+
+def parse_with_facts(parse, seed: int, raw: bytes) -> tuple:
+    """`parse(raw)`'s (record, repairs, reason, detail), and the record's RowFacts (None if rejected)."""
+    record, repairs, reason, detail = parse(raw)
+    return record, repairs, reason, detail, None if reason is not None else row_facts(record, seed)
+
+
+def _digest(text: str, _blake2b=hashlib.blake2b) -> bytes:
+    return _blake2b(text.encode(), digest_size=8).digest()
