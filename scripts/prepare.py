@@ -20,7 +20,6 @@ import hashlib
 import heapq
 import json
 import logging
-import pickle
 import sys
 import tempfile
 from collections import Counter
@@ -37,7 +36,7 @@ from ftpipe.rawdata.near_duplicates import SignatureStore, grouped_splits  # noq
 from ftpipe.rawdata.parse_workers import parse_in_processes  # noqa: E402
 from ftpipe.rawdata.raw_input import InputError  # noqa: E402
 from ftpipe.rawdata.raw_records import open_catalog  # noqa: E402
-from ftpipe.rawdata.row_keys import RowFacts, parse_with_facts, sample_priority, title_key  # noqa: E402, F401 (tests' names)
+from ftpipe.rawdata.row_keys import RowFacts, parse_with_facts, sample_priority, split_line, title_key  # noqa: E402, F401 (tests' names)
 from ftpipe.rawdata.split_leakage import split_contamination  # noqa: E402
 
 log = logging.getLogger("ftpipe.prepare")
@@ -112,7 +111,7 @@ def accepted_records(
     seed: int,
     processes: int = 1,
 ):
-    """Yield (record number, record, RowFacts) for the catalog's accepted records; write every rejected one to
+    """Yield (record number, RowFacts) for the catalog's accepted records; write every rejected one to
     `rejects`. With `processes` >= MIN_PARSE_PROCESSES, processes - 1 workers parse them and compute their
     facts (parse_in_processes); the main process keeps the lookups, which depend on the rows before."""
     kept = repaired = rejected = repeated_uids = 0
@@ -123,9 +122,9 @@ def accepted_records(
         for number, raw in lines:
             try:  # costs nothing unless a line raises
                 if len(raw) > MAX_LINE_BYTES:
-                    record, line_repairs, reason, detail, facts = None, [], "line_too_long", None, None
+                    line_repairs, reason, detail, facts = [], "line_too_long", None, None
                 else:
-                    record, line_repairs, reason, detail, facts = parse(raw)
+                    line_repairs, reason, detail, facts = parse(raw)
                 if reason is None:
                     reason = deduplicator.reason(facts)
             except Exception as err:
@@ -142,7 +141,7 @@ def accepted_records(
                 kept += 1
             if deduplicator.repeated_uid(facts):
                 repeated_uids += 1
-            yield number, record, facts
+            yield number, facts
     finally:
         counts.update(kept=kept, repaired=repaired, rejected=rejected, repeated_uids=repeated_uids)
 
@@ -166,14 +165,12 @@ def write_reject(rejects, number: int, reason: str, raw: bytes, detail: str | No
 
 
 def bottom_k_sample(rows, sample_size: int | None) -> list:
-    """A seeded sample of `sample_size` (number, record, facts) rows that does not depend on the input order,
+    """A seeded sample of `sample_size` (number, facts) rows that does not depend on the input order,
     in input order; None keeps all. Holds the sample in memory: prepare spills a large one (SpilledSample)."""
     if sample_size is None:
         return list(rows)
-    heap = highest_priorities(
-        ((facts.priority, number, (record, facts)) for number, record, facts in rows), sample_size
-    )
-    return sorted(((number, record, facts) for _, number, (record, facts) in heap), key=lambda row: row[0])
+    heap = highest_priorities(((facts.priority, number, facts) for number, facts in rows), sample_size)
+    return sorted(((number, facts) for _, number, facts in heap), key=lambda row: row[0])
 
 
 def highest_priorities(items, sample_size: int) -> list[tuple]:
@@ -211,7 +208,7 @@ def bottom_k_mask(priorities, sample_size: int):
 
 
 class SpilledSample:
-    """bottom_k_sample with the records pickled to a temporary file: memory holds 36 bytes per record (its
+    """bottom_k_sample with the records' JSON in a temporary file: memory holds 36 bytes per record (its
     priority, line number, size and the two digests grouping needs, so the file is read once to write, and
     once more for the chosen records' MinHash signatures where near-duplicates are grouped)."""
 
@@ -225,19 +222,18 @@ class SpilledSample:
         self.handle = tempfile.TemporaryFile(dir=folder, prefix=".prepare-sample-", buffering=1 << 20)
 
     def add(self, rows) -> None:
-        priorities, numbers, sizes, digests, write, dumps = (
+        priorities, numbers, sizes, digests, write = (
             self.priorities,
             self.numbers,
             self.sizes,
             self.digests,
             self.handle.write,
-            pickle.dumps,
         )
-        for number, record, facts in rows:
+        for number, facts in rows:
             priorities.append(facts.priority)
             numbers.append(number)
             digests.extend(facts.group_digests)
-            sizes.append(write(dumps(record, pickle.HIGHEST_PROTOCOL)))
+            sizes.append(write(facts.record))
 
     def choose(self, sample_size: int) -> int:
         """Pick the sample: the `sample_size` records of highest priority; returns how many."""
@@ -252,12 +248,12 @@ class SpilledSample:
         return table[:, 0], table[:, 1]
 
     def chosen(self):
-        """Yield the chosen (number, record) items in input order."""
+        """Yield the chosen (number, record JSON) items in input order."""
         self.handle.seek(0)
-        loads, read, seek = pickle.loads, self.handle.read, self.handle.seek
+        read, seek = self.handle.read, self.handle.seek
         for chosen, number, size in zip(self.mask.tolist(), self.numbers, self.sizes, strict=True):
             if chosen:
-                yield number, loads(read(size))
+                yield number, read(size)
             else:
                 seek(size, 1)
 
@@ -333,9 +329,9 @@ def write_sample(accepted, args, writer: "SplitWriter") -> int:
     sample_size = args.sample_size
     if sample_size is not None and sample_size <= IN_MEMORY_SAMPLE:
         rows = bottom_k_sample(accepted, sample_size)
-        digests = digest_arrays(facts.group_digests for _, _, facts in rows)
-        signatures = description_signatures((record for _, record, _ in rows), args)
-        writer.write(((number, record) for number, record, _ in rows), digests, signatures)
+        digests = digest_arrays(facts.group_digests for _, facts in rows)
+        signatures = description_signatures((facts.record for _, facts in rows), args)
+        writer.write(((number, facts.record) for number, facts in rows), digests, signatures)
         return len(rows)
     spill = SpilledSample(Path(args.train).parent)
     try:
@@ -349,19 +345,20 @@ def write_sample(accepted, args, writer: "SplitWriter") -> int:
 
 
 def description_signatures(records, args) -> tuple | None:
-    """The (signatures, has_words) of the records' descriptions, in their order; None when near-duplicates
-    are not grouped. Only the sampled records get one (a signature costs more than the rest of a row)."""
+    """The (signatures, has_words) of the descriptions of the records (their JSON), in their order; None when
+    near-duplicates are not grouped. Only the sampled records get one (it costs more than the rest of a row)."""
     grouping = near_duplicate_settings(args)
     if grouping["threshold"] is None:
         return None
     store = SignatureStore(grouping["shingle"], grouping["num_perm"])
+    loads = orjson.loads
     for record in records:
-        store.add(normalized_text(record["content"]))
+        store.add(normalized_text(loads(record)["content"]))
     return store.result()
 
 
 class SplitWriter:
-    """The three split files, written atomically: one row per (number, record), in the order given."""
+    """The three split files, written atomically: one row per (number, record JSON), in the order given."""
 
     def __init__(self, args):
         self.args = args
@@ -395,7 +392,7 @@ class SplitWriter:
         return self.stack.__exit__(*exc)
 
     def write(self, items, digests: tuple, signatures: tuple | None = None) -> None:
-        """Write the (number, record) items, each to its group's split; `digests` holds the items'
+        """Write the (number, record JSON) items, each to its group's split; `digests` holds the items'
         (titles, descriptions) digest arrays, in the same order, for the grouping, and `signatures` their
         descriptions' MinHash signatures where near-duplicates are grouped."""
         args, rows = self.args, self.rows
@@ -410,8 +407,7 @@ class SplitWriter:
         self.codes, self.descriptions = codes, digests[1]
         writes = [self.handles[name].write for name in SPLITS]
         for (number, record), code in zip(items, codes.tolist(), strict=True):
-            # orjson: UTF-8 bytes at about a tenth of json's cost (the kept records hold no lone surrogates)
-            writes[code](orjson.dumps({"line": number, **record}) + b"\n")
+            writes[code](split_line(number, record))
             rows[SPLITS[code]] += 1
         self.total = sum(rows.values())
         empty = [split for split in SPLITS if rows[split] == 0 and self.total]

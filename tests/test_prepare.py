@@ -241,8 +241,8 @@ def test_bottom_k_mask_is_the_heap_even_with_ties(monkeypatch):
         lookup = dict(enumerate(priorities))
         monkeypatch.setattr(row_keys, "sample_priority", lambda record, seed: lookup[record["i"]])  # noqa: B023
         records = [{"i": i, "title": "Tutu", "content": "", "uid": ""} for i in range(n)]
-        items = [(i, record, row_keys.row_facts(record, 0)) for i, record in enumerate(records)]
-        expected = [number for number, _, _ in stage.bottom_k_sample(items, k)]
+        items = [(i, row_keys.row_facts(record, 0)) for i, record in enumerate(records)]
+        expected = [number for number, _ in stage.bottom_k_sample(items, k)]
         mask = stage.bottom_k_mask(array("d", priorities), k)
         assert [i for i in range(n) if mask[i]] == expected
 

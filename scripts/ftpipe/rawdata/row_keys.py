@@ -1,9 +1,9 @@
-"""What prepare keeps of an accepted row besides the row itself: its normalized title, the digests that
-deduplication and grouping compare, and its sample priority.
+"""What prepare keeps of an accepted row: the record as JSON, the digests that deduplication and grouping
+compare, and its sample priority.
 
 These are pure functions of the record (and the seed), so they are computed where the record is parsed: in
 the parsing workers when prepare runs several processes (parse_with_facts is what the workers call), in the
-main process otherwise; the main process only looks the digests up, in input order.
+main process otherwise; the main process only looks the digests up, in input order, and moves the JSON.
 """
 
 from __future__ import annotations
@@ -11,10 +11,13 @@ from __future__ import annotations
 import hashlib
 from typing import NamedTuple
 
+import orjson
+
 from ftpipe.grouping import key_digest, normalized_text
 
 
 class RowFacts(NamedTuple):
+    record: bytes  # the cleaned record as JSON (orjson; the kept records hold no lone surrogates)
     row_digest: bytes  # 8 bytes of title key and content: exact duplicates
     title_digest: bytes  # 8 bytes of the title key: repeated titles
     uid_digest: bytes | None  # 8 bytes of the uid; None where the row has none
@@ -45,6 +48,7 @@ def row_facts(record: dict, seed: int) -> RowFacts:
     key, content, uid = title_key(record["title"]), record["content"], record["uid"]
     title = _digest(key)
     return RowFacts(
+        orjson.dumps(record),
         _digest(f"{key}\x00{content}"),
         title,
         _digest(uid) if uid else None,
@@ -55,9 +59,16 @@ def row_facts(record: dict, seed: int) -> RowFacts:
 
 
 def parse_with_facts(parse, seed: int, raw: bytes) -> tuple:
-    """`parse(raw)`'s (record, repairs, reason, detail), and the record's RowFacts (None if rejected)."""
+    """`parse(raw)`'s (repairs, reason, detail), and the record's RowFacts (None if rejected) in place of the
+    record: the main process has no use for its dict."""
     record, repairs, reason, detail = parse(raw)
-    return record, repairs, reason, detail, None if reason is not None else row_facts(record, seed)
+    return repairs, reason, detail, None if reason is not None else row_facts(record, seed)
+
+
+def split_line(number: int, record: bytes) -> bytes:
+    """A split file's line: orjson.dumps({"line": number, **record}) of the record's JSON, without decoding it
+    (a record has no "line" field, and at least one)."""
+    return b'{"line":%d,%s\n' % (number, record[1:])
 
 
 def _digest(text: str, _blake2b=hashlib.blake2b) -> bytes:
