@@ -9,7 +9,11 @@ stays bounded whatever the file size; a JSON array file is read whole. The split
 (ftpipe.grouping: rows sharing a normalized title or description; ftpipe.rawdata.near_duplicates: near-duplicate
 descriptions), so every sampled row is seen before the first is written: all rows without a sample size, and
 a sample of more than IN_MEMORY_SAMPLE rows, are spilled to a temporary file next to the outputs (only
-priorities, line numbers, key digests and MinHash signatures stay in memory) and written back in order.
+priorities, line numbers and key digests stay in memory) and written back in order; the MinHash signatures
+are computed for the sampled rows only, once the sample is chosen.
+What a row's outcome needs of it alone (its parse, its digests, sample priority and JSON:
+ftpipe.rawdata.row_keys) is computed in worker processes with --processes 4 or more; the main process keeps
+what depends on the rows before it (the deduplication lookups, in input order) and what follows the sample.
 counts.json tells what the grouping did and how much of the held-out descriptions train has seen
 (ftpipe.rawdata.split_leakage; docs/splits.md).
 """
