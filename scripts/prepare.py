@@ -22,6 +22,7 @@ import argparse
 import functools
 import hashlib
 import heapq
+import itertools
 import json
 import logging
 import sys
@@ -36,8 +37,9 @@ from ftpipe import settings, stage  # noqa: E402
 from ftpipe.grouping import SPLITS, key_digest, normalized_text, split_of_digest  # noqa: E402
 from ftpipe.io import atomic_path, write_json  # noqa: E402
 from ftpipe.rawdata import repairs as record_repairs  # noqa: E402
+from ftpipe.rawdata import row_keys  # noqa: E402
 from ftpipe.rawdata.near_duplicates import SignatureStore, grouped_splits  # noqa: E402
-from ftpipe.rawdata.parse_workers import parse_in_processes  # noqa: E402
+from ftpipe.rawdata.parse_workers import map_in_processes, parse_in_processes  # noqa: E402
 from ftpipe.rawdata.raw_input import InputError  # noqa: E402
 from ftpipe.rawdata.raw_records import open_catalog  # noqa: E402
 from ftpipe.rawdata.row_keys import RowFacts, parse_with_facts, sample_priority, split_line, title_key  # noqa: E402, F401 (tests' names)
@@ -350,15 +352,29 @@ def write_sample(accepted, args, writer: "SplitWriter") -> int:
 
 def description_signatures(records, args) -> tuple | None:
     """The (signatures, has_words) of the descriptions of the records (their JSON), in their order; None when
-    near-duplicates are not grouped. Only the sampled records get one (it costs more than the rest of a row)."""
+    near-duplicates are not grouped. Only the sampled records get one (it costs more than the rest of a row);
+    with several processes, worker processes compute them a block at a time."""
     grouping = near_duplicate_settings(args)
     if grouping["threshold"] is None:
         return None
-    store = SignatureStore(grouping["shingle"], grouping["num_perm"])
-    loads = orjson.loads
-    for record in records:
-        store.add(normalized_text(loads(record)["content"]))
-    return store.result()
+    shingle, num_perm = grouping["shingle"], grouping["num_perm"]
+    if args.processes < MIN_PARSE_PROCESSES:
+        store, loads = SignatureStore(shingle, num_perm), orjson.loads
+        for record in records:
+            store.add(normalized_text(loads(record)["content"]))
+        return store.result()
+    import numpy as np
+
+    sign = functools.partial(row_keys.description_signatures, shingle=shingle, num_perm=num_perm)
+    rows = iter(records)
+    blocks = iter(lambda: list(itertools.islice(rows, SIGNATURE_BLOCK_ROWS)), [])
+    parts = list(map_in_processes(sign, blocks, args.processes - 1))
+    if not parts:
+        return np.zeros((0, num_perm), dtype=np.uint16), np.zeros(0, dtype=bool)
+    return np.concatenate([values for values, _ in parts]), np.concatenate([words for _, words in parts])
+
+
+SIGNATURE_BLOCK_ROWS = 1024  # sampled records per task of a signature worker (about 1 MB of JSON)
 
 
 class SplitWriter:

@@ -163,13 +163,14 @@ def test_sampled_and_spilled_group_split_agree(tmp_path, monkeypatch, catalog):
 
 @pytest.mark.parametrize("in_memory", [10**9, 0])
 def test_sampled_near_duplicates_in_worker_processes(tmp_path, monkeypatch, in_memory):
-    """--processes 4 (the rows' facts computed in parsing workers) writes the one-process bytes, with a sample
-    held in memory or spilled, and the sampled rows' near-duplicates joined."""
+    """--processes 4 (the rows' facts computed in parsing workers, the sampled rows' signatures in signature
+    workers) writes the one-process bytes, with a sample held in memory or spilled, near-duplicates joined."""
     import prepare as stage
 
     from ftpipe.rawdata import parse_workers
 
     monkeypatch.setattr(parse_workers, "PARSE_BLOCK_LINES", 16)
+    monkeypatch.setattr(stage, "SIGNATURE_BLOCK_ROWS", 7)  # the signature workers' blocks, the last one short
     monkeypatch.setattr(stage, "IN_MEMORY_SAMPLE", in_memory)
     raw = write_catalog(tmp_path / "trn.json", family_catalog())
     outputs = {}

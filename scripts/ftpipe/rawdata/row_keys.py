@@ -11,9 +11,11 @@ from __future__ import annotations
 import hashlib
 from typing import NamedTuple
 
+import numpy as np
 import orjson
 
 from ftpipe.grouping import key_digest, normalized_text
+from ftpipe.rawdata.near_duplicates import signatures
 
 
 class RowFacts(NamedTuple):
@@ -69,6 +71,13 @@ def split_line(number: int, record: bytes) -> bytes:
     """A split file's line: orjson.dumps({"line": number, **record}) of the record's JSON, without decoding it
     (a record has no "line" field, and at least one)."""
     return b'{"line":%d,%s\n' % (number, record[1:])
+
+
+def description_signatures(records: list[bytes], shingle: int, num_perm: int) -> tuple[np.ndarray, np.ndarray]:
+    """The (signatures, has_words) of the normalized descriptions of records given as JSON (as a
+    near_duplicates.SignatureStore gives them: a text's signature does not depend on its block)."""
+    texts = [normalized_text(orjson.loads(record)["content"]) for record in records]
+    return signatures(texts, shingle, num_perm), np.array([bool(text) for text in texts], dtype=bool)
 
 
 def _digest(text: str, _blake2b=hashlib.blake2b) -> bytes:
