@@ -37,12 +37,13 @@ from ftpipe import settings, stage  # noqa: E402
 from ftpipe.grouping import SPLITS, key_digest, normalized_text, split_of_digest  # noqa: E402
 from ftpipe.io import atomic_path, write_json  # noqa: E402
 from ftpipe.rawdata import repairs as record_repairs  # noqa: E402
-from ftpipe.rawdata import row_keys  # noqa: E402
 from ftpipe.rawdata.near_duplicates import SignatureStore, grouped_splits  # noqa: E402
 from ftpipe.rawdata.parse_workers import map_in_processes, parse_in_processes  # noqa: E402
 from ftpipe.rawdata.raw_input import InputError  # noqa: E402
 from ftpipe.rawdata.raw_records import open_catalog  # noqa: E402
-from ftpipe.rawdata.row_keys import RowFacts, parse_with_facts, sample_priority, split_line, title_key  # noqa: E402, F401 (tests' names)
+from ftpipe.rawdata.row_keys import RowFacts, parse_with_facts, record_signatures, split_line  # noqa: E402
+from ftpipe.rawdata.row_keys import sample_priority as sample_priority  # noqa: E402 (prepare's names before)
+from ftpipe.rawdata.row_keys import title_key as title_key  # noqa: E402 (tests import it from prepare)
 from ftpipe.rawdata.split_leakage import split_contamination  # noqa: E402
 
 log = logging.getLogger("ftpipe.prepare")
@@ -51,6 +52,7 @@ MAX_LINE_BYTES = 1 << 20  # a product record is a few KB; a megabyte line is a b
 REJECT_RAW_CHARS = 4096
 IN_MEMORY_SAMPLE = 10_000  # a larger sample is spilled to disk: a kept row costs about 2 KB in memory, and
 # the heap of dicts is slower than the spill file (the garbage collector walks it)
+SIGNATURE_BLOCK_ROWS = 1024  # sampled records per task of a signature worker (about 1 MB of JSON)
 _encode = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(x, ensure_ascii=False), one encoder
 
 
@@ -365,16 +367,13 @@ def description_signatures(records, args) -> tuple | None:
         return store.result()
     import numpy as np
 
-    sign = functools.partial(row_keys.description_signatures, shingle=shingle, num_perm=num_perm)
+    sign = functools.partial(record_signatures, shingle=shingle, num_perm=num_perm)
     rows = iter(records)
     blocks = iter(lambda: list(itertools.islice(rows, SIGNATURE_BLOCK_ROWS)), [])
     parts = list(map_in_processes(sign, blocks, args.processes - 1))
     if not parts:
         return np.zeros((0, num_perm), dtype=np.uint16), np.zeros(0, dtype=bool)
     return np.concatenate([values for values, _ in parts]), np.concatenate([words for _, words in parts])
-
-
-SIGNATURE_BLOCK_ROWS = 1024  # sampled records per task of a signature worker (about 1 MB of JSON)
 
 
 class SplitWriter:

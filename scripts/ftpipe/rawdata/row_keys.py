@@ -73,7 +73,7 @@ def split_line(number: int, record: bytes) -> bytes:
     return b'{"line":%d,%s\n' % (number, record[1:])
 
 
-def description_signatures(records: list[bytes], shingle: int, num_perm: int) -> tuple[np.ndarray, np.ndarray]:
+def record_signatures(records: list[bytes], shingle: int, num_perm: int) -> tuple[np.ndarray, np.ndarray]:
     """The (signatures, has_words) of the normalized descriptions of records given as JSON (as a
     near_duplicates.SignatureStore gives them: a text's signature does not depend on its block)."""
     texts = [normalized_text(orjson.loads(record)["content"]) for record in records]
