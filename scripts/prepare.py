@@ -9,17 +9,22 @@ stays bounded whatever the file size; a JSON array file is read whole. The split
 (ftpipe.grouping: rows sharing a normalized title or description; ftpipe.rawdata.near_duplicates: near-duplicate
 descriptions), so every sampled row is seen before the first is written: all rows without a sample size, and
 a sample of more than IN_MEMORY_SAMPLE rows, are spilled to a temporary file next to the outputs (only
-priorities, line numbers, key digests and MinHash signatures stay in memory) and written back in order.
+priorities, line numbers and key digests stay in memory) and written back in order; the MinHash signatures
+are computed for the sampled rows only, once the sample is chosen.
+What a row's outcome needs of it alone (its parse, its digests, sample priority and JSON:
+ftpipe.rawdata.row_keys) is computed in worker processes with --processes 4 or more; the main process keeps
+what depends on the rows before it (the deduplication lookups, in input order) and what follows the sample.
 counts.json tells what the grouping did and how much of the held-out descriptions train has seen
 (ftpipe.rawdata.split_leakage; docs/splits.md).
 """
 
 import argparse
+import functools
 import hashlib
 import heapq
+import itertools
 import json
 import logging
-import pickle
 import sys
 import tempfile
 from collections import Counter
@@ -33,9 +38,12 @@ from ftpipe.grouping import SPLITS, key_digest, normalized_text, split_of_digest
 from ftpipe.io import atomic_path, write_json  # noqa: E402
 from ftpipe.rawdata import repairs as record_repairs  # noqa: E402
 from ftpipe.rawdata.near_duplicates import SignatureStore, grouped_splits  # noqa: E402
-from ftpipe.rawdata.parse_workers import parse_in_processes  # noqa: E402
+from ftpipe.rawdata.parse_workers import map_in_processes, parse_in_processes  # noqa: E402
 from ftpipe.rawdata.raw_input import InputError  # noqa: E402
 from ftpipe.rawdata.raw_records import open_catalog  # noqa: E402
+from ftpipe.rawdata.row_keys import RowFacts, parse_with_facts, record_signatures, split_line  # noqa: E402
+from ftpipe.rawdata.row_keys import sample_priority as sample_priority  # noqa: E402 (prepare's names before)
+from ftpipe.rawdata.row_keys import title_key as title_key  # noqa: E402 (tests import it from prepare)
 from ftpipe.rawdata.split_leakage import split_contamination  # noqa: E402
 
 log = logging.getLogger("ftpipe.prepare")
@@ -44,45 +52,16 @@ MAX_LINE_BYTES = 1 << 20  # a product record is a few KB; a megabyte line is a b
 REJECT_RAW_CHARS = 4096
 IN_MEMORY_SAMPLE = 10_000  # a larger sample is spilled to disk: a kept row costs about 2 KB in memory, and
 # the heap of dicts is slower than the spill file (the garbage collector walks it)
+SIGNATURE_BLOCK_ROWS = 1024  # sampled records per task of a signature worker (about 1 MB of JSON)
 _encode = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(x, ensure_ascii=False), one encoder
 
 
 # ---------------------------------------------------------------- deduplication, sampling, splitting
 
 
-def title_key(title: str) -> str:
-    """The normalized title: case and punctuation do not make two products different."""
-    key = normalized_text(title)
-    # A title of emoji or punctuation only has no word at all: its own characters tell it apart.
-    return key or " ".join(title.split())
-
-
-def hash_unit(text: str, salt: str) -> float:
-    """A deterministic pseudo-random number in [0, 1) for `text` (stable across runs and machines)."""
-    digest = hashlib.blake2b(f"{salt}\x00{text}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64
-
-
 def assign_split(key: str, validation_fraction: float, test_fraction: float, seed: int) -> str:
     """The split a normalized title gets alone (a group of rows goes where its representative title goes)."""
     return split_of_digest(key_digest(key), validation_fraction, test_fraction, seed)
-
-
-def row_digests(key: str, record: dict, signatures: SignatureStore | None = None) -> tuple[int, int]:
-    """The (title, description) digests of a row: all that grouping needs of it, with the description's
-    MinHash signature, added to `signatures` when near-duplicates are grouped."""
-    description = normalized_text(record["content"])
-    if signatures is not None:
-        signatures.add(description)
-    return key_digest(key), key_digest(description)
-
-
-def signature_store(args) -> SignatureStore | None:
-    """Where the rows' MinHash signatures go; None when near-duplicates are not grouped."""
-    grouping = near_duplicate_settings(args)
-    if grouping["threshold"] is None:
-        return None
-    return SignatureStore(grouping["shingle"], grouping["num_perm"])
 
 
 def near_duplicate_settings(args) -> dict:
@@ -109,29 +88,25 @@ class Deduplicator:
         self.titles: set[bytes] = set()
         self.uids: set[bytes] = set()
 
-    def repeated_uid(self, uid: str) -> bool:
+    def repeated_uid(self, facts: RowFacts) -> bool:
         """Counted, not rejected: a uid is not an identity here (rows are judged by title and content)."""
-        if not uid:
+        digest = facts.uid_digest
+        if digest is None:
             return False
-        digest = _digest(uid)
         seen = digest in self.uids
         self.uids.add(digest)
         return seen
 
-    def reason(self, key: str, content: str) -> str | None:
-        row = _digest(f"{key}\x00{content}")
+    def reason(self, facts: RowFacts) -> str | None:
+        row = facts.row_digest
         if row in self.rows:
             return "duplicate"
         self.rows.add(row)
-        title = _digest(key)
+        title = facts.title_digest
         if title in self.titles and self.policy == "first":
             return "duplicate_title"
         self.titles.add(title)
         return None
-
-
-def _digest(text: str, _blake2b=hashlib.blake2b) -> bytes:
-    return _blake2b(text.encode(), digest_size=8).digest()
 
 
 def accepted_records(
@@ -141,26 +116,25 @@ def accepted_records(
     counts: Counter,
     reasons: Counter,
     repairs: Counter,
+    seed: int,
     processes: int = 1,
 ):
-    """Yield (record number, normalized title, record) for the catalog's accepted records; write every rejected
-    one to `rejects`. With `processes` >= MIN_PARSE_PROCESSES, processes - 1 workers parse them
-    (parse_in_processes)."""
+    """Yield (record number, RowFacts) for the catalog's accepted records; write every rejected one to
+    `rejects`. With `processes` >= MIN_PARSE_PROCESSES, processes - 1 workers parse them and compute their
+    facts (parse_in_processes); the main process keeps the lookups, which depend on the rows before."""
     kept = repaired = rejected = repeated_uids = 0
-    lines, parse = catalog.items, catalog.parse
+    lines, parse = catalog.items, functools.partial(parse_with_facts, catalog.parse, seed)
     if processes >= MIN_PARSE_PROCESSES:
-        # The main process has the rest of the work.
         lines, parse = parse_in_processes(lines, processes - 1, parse, MAX_LINE_BYTES)
     try:
         for number, raw in lines:
             try:  # costs nothing unless a line raises
                 if len(raw) > MAX_LINE_BYTES:
-                    record, line_repairs, reason, detail = None, [], "line_too_long", None
+                    line_repairs, reason, detail, facts = [], "line_too_long", None, None
                 else:
-                    record, line_repairs, reason, detail = parse(raw)
+                    line_repairs, reason, detail, facts = parse(raw)
                 if reason is None:
-                    key = title_key(record["title"])
-                    reason = deduplicator.reason(key, record["content"])
+                    reason = deduplicator.reason(facts)
             except Exception as err:
                 reason, detail = record_repairs.failure_reason(err), f"{type(err).__name__}: {err}"
             if reason is not None:
@@ -173,9 +147,9 @@ def accepted_records(
                 repairs.update(line_repairs)
             else:
                 kept += 1
-            if deduplicator.repeated_uid(record["uid"]):
+            if deduplicator.repeated_uid(facts):
                 repeated_uids += 1
-            yield number, key, record
+            yield number, facts
     finally:
         counts.update(kept=kept, repaired=repaired, rejected=rejected, repeated_uids=repeated_uids)
 
@@ -198,19 +172,13 @@ def write_reject(rejects, number: int, reason: str, raw: bytes, detail: str | No
     rejects.write(_encode(row) + "\n")
 
 
-def sample_priority(record: dict, seed: int) -> float:
-    """The bottom-k key of a record: the sample keeps the `sample_size` records with the highest priority."""
-    return -hash_unit(f"{record['title']}\x00{record['content']}", f"sample-{seed}")
-
-
-def bottom_k_sample(records, sample_size: int | None, seed: int):
-    """A seeded sample of `sample_size` (number, key, record) items that does not depend on the input order,
+def bottom_k_sample(rows, sample_size: int | None) -> list:
+    """A seeded sample of `sample_size` (number, facts) rows that does not depend on the input order,
     in input order; None keeps all. Holds the sample in memory: prepare spills a large one (SpilledSample)."""
     if sample_size is None:
-        return list(records)
-    items = ((sample_priority(record, seed), number, (key, record)) for number, key, record in records)
-    heap = highest_priorities(items, sample_size)
-    return sorted(((number, key, record) for _, number, (key, record) in heap), key=lambda item: item[0])
+        return list(rows)
+    heap = highest_priorities(((facts.priority, number, facts) for number, facts in rows), sample_size)
+    return sorted(((number, facts) for _, number, facts in heap), key=lambda row: row[0])
 
 
 def highest_priorities(items, sample_size: int) -> list[tuple]:
@@ -248,36 +216,32 @@ def bottom_k_mask(priorities, sample_size: int):
 
 
 class SpilledSample:
-    """bottom_k_sample with the records pickled to a temporary file: memory holds 36 bytes per record (its
-    priority, line number, size and the two digests grouping needs, so the file is read once, to write),
-    and the MinHash signature of its description when `signatures` is given."""
+    """bottom_k_sample with the records' JSON in a temporary file: memory holds 36 bytes per record (its
+    priority, line number, size and the two digests grouping needs, so the file is read once to write, and
+    once more for the chosen records' MinHash signatures where near-duplicates are grouped)."""
 
-    def __init__(self, folder: Path, seed: int, signatures: SignatureStore | None = None):
+    def __init__(self, folder: Path):
         from array import array
 
-        self.seed = seed
         self.priorities = array("d")
         self.numbers = array("q")
         self.sizes = array("I")  # a line is at most MAX_LINE_BYTES
         self.digests = array("Q")  # title and description digest of each record, in turn
         self.handle = tempfile.TemporaryFile(dir=folder, prefix=".prepare-sample-", buffering=1 << 20)
-        self.signatures = signatures
 
-    def add(self, records) -> None:
-        priorities, numbers, sizes, digests, write, dumps, signatures = (
+    def add(self, rows) -> None:
+        priorities, numbers, sizes, digests, write = (
             self.priorities,
             self.numbers,
             self.sizes,
             self.digests,
             self.handle.write,
-            pickle.dumps,
-            self.signatures,
         )
-        for number, key, record in records:
-            priorities.append(sample_priority(record, self.seed))
+        for number, facts in rows:
+            priorities.append(facts.priority)
             numbers.append(number)
-            digests.extend(row_digests(key, record, signatures))
-            sizes.append(write(dumps((key, record), pickle.HIGHEST_PROTOCOL)))
+            digests.extend(facts.group_digests)
+            sizes.append(write(facts.record))
 
     def choose(self, sample_size: int) -> int:
         """Pick the sample: the `sample_size` records of highest priority; returns how many."""
@@ -291,22 +255,13 @@ class SpilledSample:
         table = np.frombuffer(self.digests, dtype=np.uint64).reshape(-1, 2)[self.mask]
         return table[:, 0], table[:, 1]
 
-    def chosen_signatures(self) -> tuple | None:
-        """The (signatures, has_words) of the chosen records, in input order; None without signatures."""
-        if self.signatures is None:
-            return None
-        values, has_words = self.signatures.result()
-        if self.mask.all():  # every row (no sample size): no copy
-            return values, has_words
-        return values[self.mask], has_words[self.mask]
-
     def chosen(self):
-        """Yield the chosen (number, key, record) items in input order."""
+        """Yield the chosen (number, record JSON) items in input order."""
         self.handle.seek(0)
-        loads, read, seek = pickle.loads, self.handle.read, self.handle.seek
+        read, seek = self.handle.read, self.handle.seek
         for chosen, number, size in zip(self.mask.tolist(), self.numbers, self.sizes, strict=True):
             if chosen:
-                yield number, *loads(read(size))
+                yield number, read(size)
             else:
                 seek(size, 1)
 
@@ -327,7 +282,9 @@ def prepare(args) -> dict:
         log.info("%s: %s", raw, describe(catalog))
         with atomic_path(args.rejects) as rejects_tmp, open(rejects_tmp, "w", encoding="utf-8") as rejects:
             with SplitWriter(args) as writer:
-                accepted = accepted_records(catalog, rejects, deduplicator, counts, reasons, repairs, args.processes)
+                accepted = accepted_records(
+                    catalog, rejects, deduplicator, counts, reasons, repairs, args.seed, args.processes
+                )
                 sampled = write_sample(accepted, args, writer)
     split_rows = writer.rows
     eligible = counts["kept"] + counts["repaired"]
@@ -378,24 +335,49 @@ def write_sample(accepted, args, writer: "SplitWriter") -> int:
     splits; returns the rows sampled. Grouping needs every sampled row before the first is written: up to
     IN_MEMORY_SAMPLE rows wait in memory, more in a spill file next to the outputs."""
     sample_size = args.sample_size
-    signatures = signature_store(args)
     if sample_size is not None and sample_size <= IN_MEMORY_SAMPLE:
-        rows = bottom_k_sample(accepted, sample_size, args.seed)
-        digests = digest_arrays(row_digests(key, record, signatures) for _, key, record in rows)
-        writer.write(rows, digests, signatures.result() if signatures else None)
+        rows = bottom_k_sample(accepted, sample_size)
+        digests = digest_arrays(facts.group_digests for _, facts in rows)
+        signatures = description_signatures((facts.record for _, facts in rows), args)
+        writer.write(((number, facts.record) for number, facts in rows), digests, signatures)
         return len(rows)
-    spill = SpilledSample(Path(args.train).parent, args.seed, signatures)
+    spill = SpilledSample(Path(args.train).parent)
     try:
         spill.add(accepted)
         sampled = spill.choose(len(spill.numbers) if sample_size is None else sample_size)
-        writer.write(spill.chosen(), spill.chosen_digests(), spill.chosen_signatures())
+        signatures = description_signatures((record for _, record in spill.chosen()), args)
+        writer.write(spill.chosen(), spill.chosen_digests(), signatures)
         return sampled
     finally:
         spill.close()
 
 
+def description_signatures(records, args) -> tuple | None:
+    """The (signatures, has_words) of the descriptions of the records (their JSON), in their order; None when
+    near-duplicates are not grouped. Only the sampled records get one (it costs more than the rest of a row);
+    with several processes, worker processes compute them a block at a time."""
+    grouping = near_duplicate_settings(args)
+    if grouping["threshold"] is None:
+        return None
+    shingle, num_perm = grouping["shingle"], grouping["num_perm"]
+    if args.processes < MIN_PARSE_PROCESSES:
+        store, loads = SignatureStore(shingle, num_perm), orjson.loads
+        for record in records:
+            store.add(normalized_text(loads(record)["content"]))
+        return store.result()
+    import numpy as np
+
+    sign = functools.partial(record_signatures, shingle=shingle, num_perm=num_perm)
+    rows = iter(records)
+    blocks = iter(lambda: list(itertools.islice(rows, SIGNATURE_BLOCK_ROWS)), [])
+    parts = list(map_in_processes(sign, blocks, args.processes - 1))
+    if not parts:
+        return np.zeros((0, num_perm), dtype=np.uint16), np.zeros(0, dtype=bool)
+    return np.concatenate([values for values, _ in parts]), np.concatenate([words for _, words in parts])
+
+
 class SplitWriter:
-    """The three split files, written atomically: one row per (number, key, record), in the order given."""
+    """The three split files, written atomically: one row per (number, record JSON), in the order given."""
 
     def __init__(self, args):
         self.args = args
@@ -429,7 +411,7 @@ class SplitWriter:
         return self.stack.__exit__(*exc)
 
     def write(self, items, digests: tuple, signatures: tuple | None = None) -> None:
-        """Write the (number, key, record) items, each to its group's split; `digests` holds the items'
+        """Write the (number, record JSON) items, each to its group's split; `digests` holds the items'
         (titles, descriptions) digest arrays, in the same order, for the grouping, and `signatures` their
         descriptions' MinHash signatures where near-duplicates are grouped."""
         args, rows = self.args, self.rows
@@ -443,9 +425,8 @@ class SplitWriter:
         )
         self.codes, self.descriptions = codes, digests[1]
         writes = [self.handles[name].write for name in SPLITS]
-        for (number, _, record), code in zip(items, codes.tolist(), strict=True):
-            # orjson: UTF-8 bytes at about a tenth of json's cost (the kept records hold no lone surrogates)
-            writes[code](orjson.dumps({"line": number, **record}) + b"\n")
+        for (number, record), code in zip(items, codes.tolist(), strict=True):
+            writes[code](split_line(number, record))
             rows[SPLITS[code]] += 1
         self.total = sum(rows.values())
         empty = [split for split in SPLITS if rows[split] == 0 and self.total]

@@ -161,6 +161,28 @@ def test_sampled_and_spilled_group_split_agree(tmp_path, monkeypatch, catalog):
     assert counts["sampling"]["sampled"] == sampled and sum(counts["splits"].values()) == sampled
 
 
+@pytest.mark.parametrize("in_memory", [10**9, 0])
+def test_sampled_near_duplicates_in_worker_processes(tmp_path, monkeypatch, in_memory):
+    """--processes 4 (the rows' facts computed in parsing workers, the sampled rows' signatures in signature
+    workers) writes the one-process bytes, with a sample held in memory or spilled, near-duplicates joined."""
+    import prepare as stage
+
+    from ftpipe.rawdata import parse_workers
+
+    monkeypatch.setattr(parse_workers, "PARSE_BLOCK_LINES", 16)
+    monkeypatch.setattr(stage, "SIGNATURE_BLOCK_ROWS", 7)  # the signature workers' blocks, the last one short
+    monkeypatch.setattr(stage, "IN_MEMORY_SAMPLE", in_memory)
+    raw = write_catalog(tmp_path / "trn.json", family_catalog())
+    outputs = {}
+    for processes in (1, 4):
+        out = tmp_path / f"p{processes}"
+        counts = run_prepare(raw, out, sample_size=200, processes=processes, near_duplicates={"threshold": 0.5})
+        outputs[processes] = [(out / name).read_bytes() for name in ("train.jsonl", "validation.jsonl", "test.jsonl")]
+        outputs[processes].append((out / "counts.json").read_bytes())
+    assert outputs[1] == outputs[4]
+    assert counts["sampling"]["not_sampled"] == 100 and counts["grouping"]["near_duplicates"]["groups_joined"] > 0
+
+
 def test_empty_split_is_a_warning(tmp_path):
     raw = write_catalog(tmp_path / "trn.json", variant_catalog(families=3))
     counts = run_prepare(raw, tmp_path, validation_fraction=0.0)

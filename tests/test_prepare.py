@@ -233,13 +233,16 @@ def test_bottom_k_mask_is_the_heap_even_with_ties(monkeypatch):
 
     import prepare as stage
 
+    from ftpipe.rawdata import row_keys
+
     rng = random.Random(5)
     for n, k, values in [(50, 10, 4), (200, 37, 1000), (30, 30, 3), (30, 31, 3), (40, 1, 2), (60, 20, 10**9)]:
         priorities = [float(rng.randrange(values)) for _ in range(n)]
-        items = [(i, "key", {"i": i}) for i in range(n)]
         lookup = dict(enumerate(priorities))
-        monkeypatch.setattr(stage, "sample_priority", lambda record, seed: lookup[record["i"]])  # noqa: B023
-        expected = [number for number, _, _ in stage.bottom_k_sample(items, k, 0)]
+        monkeypatch.setattr(row_keys, "sample_priority", lambda record, seed: lookup[record["i"]])  # noqa: B023
+        records = [{"i": i, "title": "Tutu", "content": "", "uid": ""} for i in range(n)]
+        items = [(i, row_keys.row_facts(record, 0)) for i, record in enumerate(records)]
+        expected = [number for number, _ in stage.bottom_k_sample(items, k)]
         mask = stage.bottom_k_mask(array("d", priorities), k)
         assert [i for i in range(n) if mask[i]] == expected
 
@@ -291,6 +294,49 @@ def test_several_processes_give_the_one_process_outputs(tmp_path, monkeypatch, s
     assert counts["outcomes"]["repaired"] > 0 and counts["sampling"]["sampled"] > 0
     assert pools == [3]  # one process parses alone; four: three workers
     assert outputs[1] == outputs[4] and len(outputs[1]) == 5
+
+
+def test_row_facts_are_the_digests_prepare_compares():
+    """A record's facts: its JSON, the dedup digests of its title key (case and punctuation aside), of title
+    and content and of its uid, its sample priority, and grouping's digests of title and description."""
+    import hashlib
+
+    import orjson
+
+    from ftpipe.grouping import key_digest, normalized_text
+    from ftpipe.rawdata.row_keys import row_facts, sample_priority, split_line
+
+    record = {"uid": "B01", "title": "Girls' Ballet TUTU!", "content": "A <pink> tutu, size S.", "target_ind": [3]}
+    facts = row_facts(record, 7)
+    blake = lambda text: hashlib.blake2b(text.encode(), digest_size=8).digest()  # noqa: E731
+    assert facts.record == orjson.dumps(record)
+    assert facts.row_digest == blake(f"{title_key(record['title'])}\x00{record['content']}")
+    assert facts.title_digest == blake("girls ballet tutu") == row_facts({**record, "title": "girls ballet-tutu"}, 7)[2]
+    assert facts.uid_digest == blake("B01") and row_facts({**record, "uid": ""}, 7).uid_digest is None
+    assert facts.priority == sample_priority(record, 7) != row_facts(record, 8).priority
+    assert facts.group_digests == (key_digest("girls ballet tutu"), key_digest(normalized_text(record["content"])))
+    assert split_line(12, facts.record) == orjson.dumps({"line": 12, **record}) + b"\n"
+
+
+def test_worker_facts_are_the_one_process_facts(tmp_path):
+    """The facts computed in the parsing workers (what prepare's main process gets from them) equal the ones
+    computed in one process, for clean, repaired, rejected and over-long lines."""
+    import functools
+
+    from make_catalog import generate_records, write_jsonl
+    from prepare import MAX_LINE_BYTES
+
+    from ftpipe.rawdata.parse_workers import parse_in_processes
+    from ftpipe.rawdata.row_keys import parse_with_facts
+
+    write_jsonl(tmp_path / "trn.json", generate_records(300, seed=4, quirk_rate=0.3))
+    raws = (tmp_path / "trn.json").read_bytes().splitlines()
+    raws[17] = b"{" + b" " * MAX_LINE_BYTES + b"}"
+    parse = functools.partial(parse_with_facts, parse_json_record, 11)
+    numbered, parsed = parse_in_processes(enumerate(raws), 2, parse, MAX_LINE_BYTES, block_lines=16)
+    results = [parsed(raw) for _, raw in numbered if len(raw) <= MAX_LINE_BYTES]
+    assert results == [parse(raw) for raw in raws if len(raw) <= MAX_LINE_BYTES]
+    assert sum(facts is not None for *_, facts in results) > 200
 
 
 def test_parse_in_processes_hands_out_each_lines_own_result():
