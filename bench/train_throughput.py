@@ -671,7 +671,10 @@ def kernel_profile(enabled: bool, out: Path, steps: int):
     plain_step = train.train_step
     activities = [ProfilerActivity.CPU, ProfilerActivity.CUDA]
     with profile(
-        activities=activities, schedule=schedule(wait=5, warmup=1, active=2), record_shapes=True, with_stack=True
+        activities=activities,
+        schedule=schedule(wait=5, warmup=1, active=2, repeat=1),  # once: repeating, the last window held the save
+        record_shapes=True,
+        with_stack=True,
     ) as prof:
 
         def profiled_step(*args, **kwargs):
