@@ -36,9 +36,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ftpipe import settings, stage  # noqa: E402
 from ftpipe.grouping import SPLITS, key_digest, normalized_text, split_of_digest  # noqa: E402
 from ftpipe.io import atomic_path, write_json  # noqa: E402
+from ftpipe.processes import map_in_processes  # noqa: E402
 from ftpipe.rawdata import repairs as record_repairs  # noqa: E402
 from ftpipe.rawdata.near_duplicates import SignatureStore, grouped_splits  # noqa: E402
-from ftpipe.rawdata.parse_workers import map_in_processes, parse_in_processes  # noqa: E402
+from ftpipe.rawdata.parse_workers import parse_in_processes  # noqa: E402
 from ftpipe.rawdata.raw_input import InputError  # noqa: E402
 from ftpipe.rawdata.raw_records import open_catalog  # noqa: E402
 from ftpipe.rawdata.row_keys import RowFacts, parse_with_facts, record_signatures, split_line  # noqa: E402

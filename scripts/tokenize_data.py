@@ -7,7 +7,8 @@ prompt tokens when `completion_only` is on, so only the description is learned. 
 `max_len` follow the `overlong` policy, and how many were affected goes to the stats JSON.
 
 A split is read, tokenized and written a chunk of rows at a time, as flat numpy arrays and Arrow list
-arrays, so memory does not grow with the number of rows.
+arrays, so memory does not grow with the number of rows; with several threads given, that many forked
+processes tokenize the chunks (in order: the output is the one-process output).
 """
 
 import argparse
@@ -18,6 +19,7 @@ import json
 import logging
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ftpipe import settings, stage  # noqa: E402
 from ftpipe.io import save_dataset_tables, write_json  # noqa: E402
 from ftpipe.modeling import load_tokenizer  # noqa: E402
+from ftpipe.processes import map_in_processes  # noqa: E402
 from ftpipe.prompts import PromptFormat, PromptFormatError  # noqa: E402
 
 log = logging.getLogger("ftpipe.tokenize")
@@ -139,15 +142,20 @@ def apply_overlong(ids: list[int], labels: list[int], max_len: int, policy: str,
     return [*ids[: max_len - 1], eos], [*labels[: max_len - 1], eos], "truncated"
 
 
-def read_chunks(path, prompt_format: PromptFormat, rows: int = CHUNK_ROWS):
-    """(prompts, training texts) of a prepared split's rows, `rows` lines at a time."""
+def line_chunks(path, rows: int | None = None):
+    """A prepared split's lines (bytes), `rows` (CHUNK_ROWS) at a time."""
     with open(path, "rb") as handle:
-        while lines := list(itertools.islice(handle, rows)):
-            records = [_loads(line) for line in lines]
-            # The chat template is rendered once, with stand-ins; one real rendering per chunk checks it.
-            prompt_format.check(records[0]["title"], records[0]["content"])
-            prompts = [prompt_format.prompt(r["title"]) for r in records]
-            yield prompts, [p + prompt_format.response(r["content"]) for p, r in zip(prompts, records, strict=True)]
+        while lines := list(itertools.islice(handle, rows or CHUNK_ROWS)):
+            yield lines
+
+
+def training_texts(lines: list[bytes], prompt_format: PromptFormat) -> tuple[list[str], list[str]]:
+    """(prompts, training texts) of a chunk of prepared rows."""
+    records = [_loads(line) for line in lines]
+    # The chat template is rendered once, with stand-ins; one real rendering per chunk checks it.
+    prompt_format.check(records[0]["title"], records[0]["content"])
+    prompts = [prompt_format.prompt(r["title"]) for r in records]
+    return prompts, [p + prompt_format.response(r["content"]) for p, r in zip(prompts, records, strict=True)]
 
 
 def _loads(line: bytes) -> dict:
@@ -157,18 +165,44 @@ def _loads(line: bytes) -> dict:
         return json.loads(line)
 
 
-def tokenize_split(encoder, eos: int, chunks, max_len: int, completion_only: bool, overlong: str, stats: dict):
-    """Arrow tables (input_ids, labels, length), one per chunk of (prompts, texts); `stats` is filled in as
-    the chunks go by (complete once the tables are consumed)."""
+@dataclass
+class ChunkTokenizer:
+    """A chunk of prepared lines -> its fitted examples (fit_examples' input_ids, labels, lengths, what)."""
+
+    encoder: object
+    eos: int
+    prompt_format: PromptFormat
+    max_len: int
+    completion_only: bool
+    overlong: str
+
+    def __call__(self, lines: list[bytes]):
+        prompts, texts = training_texts(lines, self.prompt_format)
+        flat, offsets, prompt = encode_chunk(self.encoder, self.eos, prompts, texts, self.completion_only)
+        return fit_examples(flat, offsets, prompt, self.max_len, self.overlong, self.eos, self.completion_only)
+
+    def in_worker(self, lines: list[bytes]):
+        """In a worker process: one encoding thread (the processes are the parallelism)."""
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
+        return self(lines)
+
+
+def tokenize_split(tokenize_chunk: ChunkTokenizer, chunks, stats: dict, processes: int = 1):
+    """Arrow tables (input_ids, labels, length), one per chunk of lines, in order; with `processes` > 1 the
+    chunks are read, encoded and fitted in that many forked processes (the Python side of each chunk costs
+    as much as the Rust encoder's share: threads alone did not scale). `stats` is filled in as the chunks go
+    by (complete once the tables are consumed)."""
     import pyarrow as pa
 
+    if processes > 1:
+        fitted = map_in_processes(tokenize_chunk.in_worker, chunks, processes)
+    else:
+        fitted = map(tokenize_chunk, chunks)
     counts = np.zeros(3, dtype=np.int64)  # fits, truncated, dropped
     stats.update(examples_in=0, examples_out=0, tokens=0, label_tokens=0, max_length=0)
-    for prompts, texts in chunks:
-        flat, offsets, prompt = encode_chunk(encoder, eos, prompts, texts, completion_only)
-        input_ids, labels, lengths, what = fit_examples(flat, offsets, prompt, max_len, overlong, eos, completion_only)
+    for input_ids, labels, lengths, what in fitted:
         counts += np.bincount(what, minlength=3)
-        stats["examples_in"] += len(texts)
+        stats["examples_in"] += len(what)
         stats["examples_out"] += len(lengths)
         stats["tokens"] += int(lengths.sum())
         stats["label_tokens"] += int(np.count_nonzero(labels != IGNORE))
@@ -185,7 +219,7 @@ def tokenize_split(encoder, eos: int, chunks, max_len: int, completion_only: boo
 
 
 def tokenize(args) -> dict:
-    stage.use_threads(args.threads)  # before the first encode: the tokenizer's pool is sized once
+    processes = stage.use_threads(args.threads)  # before the first encode: the tokenizer's pool is sized once
     import datasets
 
     tokenizer = load_tokenizer(args.model_dir)
@@ -205,19 +239,17 @@ def tokenize(args) -> dict:
             "length": datasets.Value("int32"),
         }
     )
-    eos = tokenizer.eos_token_id
-    encoder = truncating_encoder(tokenizer, args.max_len)
+    tokenize_chunk = ChunkTokenizer(
+        truncating_encoder(tokenizer, args.max_len),
+        tokenizer.eos_token_id,
+        prompt_format,
+        args.max_len,
+        args.completion_only,
+        args.overlong,
+    )
     stats = {name: {} for name in split_paths}
     tables = {
-        name: tokenize_split(
-            encoder,
-            eos,
-            read_chunks(path, prompt_format),
-            args.max_len,
-            args.completion_only,
-            args.overlong,
-            stats[name],
-        )
+        name: tokenize_split(tokenize_chunk, line_chunks(path), stats[name], processes)
         for name, path in split_paths.items()
     }
     try:
@@ -247,7 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset", required=True, help="output: Arrow DatasetDict folder")
     parser.add_argument("--stats", required=True, help="output: tokenization stats JSON")
     parser.add_argument(
-        "--threads", type=int, default=len(os.sched_getaffinity(0)), help="tokenizer threads (default: the usable CPUs)"
+        "--threads",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="processes that tokenize (default: the usable CPUs; 1: one process, the Rust encoder's threads)",
     )
     settings.add_options(parser, "tokenize")
     return parser

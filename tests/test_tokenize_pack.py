@@ -264,8 +264,9 @@ def test_boundary_example_does_not_see_its_neighbour(tiny_model_dir):
     )
 
 
-def test_tokenize_and_pack_stages(tmp_path, tokenizer_dir, tiny_catalog):
+def test_tokenize_and_pack_stages(tmp_path, tokenizer_dir, tiny_catalog, monkeypatch):
     import datasets
+    import tokenize_data
     from pack import build_parser as pack_parser
     from pack import pack
     from prepare import prepare
@@ -278,7 +279,7 @@ def test_tokenize_and_pack_stages(tmp_path, tokenizer_dir, tiny_catalog):
     prepare(args_for(tiny_catalog, tmp_path))
     splits = {s: str(tmp_path / f"{s}.jsonl") for s in ("train", "validation", "test")}
 
-    def tokenize_into(name: str) -> dict:
+    def tokenize_into(name: str, threads: int = 1) -> dict:
         return tokenize(
             namespace(
                 tokenize_parser(),
@@ -288,6 +289,7 @@ def test_tokenize_and_pack_stages(tmp_path, tokenizer_dir, tiny_catalog):
                 stats=str(tmp_path / f"{name}.json"),
                 instruction_template=PROMPT,
                 response_template="{content}<eos>",
+                threads=threads,
             )
         )
 
@@ -308,6 +310,9 @@ def test_tokenize_and_pack_stages(tmp_path, tokenizer_dir, tiny_catalog):
     assert stats["train"]["examples_out"] + stats["train"]["dropped"] == stats["train"]["examples_in"]
     tokenize_into("tok2")
     assert folder_bytes(tmp_path / "tok2") == folder_bytes(tmp_path / "tok")  # byte-identical on rerun
+    monkeypatch.setattr(tokenize_data, "CHUNK_ROWS", 7)  # many chunks, the last ones short
+    assert tokenize_into("tok3", threads=3) == stats  # three processes: the same examples, in order
+    assert folder_bytes(tmp_path / "tok3") == folder_bytes(tmp_path / "tok")
     for mode in ("boundary", "seed"):
         pack_into(mode, mode)
         packed = datasets.load_from_disk(str(tmp_path / mode))

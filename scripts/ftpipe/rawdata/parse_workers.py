@@ -1,5 +1,4 @@
-"""Parsing a catalog's records in worker processes, with every record's outcome the one-process outcome
-(and map_in_processes: any blockwise work the same way).
+"""Parsing a catalog's records in worker processes, with every record's outcome the one-process outcome.
 
 Blocks of records go to a pool of forked workers, at most 2 x `processes` blocks ahead of the consumer
 (memory stays bounded); the records come back in input order, so deduplication, sampling and writing stay
@@ -46,19 +45,6 @@ def parse_in_processes(lines, processes: int, parse, max_bytes: int, block_lines
         return result
 
     return numbered_lines(), parsed
-
-
-def map_in_processes(function, tasks, processes: int):
-    """`function` of each task in `processes` forked workers: the results in task order, at most 2 x `processes`
-    tasks ahead of the consumer (memory stays bounded)."""
-    with multiprocessing.get_context("fork").Pool(processes) as pool:
-        in_flight = deque()
-        for task in tasks:
-            in_flight.append(pool.apply_async(function, (task,)))
-            if len(in_flight) > 2 * processes:
-                yield in_flight.popleft().get()
-        while in_flight:
-            yield in_flight.popleft().get()
 
 
 def _submit(pool, block: list, parse, max_bytes: int):
