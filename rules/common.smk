@@ -70,12 +70,16 @@ HAS_GPU = (
     shutil.which("nvidia-smi") is not None
     and os.environ.get("CUDA_VISIBLE_DEVICES") != ""
 )
+# With a GPU one core is left to the one-thread jobs (run_config, plots, the reports): measured on an H100 with
+# 16 cores, plots waited for generate and metrics, which held every core, and ended after them.
+FREE_CORE = 1
 
 
 def EVAL_THREADS(wildcards):
-    """The evaluation jobs' threads: half the cores with a GPU (they run side by side), else all."""
+    """generate's and metrics' threads: with a GPU half the cores but the free one each (they run side by
+    side), else all."""
     cores = TORCH_THREADS(wildcards)
-    return max(1, cores // 2) if HAS_GPU else cores
+    return max(1, (cores - FREE_CORE) // 2) if HAS_GPU else cores
 
 
 # base_eval does not need the adapter: with a GPU it takes a quarter of the cores and tokenize and train the
@@ -88,9 +92,9 @@ def BESIDE_THREADS(wildcards):
 
 
 def MAIN_THREADS(wildcards):
-    """tokenize's and train's threads: every core, less base_eval's with a GPU (it runs beside them)."""
+    """tokenize's and train's threads: every core, or with a GPU all but base_eval's and the free one."""
     cores = TORCH_THREADS(wildcards)
-    return max(1, cores - BESIDE_THREADS(wildcards)) if HAS_GPU else cores
+    return max(1, cores - BESIDE_THREADS(wildcards) - FREE_CORE) if HAS_GPU else cores
 
 
 def ALL_BUT_ONE_CORE(wildcards):
