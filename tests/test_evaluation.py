@@ -299,3 +299,24 @@ def test_auto_batch_size(tiny_model_dir):
     assert resolve_batch_size("auto", model, 200) == AUTO_BATCH_CPU and resolve_batch_size(7, model, 200) == 7
     # keys and values x 2 layers x 2 key/value heads x head size 16 x 4 bytes (float32)
     assert kv_cache_bytes_per_token(model) == 2 * 2 * 2 * 16 * 4
+
+
+def test_description_nll_is_the_models_own_loss_on_each_response(tiny_model_dir):
+    """Batched and right-padded, the summed nll of each response equals the model's own loss on that row alone
+    (labels -100 on the prompt) times the response's token count."""
+    from ftpipe.scoring import description_nll
+
+    tokenizer = load_tokenizer(tiny_model_dir)
+    model = load_for_inference(tiny_model_dir, DEFAULT_QUANTIZATION, torch.device("cpu"))
+    prompts = ["Title: Girls Ballet Tutu\nDescription: ", "Title: a\nDescription: ", "Title: USB-C cable, 2 m\n"]
+    responses = ["A pink tutu for dance class.", "Short.", "Braided nylon, fast charging, two metres long, in grey."]
+    got = description_nll(model, tokenizer, prompts, responses, batch_size=2)
+    for (nll, count), prompt, response in zip(got, prompts, responses, strict=True):
+        ids = tokenizer(prompt + response, return_tensors="pt")["input_ids"]
+        prompt_tokens = len(tokenizer(prompt)["input_ids"])
+        labels = ids.clone()
+        labels[:, :prompt_tokens] = -100
+        with torch.no_grad():
+            mean = model(input_ids=ids, labels=labels).loss.item()
+        assert count == ids.shape[1] - prompt_tokens
+        assert nll == pytest.approx(mean * count, rel=1e-4)

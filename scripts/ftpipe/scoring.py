@@ -146,12 +146,15 @@ def description_nll(model, tokenizer, prompts: list[str], responses: list[str], 
             in_prompt = offsets[row, :, 0] < len(prompt)  # tokens starting inside the prompt carry no loss
             labels[row, in_prompt | (encoded["attention_mask"][row] == 0)] = -100
         encoded = {key: value.to(device) for key, value in encoded.items()}
-        logits = model(**encoded, use_cache=False).logits.float()
-        losses = torch.nn.functional.cross_entropy(
-            logits[:, :-1].transpose(1, 2), labels[:, 1:].to(device), reduction="none", ignore_index=-100
-        )
-        counts = (labels[:, 1:] != -100).sum(dim=1)
-        results.extend(zip(losses.sum(dim=1).tolist(), counts.tolist(), strict=True))
+        logits = model(**encoded, use_cache=False).logits
+        # Only the response's positions, in float32: the prompt's and the padding's logits (most of a batch's
+        # rows x length x vocabulary) are never converted, and the loss reads contiguous rows.
+        targets = labels[:, 1:].to(device)
+        scored = targets != -100
+        losses = torch.nn.functional.cross_entropy(logits[:, :-1][scored].float(), targets[scored], reduction="none")
+        rows = torch.arange(len(texts), device=device).unsqueeze(1).expand_as(scored)[scored]
+        sums = torch.zeros(len(texts), device=device, dtype=losses.dtype).index_add_(0, rows, losses)
+        results.extend(zip(sums.tolist(), scored.sum(dim=1).tolist(), strict=True))
     return results
 
 
