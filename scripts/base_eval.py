@@ -25,9 +25,9 @@ from ftpipe.generation import add_generation_args, prompt_format_of  # noqa: E40
 from ftpipe.heldout import contamination, sample_summary  # noqa: E402
 from ftpipe.io import write_json  # noqa: E402
 from ftpipe.modeling import load_for_inference, load_tokenizer, pick_device  # noqa: E402
+from ftpipe.timing import Stopwatch  # noqa: E402
 from ftpipe.variants import (  # noqa: E402
     BASE_VARIANTS,
-    Stopwatch,
     VariantRunner,
     add_heldout_args,
     decoding_settings,

@@ -19,7 +19,7 @@ from ftpipe.generation import add_generation_args, generate_texts, prompt_format
 from ftpipe.heldout import sample_rows, sample_summary  # noqa: E402
 from ftpipe.io import write_json  # noqa: E402
 from ftpipe.modeling import load_for_inference, load_tokenizer, merge_adapter, pick_device  # noqa: E402
-from ftpipe.variants import Stopwatch  # noqa: E402
+from ftpipe.timing import Stopwatch  # noqa: E402
 
 log = logging.getLogger("ftpipe.generate")
 

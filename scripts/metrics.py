@@ -39,11 +39,11 @@ from ftpipe.heldout import MIN_SOUND_TITLES, sample_summary  # noqa: E402
 from ftpipe.io import read_json, write_json  # noqa: E402
 from ftpipe.modeling import load_for_inference, load_tokenizer, merge_adapter, pick_device  # noqa: E402
 from ftpipe.scoring import bootstrap_mean, paired_difference  # noqa: E402
+from ftpipe.timing import Stopwatch  # noqa: E402
 from ftpipe.variants import (  # noqa: E402
     BASE_VARIANTS,
     PER_TITLE,
     VARIANTS,
-    Stopwatch,
     VariantRunner,
     add_heldout_args,
     decoding_settings,

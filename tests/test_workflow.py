@@ -375,6 +375,7 @@ def test_editing_a_page_template_renders_the_pages_again(finished_run):
         ("training/fp8_base.py", RULES_AFTER_TRAIN),  # train only
         ("budget.py", {"base_eval", "metrics", "run_report", "report"}),  # base_eval only (metrics reads its budget)
         ("variants.py", {"base_eval", "metrics", "run_report", "report"}),  # both evaluation stages
+        ("timing.py", {"generate", "base_eval", "metrics", "run_report", "report"}),  # the three that time parts
     ],
 )
 def test_editing_a_module_reruns_the_rules_whose_script_imports_it(finished_run, module, expected):

@@ -8,15 +8,10 @@ prompt, decode and measure perplexity the same way.
 
 from __future__ import annotations
 
-import logging
-import time
-from contextlib import contextmanager
-
 from ftpipe.generation import AUTO_BATCH_CPU, generate_with_endings
 from ftpipe.heldout import sample_rows
 from ftpipe.scoring import description_nll, distinct_2, length_ratio, reference_scores_parallel, title_coverage
-
-log = logging.getLogger("ftpipe.variants")
+from ftpipe.timing import Stopwatch
 
 VARIANTS = ("base_plain", "base_tagged", "adapter")
 BASE_VARIANTS = ("base_plain", "base_tagged")
@@ -86,22 +81,6 @@ def scoring_batch(batch_size, device) -> int:
     if batch_size in (None, "auto"):
         return NLL_BATCH if device.type == "cuda" else AUTO_BATCH_CPU
     return min(int(batch_size), NLL_BATCH)
-
-
-class Stopwatch:
-    """Seconds per named part of a stage, in the order they ran; each part is logged as it ends."""
-
-    def __init__(self):
-        self.seconds: dict[str, float] = {}
-
-    @contextmanager
-    def part(self, name: str):
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 3)
-            log.info("timing: %s %.2f s", name, self.seconds[name])
 
 
 class VariantRunner:
