@@ -219,7 +219,7 @@ def tokenize_split(tokenize_chunk: ChunkTokenizer, chunks, stats: dict, processe
 
 
 def tokenize(args) -> dict:
-    processes = stage.use_threads(args.threads)  # before the first encode: the tokenizer's pool is sized once
+    processes = stage.use_threads(args.threads)  # at most the machine's cores
     import datasets
 
     tokenizer = load_tokenizer(args.model_dir)
@@ -282,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads",
         type=int,
         default=len(os.sched_getaffinity(0)),
-        help="processes that tokenize (default: the usable CPUs; 1: one process, the Rust encoder's threads)",
+        help="processes that tokenize, each encoding on one thread (default: the usable CPUs)",
     )
     settings.add_options(parser, "tokenize")
     return parser
