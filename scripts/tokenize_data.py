@@ -194,7 +194,10 @@ def tokenize_split(tokenize_chunk: ChunkTokenizer, chunks, stats: dict, processe
     by (complete once the tables are consumed)."""
     import pyarrow as pa
 
-    if processes > 1:
+    chunks = iter(chunks)
+    head = list(itertools.islice(chunks, 2))
+    chunks = itertools.chain(head, chunks)
+    if processes > 1 and len(head) > 1:  # one chunk: no processes to start
         fitted = map_in_processes(tokenize_chunk.in_worker, chunks, processes)
     else:
         fitted = map(tokenize_chunk, chunks)
