@@ -182,6 +182,27 @@ def gpu_name() -> str:
     return ", ".join(names) if names else "none (CPU)"
 
 
+def archive_logs(work: Path, archive: Path) -> list[str]:
+    """Snakemake's log, every rule log and benchmark TSV, and the results' JSON records under 3 MB (timings,
+    stats, counts) of a work folder, in one .tar.gz: what the per-rule analysis reads, as one file (a GPU
+    machine may hand back only a few). Returns the archived paths, relative to `work`."""
+    import tarfile
+
+    wanted = [
+        work / "snakemake_run.log",
+        *sorted((work / "logs").rglob("*.log")),
+        *sorted((work / "benchmarks").rglob("*.tsv")),
+    ]
+    if (work / "results").exists():
+        wanted += [path for path in sorted((work / "results").rglob("*.json")) if path.stat().st_size < 3 << 20]
+    names = [str(path.relative_to(work)) for path in wanted if path.is_file()]
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive, "w:gz") as tar:
+        for name in names:
+            tar.add(work / name, arcname=name)
+    return names
+
+
 def tail(path: Path, chars: int = 6000) -> str:
     return path.read_text(errors="replace")[-chars:] if path.exists() else ""
 
@@ -323,6 +344,8 @@ def run(args) -> dict:
     result["breakdown"] = breakdown(work, result["per_rule_seconds"])
     save()
     print(json.dumps({k: v for k, v in result.items() if k not in ("benchmarks",)}, indent=2), flush=True)
+    logs = out_path.with_name(out_path.stem + ".logs.tgz")
+    print(f"{len(archive_logs(work, logs))} logs and records in {logs}", flush=True)
     if not args.keep_work:
         shutil.rmtree(work, ignore_errors=True)
     return result
