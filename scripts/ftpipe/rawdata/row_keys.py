@@ -4,6 +4,8 @@ compare, and its sample priority.
 These are pure functions of the record (and the seed), so they are computed where the record is parsed: in
 the parsing workers when prepare runs several processes (parse_with_facts is what the workers call), in the
 main process otherwise; the main process only looks the digests up, in input order, and moves the JSON.
+Once the sample is chosen, the sampled records' MinHash signatures (record_signatures) are computed by
+workers the same way.
 """
 
 from __future__ import annotations
