@@ -140,7 +140,7 @@ def metrics(args) -> dict:
         base = base_variants(args.base_eval, tests, validation, args.sample_seed)
     budget_record, budget = base["budget"], base["budget"]["max_new_tokens"]
     log.info("generation budget: %d new tokens, as base_eval chose it (%s)", budget, json.dumps(budget_record))
-    with clock.part("load_model"):
+    with clock.part("load_tokenizer"):  # mostly transformers' first imports
         tokenizer = load_tokenizer(args.adapter)
     prompt_format = prompt_format_of(args, tokenizer)
     # stop_strings resolved with the tokenizer (metrics.json shows them), as base_eval resolved them

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import copy
 import itertools
+import os
 import random
 
 import numpy as np
@@ -311,8 +312,12 @@ def test_tokenize_and_pack_stages(tmp_path, tokenizer_dir, tiny_catalog, monkeyp
     tokenize_into("tok2")
     assert folder_bytes(tmp_path / "tok2") == folder_bytes(tmp_path / "tok")  # byte-identical on rerun
     monkeypatch.setattr(tokenize_data, "CHUNK_ROWS", 7)  # many chunks, the last ones short
-    assert tokenize_into("tok3", threads=3) == stats  # three processes: the same examples, in order
+    pools, in_processes = [], tokenize_data.map_in_processes
+    monkeypatch.setattr(tokenize_data, "map_in_processes", lambda *a: pools.append(a[2]) or in_processes(*a))
+    assert tokenize_into("tok3", threads=3) == stats  # several processes: the same examples, in order
     assert folder_bytes(tmp_path / "tok3") == folder_bytes(tmp_path / "tok")
+    if (os.cpu_count() or 1) > 1:  # threads are capped at the cores: one core tokenizes in-process
+        assert pools and min(pools) > 1, "the chunks did not go to worker processes"
     for mode in ("boundary", "seed"):
         pack_into(mode, mode)
         packed = datasets.load_from_disk(str(tmp_path / mode))
@@ -369,7 +374,6 @@ def test_tokenizer_pool_has_the_rules_threads(tokenizer_dir, threads):
     """stage.use_threads(n) sizes the Rust tokenizer's pool to n threads (at most the machine's cores) even
     where the environment asks for one thread (RAYON_NUM_THREADS=1) or no parallelism
     (TOKENIZERS_PARALLELISM=false)."""
-    import os
     import subprocess
     import sys
 
