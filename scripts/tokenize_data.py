@@ -189,8 +189,8 @@ class ChunkTokenizer:
 
 def tokenize_split(tokenize_chunk: ChunkTokenizer, chunks, stats: dict, processes: int = 1):
     """Arrow tables (input_ids, labels, length), one per chunk of lines, in order; with `processes` > 1 the
-    chunks are read, encoded and fitted in that many forked processes (the Python side of each chunk costs
-    as much as the Rust encoder's share: threads alone did not scale). `stats` is filled in as the chunks go
+    chunks are read, encoded and fitted in that many forked processes (the encoder's threads alone left
+    the rest of each chunk's work in one process). `stats` is filled in as the chunks go
     by (complete once the tables are consumed)."""
     import pyarrow as pa
 
