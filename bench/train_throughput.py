@@ -81,6 +81,8 @@ VARIANTS = {
     "b9_plus_compiled_loss": ({**B8, "compile_loss": True}, {}),
     "b10_plus_cuda_graphs_bf16_base": (BF16, {}),
     "b11_plus_fp8_base": ({"enabled": True, "fp8_base": True}, {}),
+    # every LoRA layer's base on FP8, attention's small projections too (the lever takes only those where it pays)
+    "fp8_base_every_layer": ({"enabled": True, "fp8_base": True}, {"fp8_min_work": 0}),
     "fused_dropout_lora_bf16_base": ({**BF16, "fused_dropout_lora": True}, {}),
     "fused_dropout_lora_without_cuda_graphs": ({**BF16, "fused_dropout_lora": True, "cuda_graphs": False}, {}),
     "default_fast_path_evaluating_every_10_steps": ({"enabled": True}, {"eval_steps": 10}),
@@ -525,9 +527,10 @@ def dropout_lora_kernel_check(repeats: int = 50) -> dict:
 
 def fp8_matmul_check(repeats: int = 50) -> dict:
     """The FP8 base's matmul at the recipe's shapes (8192 tokens; gate/up 2048 -> 5632, down 5632 -> 2048, q/o
-    2048 -> 2048): its output and input gradient against float32 from the same dequantized e4m3 operands (the
-    CPU path the tests check: only rounding of the output may differ), against the bf16 product (what FP8 costs
-    in precision), and median milliseconds of forward + input gradient, FP8 and bf16, both compiled."""
+    2048 -> 2048, k/v 2048 -> 256): its output and input gradient against float32 from the same dequantized
+    e4m3 operands (the CPU path the tests check: only rounding of the output may differ), against the bf16
+    product (what FP8 costs in precision), and median milliseconds of forward + input gradient, FP8 and bf16,
+    both compiled."""
     from ftpipe.training.fp8_base import Fp8Linear, dequantize_rows, quantize_rows
 
     device = torch.device("cuda" if CUDA else "cpu")
@@ -537,7 +540,7 @@ def fp8_matmul_check(repeats: int = 50) -> dict:
     def error(a, b):
         return float((a.float() - b.float()).norm() / b.float().norm())
 
-    for inputs, outputs in ((2048, 5632), (5632, 2048), (2048, 2048)):
+    for inputs, outputs in ((2048, 5632), (5632, 2048), (2048, 2048), (2048, 256)):
         linear = torch.nn.Linear(inputs, outputs, bias=False, device=device, dtype=torch.bfloat16)
         fp8 = Fp8Linear(linear, torch.bfloat16)
         x = torch.randn(tokens, inputs, device=device, dtype=torch.bfloat16, requires_grad=True)
@@ -603,13 +606,27 @@ def stage_variant(
     """(b) The project's training stage function with the reference recipe and the given speed levers."""
     from train import run_training
 
+    from ftpipe.training import fp8_base
+
     fresh_gpu()
-    with tempfile.TemporaryDirectory() as out_name:
+    min_work = recipe.pop("fp8_min_work", fp8_base.MIN_WORK_PER_QUANTIZED)  # which layers the FP8 base takes
+    with tempfile.TemporaryDirectory() as out_name, patched(fp8_base, "MIN_WORK_PER_QUANTIZED", min_work):
         out = Path(out_name)
         timing = run_training(stage_args(model_dir, out, steps, speed, logging_steps=logging_steps, **recipe), blocks)
         history = json.loads((out / "history.json").read_text())["history"]
     logged = [row for row in history if "loss" in row]
     return {**variant_summary(timing), "loss": [row["loss"] for row in logged]}, logged
+
+
+@contextlib.contextmanager
+def patched(module, name: str, value):
+    """module.name set to value for the block's duration."""
+    before = getattr(module, name)
+    setattr(module, name, value)
+    try:
+        yield
+    finally:
+        setattr(module, name, before)
 
 
 def variant_summary(timing: dict) -> dict:
