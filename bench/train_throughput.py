@@ -81,8 +81,6 @@ VARIANTS = {
     "b9_plus_compiled_loss": ({**B8, "compile_loss": True}, {}),
     "b10_plus_cuda_graphs_bf16_base": (BF16, {}),
     "b11_plus_fp8_base": ({"enabled": True, "fp8_base": True}, {}),
-    # every LoRA layer's base on FP8, attention's small projections too (the lever takes only those where it pays)
-    "fp8_base_every_layer": ({"enabled": True, "fp8_base": True}, {"fp8_min_work": 0}),
     "fused_dropout_lora_bf16_base": ({**BF16, "fused_dropout_lora": True}, {}),
     "fused_dropout_lora_without_cuda_graphs": ({**BF16, "fused_dropout_lora": True, "cuda_graphs": False}, {}),
     "default_fast_path_evaluating_every_10_steps": ({"enabled": True}, {"eval_steps": 10}),
@@ -606,27 +604,13 @@ def stage_variant(
     """(b) The project's training stage function with the reference recipe and the given speed levers."""
     from train import run_training
 
-    from ftpipe.training import fp8_base
-
     fresh_gpu()
-    min_work = recipe.pop("fp8_min_work", fp8_base.MIN_WORK_PER_QUANTIZED)  # which layers the FP8 base takes
-    with tempfile.TemporaryDirectory() as out_name, patched(fp8_base, "MIN_WORK_PER_QUANTIZED", min_work):
+    with tempfile.TemporaryDirectory() as out_name:
         out = Path(out_name)
         timing = run_training(stage_args(model_dir, out, steps, speed, logging_steps=logging_steps, **recipe), blocks)
         history = json.loads((out / "history.json").read_text())["history"]
     logged = [row for row in history if "loss" in row]
     return {**variant_summary(timing), "loss": [row["loss"] for row in logged]}, logged
-
-
-@contextlib.contextmanager
-def patched(module, name: str, value):
-    """module.name set to value for the block's duration."""
-    before = getattr(module, name)
-    setattr(module, name, value)
-    try:
-        yield
-    finally:
-        setattr(module, name, before)
 
 
 def variant_summary(timing: dict) -> dict:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from ftpipe.modeling import load_base_model, lora_config
-from ftpipe.training.fp8_base import E4M3_MAX, Fp8Linear, fp8_base_layers, fp8_pays, quantize_rows
+from ftpipe.training.fp8_base import E4M3_MAX, Fp8Linear, fp8_base_layers, quantize_rows
 from tests.conftest import resolved_plan
 
 resolved = functools.partial(resolved_plan, dropout=0.05)  # the plan for this LoRA dropout
@@ -95,7 +95,7 @@ def lora_model(base):
 
 def test_a_lora_model_on_the_fp8_base_keeps_loss_and_gradients(base):
     plain, fp8 = lora_model(base), lora_model(base)
-    assert fp8_base_layers(fp8, torch.float32, min_work=0) == (14, 0)  # 7 projections x 2 layers, all on FP8
+    assert fp8_base_layers(fp8, torch.float32) == 14  # 7 projections x 2 layers
     ids = torch.randint(0, 1000, (3, 24), generator=torch.Generator().manual_seed(0))
     results = []
     for model in (plain, fp8):
@@ -123,27 +123,6 @@ def test_a_bias_is_added_and_a_base_that_is_not_linear_is_refused(base):
     model.base_model.model.model.layers[0].self_attn.q_proj.base_layer = torch.nn.Identity()
     with pytest.raises(ValueError, match=r"layers\.0\.self_attn\.q_proj: its base layer is Identity"):
         fp8_base_layers(model, torch.float32)
-
-
-def test_fp8_takes_the_layers_whose_matmul_outweighs_quantizing_its_input():
-    # TinyLlama's shapes, as measured on an H100: the MLP's projections gain, attention's lose
-    assert fp8_pays(2048, 5632) and fp8_pays(5632, 2048)
-    assert not fp8_pays(2048, 2048) and not fp8_pays(2048, 256)
-    assert fp8_pays(4096, 4096)  # a Llama-3-8B attention projection: large enough
-    assert not fp8_pays(576, 1536)  # SmolLM2-135M's MLP: too small
-
-
-def test_only_the_layers_where_fp8_pays_are_replaced(base, tiny_model_dir):
-    import json
-
-    widths = json.loads((tiny_model_dir / "config.json").read_text())
-    hidden, mlp = widths["hidden_size"], widths["intermediate_size"]
-    model = lora_model(base)
-    mlp_work = hidden * mlp / (hidden + mlp)  # gate/up/down; q/o (hidden -> hidden) do half of hidden
-    assert mlp_work > hidden / 2
-    assert fp8_base_layers(model, torch.float32, min_work=mlp_work) == (6, 8)  # 3 of 7 projections x 2 layers
-    on_fp8 = {name.split(".")[-2] for name, module in model.named_modules() if isinstance(module, Fp8Linear)}
-    assert on_fp8 == {"gate_proj", "up_proj", "down_proj"}
 
 
 def test_auto_is_off_without_fp8_tensor_cores_and_says_why(caplog):

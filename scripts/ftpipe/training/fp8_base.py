@@ -9,10 +9,6 @@ and applies both scales to the float32 accumulators (rowwise scaling), out in bf
 for the backward pass: the base weight is frozen, so only dx is needed, from dy and W^T. LoRA (and its
 dropout), the norms, attention and the LM head stay as they are.
 
-Only layers whose matmul is large against the quantization of its input and output gradient take FP8
-(`fp8_pays`): quantizing reads the tokens x in activation and the tokens x out gradient once more, while the
-matmul does tokens x in x out work, so what FP8 saves per element quantized grows with in*out/(in+out).
-
 Where torch has no FP8 matmul (the CPU), the same quantization is applied and the product computed from the
 dequantized operands in float32: the same function up to the accumulation order, which tests use.
 """
@@ -24,10 +20,6 @@ import torch
 E4M3 = torch.float8_e4m3fn
 E4M3_MAX = torch.finfo(E4M3).max  # 448
 MIN_CAPABILITY = (8, 9)  # Ada and Hopper have FP8 tensor cores
-# Measured on an H100 at 8,192 tokens, forward + input gradient, compiled: 2048 -> 5632 and 5632 -> 2048 (work
-# per element quantized 1,502) took 0.66-0.69 ms in FP8 against 0.87-0.89 in bf16; 2048 -> 2048 (1,024) took
-# 0.67 against 0.54. The threshold lies between the two.
-MIN_WORK_PER_QUANTIZED = 1280
 
 
 def fp8_unavailable(device: torch.device) -> str | None:
@@ -39,13 +31,6 @@ def fp8_unavailable(device: torch.device) -> str | None:
         name = torch.cuda.get_device_name(device)
         return f"{name} has compute capability {capability[0]}.{capability[1]}; FP8 matmuls need 8.9 or later"
     return None
-
-
-def fp8_pays(in_features: int, out_features: int, min_work: float | None = None) -> bool:
-    """Whether a frozen in -> out layer runs faster in FP8: its matmul work per element the per-token
-    quantization reads, in*out/(in+out), at least `min_work` (MIN_WORK_PER_QUANTIZED when None)."""
-    threshold = MIN_WORK_PER_QUANTIZED if min_work is None else min_work
-    return in_features * out_features / (in_features + out_features) >= threshold
 
 
 def quantize_rows(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -116,10 +101,10 @@ class Fp8Linear(torch.nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, e4m3 per-channel scales"
 
 
-def fp8_base_layers(model, out_dtype: torch.dtype, min_work: float | None = None) -> tuple[int, int]:
-    """Replace the base layer of every LoRA linear layer of a PEFT model where FP8 pays (`fp8_pays`) by its FP8
-    version; returns (layers on FP8, layers left in 16/32 bits). Raises ValueError naming the first layer whose
-    base is not a 16/32-bit nn.Linear (a 4-bit base, say), so a run never mixes two paths."""
+def fp8_base_layers(model, out_dtype: torch.dtype) -> int:
+    """Replace the base layer of every LoRA linear layer of a PEFT model by its FP8 version; returns the count.
+    Raises ValueError naming the first layer whose base is not a 16/32-bit nn.Linear (a 4-bit base, say), so a
+    run never mixes two paths."""
     from peft.tuners.lora import Linear as LoraLinear
 
     layers = [(name, module) for name, module in model.named_modules() if isinstance(module, LoraLinear)]
@@ -130,7 +115,6 @@ def fp8_base_layers(model, out_dtype: torch.dtype, min_work: float | None = None
                 f"fp8_base is not possible for {name}: its base layer is {type(base).__name__}, not a 16/32-bit "
                 "nn.Linear (set speed.dequantize_base: true)"
             )
-    chosen = [module for _, module in layers if fp8_pays(module.in_features, module.out_features, min_work)]
-    for module in chosen:
+    for _, module in layers:
         module.base_layer = Fp8Linear(module.base_layer, out_dtype)
-    return len(chosen), len(layers) - len(chosen)
+    return len(layers)

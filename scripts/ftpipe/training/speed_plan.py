@@ -149,13 +149,7 @@ def apply_fp8_base(model, plan: dict, speed: dict | None, dtype: torch.dtype) ->
     if not plan["fp8_base"]:
         return
     try:
-        on_fp8, kept = fp8_base_layers(model, dtype)
-        log.info(
-            "fp8_base: %d frozen linear layers run their matmuls in e4m3, %d too small for FP8 to pay stay in %s",
-            on_fp8,
-            kept,
-            dtype,
-        )
+        log.info("fp8_base: %d frozen linear layers run their matmuls in e4m3", fp8_base_layers(model, dtype))
     except ValueError as err:
         if configured_speed(speed)["fp8_base"] is True:
             raise SystemExit(f"train: speed.fp8_base: {err}") from None
