@@ -12,7 +12,7 @@ from ftpipe.generation import generate_texts, prompt_format_of
 from ftpipe.heldout import sample_rows
 from ftpipe.modeling import load_for_inference, load_tokenizer, merge_adapter
 from ftpipe.stage import namespace
-from tests.test_evaluation import CONFIG, adapter_dir, catalog_splits  # noqa: F401 (adapter_dir: the fixture)
+from tests.test_evaluation import PROMPT_VALUES, adapter_dir, catalog_splits  # noqa: F401 (adapter_dir: fixture)
 
 CPU = torch.device("cpu")
 
@@ -28,9 +28,7 @@ def stage_args(tmp_path, model_dir, adapter, splits, **overrides):
         base_samples=str(tmp_path / "base_samples.json"),
         num_titles=4,
         max_new_tokens=8,
-        instruction_template=CONFIG["prompt"]["instruction"],
-        response_template=CONFIG["prompt"]["response"],
-        base_prompt_template=CONFIG["prompt"]["base_plain"],
+        **PROMPT_VALUES,
         threads=1,
     )
     values.update(overrides)
