@@ -12,9 +12,48 @@ from ftpipe.generation import generate_texts, prompt_format_of
 from ftpipe.heldout import sample_rows
 from ftpipe.modeling import load_for_inference, load_tokenizer, merge_adapter
 from ftpipe.stage import namespace
-from tests.test_evaluation import PROMPT_VALUES, adapter_dir, catalog_splits  # noqa: F401 (adapter_dir: fixture)
+from ftpipe.workflow.experiments import ExperimentPlan
+from tests.test_evaluation import CONFIG, PROMPT_VALUES, adapter_dir, catalog_splits  # noqa: F401 (the fixture)
 
 CPU = torch.device("cpu")
+SHIPPED = json.loads(json.dumps(CONFIG))  # a copy: the plans below add an experiment
+
+
+def base_samples_keys(runs: dict) -> dict[str, str]:
+    """Each run's base_samples key in an experiment of the shipped config with these runs."""
+    plan = ExperimentPlan({**SHIPPED, "experiment": {"runs": runs}}, source_hash=lambda path: "raw")
+    return {name: keys["base_samples"] for name, keys in plan.keys.items()}
+
+
+def test_runs_that_differ_in_training_or_metrics_share_the_base_samples():
+    keys = base_samples_keys(
+        {
+            "a": {},
+            "b": {"train": {"learning_rate": 1e-3, "lora": {"r": 4}}, "pack": {"mode": "seed"}},
+            "c": {"metrics": {"num_titles": 20}, "tokenize": {"max_len": 96}},
+            "d": {"generate": {"resources": {"mem_mb": 1000}}},  # how a job runs, not what it writes
+        }
+    )
+    assert len(set(keys.values())) == 1, keys
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"generate": {"temperature": 0.3}},
+        {"generate": {"num_titles": 3}},
+        {"generate": {"seed": 1}},
+        {"prompt": {"base_plain": "Describe: {title}\n"}},
+        {"prompt": {"instruction": "Describe: {title}\n"}},
+        {"train": {"quantization": {"load_in_4bit": False}}},  # the base is loaded for sampling as for training
+        {"data": {"seed": 1}},
+        {"model": {"source": "elsewhere"}},
+    ],
+    ids=json.dumps,
+)
+def test_what_the_base_samples_depend_on_gives_them_a_key_of_their_own(overrides):
+    keys = base_samples_keys({"a": {}, "b": overrides})
+    assert keys["a"] != keys["b"]
 
 
 def stage_args(tmp_path, model_dir, adapter, splits, **overrides):
