@@ -225,13 +225,19 @@ def train_breakdown(rule_seconds: float | None, timing: dict) -> dict:
 
 
 def breakdown(work: Path, per_rule: dict) -> dict:
-    """Train, generate, base_eval and metrics: their rule seconds and where they went, as far as their outputs
-    say (train's timing.json; a `timing` record in the generations', base_eval's or metrics' JSON)."""
+    """Train, generate, base_samples, base_eval and metrics: their rule seconds and where they went, as far as
+    their outputs say (train's timing.json; a `timing` record in the samples', base_samples', base_eval's or
+    metrics' JSON)."""
     results = work / "results"
-    found = {"train": {}, "generate": {}, "base_eval": {}, "metrics": {}}
+    found = {"train": {}, "generate": {}, "base_samples": {}, "base_eval": {}, "metrics": {}}
     timing = next(results.glob("**/timing.json"), None) if results.exists() else None
     found["train"] = train_breakdown(per_rule.get("train"), json.loads(timing.read_text()) if timing else {})
-    patterns = (("generate", "**/samples.json"), ("base_eval", "**/base_eval.json"), ("metrics", "**/metrics.json"))
+    patterns = (
+        ("generate", "**/samples.json"),
+        ("base_samples", "**/base_samples.json"),
+        ("base_eval", "**/base_eval.json"),
+        ("metrics", "**/metrics.json"),
+    )
     for rule, pattern in patterns:
         found[rule] = {"rule_seconds": per_rule.get(rule)}
         for path in sorted(results.glob(pattern)) if results.exists() else []:

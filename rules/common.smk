@@ -49,9 +49,9 @@ TEMPLATES = sorted(
     str(path) for path in (Path(workflow.basedir) / "report" / "templates").glob("*.j2")
 )
 # Each keyed stage's output folder (the experiments module names them; lineage.json records them).
-PREPARED, BASE_MODEL, TOKENIZED, PACKED, TRAINED, BASE_EVAL = (
+PREPARED, BASE_MODEL, TOKENIZED, PACKED, TRAINED, BASE_EVAL, BASE_SAMPLES = (
     f"{STAGE_FOLDERS[stage]}/{{key}}"
-    for stage in ("prepare", "base_model", "tokenize", "pack", "train", "base_eval")
+    for stage in ("prepare", "base_model", "tokenize", "pack", "train", "base_eval", "base_samples")
 )
 RUN_DIR = "results/runs/{run}"
 
@@ -65,7 +65,8 @@ def TORCH_THREADS(wildcards):
         return 1
 
 
-# On a machine with a GPU the evaluation jobs compute there: generate, base_eval and metrics may run side by side.
+# On a machine with a GPU the evaluation jobs compute there: generate, metrics and the base variants' stages may
+# run side by side.
 HAS_GPU = (
     shutil.which("nvidia-smi") is not None
     and os.environ.get("CUDA_VISIBLE_DEVICES") != ""
@@ -82,11 +83,11 @@ def EVAL_THREADS(wildcards):
     return max(1, (cores - FREE_CORE) // 2) if HAS_GPU else cores
 
 
-# base_eval does not need the adapter: with a GPU it takes a quarter of the cores and tokenize and train the
-# rest, so it runs beside them (its work is on the GPU while theirs is on the CPU: tokenizing, compiling)
+# base_eval and base_samples do not need the adapter: with a GPU each takes a quarter of the cores and tokenize
+# and train the rest, so they run beside them (its work is on the GPU while theirs is on the CPU: tokenizing, compiling)
 # instead of making train wait for it. Measured on an H100 with 16 cores, train waited 59 s for it.
 def BESIDE_THREADS(wildcards):
-    """base_eval's threads: a quarter of the cores with a GPU, else all."""
+    """base_eval's and base_samples' threads: a quarter of the cores with a GPU, else all."""
     cores = TORCH_THREADS(wildcards)
     return max(1, cores // 4) if HAS_GPU else cores
 

@@ -3,6 +3,7 @@ rule generate:
         test=of_run("prepare", f"{PREPARED}/test.jsonl"),
         model_dir=of_run("base_model", f"{BASE_MODEL}/model"),
         adapter=of_run("train", f"{TRAINED}/adapter"),
+        base_samples=of_run("base_samples", f"{BASE_SAMPLES}/base_samples.json"),
         code=code_of("generate.py"),
     output:
         samples=f"{RUN_DIR}/samples.json",
@@ -47,6 +48,32 @@ rule base_eval:
         stage_record=stage_record("base_eval"),
     script:
         "../scripts/base_eval.py"
+
+
+# generate's base-model variants, once per key (base model, data, prompt, generate's settings): every run that
+# agrees on these shares their samples, and without the adapter as input the job runs beside training.
+rule base_samples:
+    input:
+        test=upstream("base_samples", "prepare", f"{PREPARED}/test.jsonl"),
+        model_dir=upstream("base_samples", "base_model", f"{BASE_MODEL}/model"),
+        code=code_of("base_samples.py"),
+    output:
+        base_samples=f"{BASE_SAMPLES}/base_samples.json",
+        params_json=f"{BASE_SAMPLES}/params.json",
+    log:
+        "logs/base_samples/{key}.log",
+    benchmark:
+        "benchmarks/base_samples/{key}.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: BESIDE_THREADS
+    resources:
+        **resources_of(key_config("base_samples", "generate")),
+    params:
+        **keyed_params("base_samples"),
+        stage_record=stage_record("base_samples"),
+    script:
+        "../scripts/base_samples.py"
 
 
 rule metrics:

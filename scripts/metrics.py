@@ -48,6 +48,8 @@ from ftpipe.variants import (  # noqa: E402
     add_heldout_args,
     decoding_settings,
     per_title_scores,
+    refuse_other_rows,
+    refuse_other_settings,
     sampled_rows,
 )
 
@@ -85,23 +87,14 @@ def base_variants(path: str, tests: list[dict], validation: list[dict], sample_s
     """base_eval's record, refused where it scored other rows than these (another sample or split)."""
     record = read_json(path)
     for name, rows in (("sample", tests), ("validation_sample", validation)):
-        if record[name] != sample_summary(rows, sample_seed):
-            raise SystemExit(
-                f"metrics: {path} holds the base variants of other {name.replace('_', ' ')} rows than these "
-                f"({record[name]} there, {sample_summary(rows, sample_seed)} here): run base_eval on the same "
-                "splits and metrics settings"
-            )
+        makes = "run base_eval on the same splits and metrics settings"
+        refuse_other_rows("metrics", path, name, record[name], sample_summary(rows, sample_seed), makes)
     return record
 
 
 def check_decoding(path: str, base: dict, decoding: dict) -> None:
     """The adapter is decoded as the base variants were, or the paired differences would compare two settings."""
-    differ = sorted(key for key in set(base) | set(decoding) if base.get(key) != decoding.get(key))
-    if differ:
-        raise SystemExit(
-            f"metrics: {path} was generated with other decoding settings than these ({', '.join(differ)}): "
-            f"{ {key: base.get(key) for key in differ} } there, { {key: decoding.get(key) for key in differ} } here"
-        )
+    refuse_other_settings("metrics", path, base, decoding, "decoding settings")
 
 
 def run_adapter(args, tokenizer, prompt_format, tests, validation, decoding: dict, device, clock: Stopwatch):

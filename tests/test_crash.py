@@ -14,8 +14,22 @@ import pytest
 from tests.conftest import PROMPT, SCRIPTS
 from tests.test_tokenize_pack import folder_bytes
 
+# The sampled titles and settings of base_samples and generate: generate reads base_samples' file for the same.
+SAMPLING = [
+    "--num-titles",
+    "4",
+    "--max-new-tokens",
+    "12",
+    "--instruction-template",
+    PROMPT,
+    "--response-template",
+    "{content}<eos>",
+    "--base-prompt-template",
+    "Describe: {title}\\n",
+]
 
-def stage_command(stage: str, data: Path, out: Path, model: Path) -> list[str]:
+
+def stage_command(stage: str, data: Path, out: Path, model: Path, base_samples: Path | None = None) -> list[str]:
     splits = [item for s in ("train", "validation", "test") for item in (f"--{s}", str(data / f"{s}.jsonl"))]
     commands = {
         "tokenize_data": [
@@ -45,6 +59,15 @@ def stage_command(stage: str, data: Path, out: Path, model: Path) -> list[str]:
             "--max-len",
             "128",
         ],
+        "base_samples": [
+            "--test",
+            str(data / "test.jsonl"),
+            "--model-dir",
+            str(model),
+            "--base-samples",
+            str(out / "base_samples.json"),
+            *SAMPLING,
+        ],
         "generate": [
             "--test",
             str(data / "test.jsonl"),
@@ -52,18 +75,11 @@ def stage_command(stage: str, data: Path, out: Path, model: Path) -> list[str]:
             str(model),
             "--adapter",
             str(out / "adapter"),
+            "--base-samples",
+            str(base_samples),
             "--samples",
             str(out / "samples.json"),
-            "--num-titles",
-            "4",
-            "--max-new-tokens",
-            "12",
-            "--instruction-template",
-            PROMPT,
-            "--response-template",
-            "{content}<eos>",
-            "--base-prompt-template",
-            "Describe: {title}\\n",
+            *SAMPLING,
         ],
     }
     return [sys.executable, str(SCRIPTS / f"{stage}.py"), *commands[stage]]
@@ -71,12 +87,13 @@ def stage_command(stage: str, data: Path, out: Path, model: Path) -> list[str]:
 
 def outputs(out: Path) -> dict:
     """Every file of the stage's outputs (the adapter input of generate excluded; the generation timings,
-    which differ from run to run, taken out of samples.json)."""
+    which differ from run to run, taken out of samples.json and base_samples.json)."""
     files = {k: v for k, v in folder_bytes(out).items() if not k.startswith("adapter")}
-    if "samples.json" in files:
-        samples = json.loads(files["samples.json"])
-        samples.pop("timing")
-        files["samples.json"] = json.dumps(samples, sort_keys=True).encode()
+    for name in ("samples.json", "base_samples.json"):
+        if name in files:
+            samples = json.loads(files[name])
+            samples.pop("timing")
+            files[name] = json.dumps(samples, sort_keys=True).encode()
     return files
 
 
@@ -89,26 +106,37 @@ def trained_adapter(packed_dir, tiny_model_dir, tmp_path_factory) -> Path:
     return out / "adapter"
 
 
-@pytest.mark.parametrize("stage", ["tokenize_data", "pack", "generate"])
+@pytest.fixture(scope="module")
+def base_samples_file(packed_dir, tiny_model_dir, tmp_path_factory) -> Path:
+    """base_samples' output for generate's titles and settings (generate's input)."""
+    out = tmp_path_factory.mktemp("base_samples")
+    command = stage_command("base_samples", packed_dir.parent, out, tiny_model_dir)
+    assert subprocess.run(command, capture_output=True).returncode == 0
+    return out / "base_samples.json"
+
+
+@pytest.mark.parametrize("stage", ["tokenize_data", "pack", "base_samples", "generate"])
 def test_sigkill_then_rerun_gives_the_uninterrupted_outputs(
-    stage, packed_dir, tiny_model_dir, trained_adapter, tmp_path
+    stage, packed_dir, tiny_model_dir, trained_adapter, base_samples_file, tmp_path
 ):
     import shutil
 
     data = packed_dir.parent
+
+    def command(out: Path) -> list[str]:
+        return stage_command(stage, data, out, tiny_model_dir, base_samples_file)
+
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     for out in (whole, killed):
         out.mkdir()
         shutil.copytree(trained_adapter, out / "adapter")
     started = time.perf_counter()
-    assert subprocess.run(stage_command(stage, data, whole, tiny_model_dir), capture_output=True).returncode == 0
+    assert subprocess.run(command(whole), capture_output=True).returncode == 0
     duration = time.perf_counter() - started
     expected = outputs(whole)
     rng = random.Random(stage)
     for _ in range(2):
-        process = subprocess.Popen(
-            stage_command(stage, data, killed, tiny_model_dir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+        process = subprocess.Popen(command(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(rng.uniform(0.3, 0.95) * duration)
         process.send_signal(signal.SIGKILL)
         process.wait()
@@ -116,5 +144,5 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_outputs(
         # Whatever is there under a final name is complete (a temporary name may remain until the rerun).
         finals = {k: v for k, v in left.items() if not Path(k).parts[0].startswith(".")}
         assert all(expected.get(name) == content for name, content in finals.items())
-    assert subprocess.run(stage_command(stage, data, killed, tiny_model_dir), capture_output=True).returncode == 0
+    assert subprocess.run(command(killed), capture_output=True).returncode == 0
     assert outputs(killed) == expected  # and the rerun removed what the killed runs left

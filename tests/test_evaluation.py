@@ -26,6 +26,12 @@ TITLES = [
     "Wool Socks",
     "LED Desk Lamp with Wireless Charger and Clock",
 ]
+# The prompt templates of every generating stage's arguments, as the workflow gives them.
+PROMPT_VALUES = {
+    "instruction_template": CONFIG["prompt"]["instruction"],
+    "response_template": CONFIG["prompt"]["response"],
+    "base_prompt_template": CONFIG["prompt"]["base_plain"],
+}
 GREEDY = {
     "max_new_tokens": 20,
     "do_sample": False,
@@ -176,9 +182,7 @@ def evaluation_args(tmp_path: Path, model_dir: Path, adapter: Path, splits: dict
         num_titles=5,
         perplexity_rows=3,
         max_new_tokens=6,
-        instruction_template=CONFIG["prompt"]["instruction"],
-        response_template=CONFIG["prompt"]["response"],
-        base_prompt_template=CONFIG["prompt"]["base_plain"],
+        **PROMPT_VALUES,
         threads=1,
     )
     values.update(overrides)

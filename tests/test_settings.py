@@ -26,6 +26,7 @@ SCRIPTS = {
         "pack": "pack",
         "train": "train",
         "generate": "generate",
+        "base_samples": "base_samples",
         "base_eval": "base_eval",
         "metrics": "metrics",
         "export": "export",

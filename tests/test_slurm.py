@@ -40,20 +40,22 @@ SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"]
 SLURM_PORTS = (6817, 6818)  # slurmctld, slurmd (the defaults)
 
 CPU_RULES = {"prepare", "tokenize", "pack", "base_model"}
-GPU_RULES = {"train", "generate", "base_eval", "metrics"}
+GPU_RULES = {"train", "generate", "base_samples", "base_eval", "metrics"}
 LOCAL_RULES = {"run_config", "plots", "run_report", "report", "compare"}
 # The GPU rules' resources in the test's config.yaml: small enough for any CI machine, distinct enough to recognise.
 GPU_RESOURCES = {"gpu": 1, "mem_mb": 2000, "runtime": 30}
 TRAIN_GPUS = 2  # run a's train gets two GPUs: its job runs two data-parallel processes (gloo on the CPU here)
 # Two runs sharing the data: each trains in a GPU job of its own, b on one GPU.
 EXPERIMENT = {"runs": {"a": {}, "b": {"train": {"learning_rate": 1e-3, "resources": {"gpu": 1}}}}}
-# The two runs share the base variants of the evaluation (base_eval): they differ in training only.
+# The two runs share the base variants of the evaluation and of the samples (base_eval, base_samples): they
+# differ in training only.
 JOBS_PER_RULE = {
     "prepare": 1,
     "tokenize": 1,
     "pack": 1,
     "base_model": 1,
     "base_eval": 1,
+    "base_samples": 1,
     "train": 2,
     "generate": 2,
     "metrics": 2,
@@ -286,7 +288,7 @@ def slurm_run(slurm_cluster, tiny_catalog, tiny_model_dir, tmp_path_factory):
         "--set-threads",
         *(
             f"{rule}={min(2, os.cpu_count() or 1)}"
-            for rule in ("prepare", "tokenize", "train", "generate", "base_eval", "metrics")
+            for rule in ("prepare", "tokenize", "train", "generate", "base_samples", "base_eval", "metrics")
         ),
     ]
     output = workdir / "snakemake.out"
@@ -361,8 +363,9 @@ def test_every_non_local_rule_ran_as_a_slurm_job(slurm_run):
             ran = set(re.findall(r"^(?:local)?rule (\w+):$", job_log(slurm_run, rule, job), flags=re.MULTILINE))
             assert ran == {rule}, f"the SLURM job {job['JobId']} of {rule} ran {sorted(ran)}"
         if rule in GPU_RULES:
-            # base_eval is keyed and both runs agree on its key: one job serves both (job_run names the first).
-            served = ["a"] if rule == "base_eval" else ["a", "b"]
+            # base_eval and base_samples are keyed and both runs agree on their keys: one job serves both
+            # (job_run names the first).
+            served = ["a"] if rule in ("base_eval", "base_samples") else ["a", "b"]
             assert sorted(job_run(slurm_run, rule, job) for job in jobs) == served, rule
     for rule in LOCAL_RULES:
         assert f"localrule {rule}:" in slurm_run.output

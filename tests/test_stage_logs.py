@@ -37,8 +37,13 @@ STAGES = {
         [],
     ),
     "generate": (
-        {"test": BAD_JSON, "model_dir": EMPTY, "adapter": EMPTY},
+        {"test": BAD_JSON, "model_dir": EMPTY, "adapter": EMPTY, "base_samples": BAD_JSON},
         ["samples"],
+        ["instruction_template", "response_template", "base_prompt_template"],
+    ),
+    "base_samples": (
+        {"test": BAD_JSON, "model_dir": EMPTY},
+        ["base_samples"],
         ["instruction_template", "response_template", "base_prompt_template"],
     ),
     "base_eval": (

@@ -19,9 +19,10 @@ def write(path, record) -> None:
 def test_the_breakdown_holds_each_evaluation_stage_timing(tmp_path):
     write(tmp_path / "results/base_eval/0123456789/base_eval.json", {"timing": {"load_model": 2.0, "total": 9.0}})
     write(tmp_path / "results/runs/demo/metrics.json", {"timing": {"merge_adapter": 1.0, "total": 5.0}})
-    write(tmp_path / "results/runs/demo/samples.json", {"timing": {"total": 3.0}})
+    write(tmp_path / "results/runs/demo/samples.json", {"timing": {"base_samples_total": 2.5, "total": 3.0}})
+    write(tmp_path / "results/base_samples/0123456789/base_samples.json", {"timing": {"total": 2.5}})
     write(tmp_path / "results/runs/demo/broken/metrics.json", {"timing": "not a record"})
-    found = breakdown(tmp_path, {"base_eval": 10.5, "metrics": 6.0, "generate": 4.0})
+    found = breakdown(tmp_path, {"base_eval": 10.5, "metrics": 6.0, "generate": 4.0, "base_samples": 3.5})
     assert found["base_eval"] == {
         "rule_seconds": 10.5,
         "results/base_eval/0123456789/base_eval.json": {"load_model": 2.0, "total": 9.0},
@@ -30,7 +31,11 @@ def test_the_breakdown_holds_each_evaluation_stage_timing(tmp_path):
         "rule_seconds": 6.0,
         "results/runs/demo/metrics.json": {"merge_adapter": 1.0, "total": 5.0},
     }
-    assert found["generate"]["results/runs/demo/samples.json"] == {"total": 3.0}
+    assert found["generate"]["results/runs/demo/samples.json"] == {"base_samples_total": 2.5, "total": 3.0}
+    assert found["base_samples"] == {
+        "rule_seconds": 3.5,
+        "results/base_samples/0123456789/base_samples.json": {"total": 2.5},
+    }
 
 
 def test_the_logs_archive_holds_what_the_analysis_reads(tmp_path):

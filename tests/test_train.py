@@ -149,7 +149,10 @@ def test_validation_and_early_stopping(packed_dir, tiny_model_dir, tmp_path):
 
 @pytest.mark.parametrize(
     "script",
-    ["prepare", "tokenize_data", "pack", "base_model", "train", "generate", "metrics", "export", "plots", "run_report"],
+    [
+        *("prepare", "tokenize_data", "pack", "base_model", "train", "base_samples", "generate", "base_eval"),
+        *("metrics", "export", "plots", "run_report"),
+    ],
 )
 def test_every_stage_has_a_command_line(script):
     result = subprocess.run(

@@ -15,10 +15,13 @@ import yaml
 from tests.conftest import ROOT, compare_inputs, run_folder, run_snakemake
 
 RULES_AFTER_TRAIN = {"train", "generate", "metrics", "plots", "run_report", "report"}
-# The evaluation's base variants (base_eval) depend on the data, the base model, the prompt and the evaluation's
-# decoding settings, never on training: a data change reruns them, a training change does not.
-DATA_RULES = {"prepare", "tokenize", "pack", "base_eval"}
-RETOKENIZED = {"tokenize", "pack", "base_eval"}  # a prompt edit: the prepared data stays
+# The base variants of the evaluation (base_eval) and of the samples (base_samples) depend on the data, the base
+# model, the prompt and the evaluation's or generate's settings, never on training: a data change reruns them, a
+# training change does not.
+DATA_RULES = {"prepare", "tokenize", "pack", "base_eval", "base_samples"}
+RETOKENIZED = {"tokenize", "pack", "base_eval", "base_samples"}  # a prompt edit: the prepared data stays
+# generate's settings: the base variants' samples and the adapter's, nothing of the evaluation or training
+NEW_SAMPLES = {"base_samples", "generate"}
 # Any change of a run's settings writes its config.json again (rule run_config), and so renders its page.
 NEW_CONFIG = {"run_config", "run_report", "report"}
 
@@ -64,7 +67,7 @@ def test_every_target(finished_run):
     leak = json.loads((run_folder(finished_run, "tiny", "prepare") / "counts.json").read_text())["contamination"]
     assert "near-duplicates joined" in report  # the split's contamination before and after near-duplicate grouping
     assert f"(n = {leak['near_duplicate_groups']['test']['references']})" in report
-    for stage in ("prepare", "tokenize", "pack", "base_model", "train", "base_eval"):
+    for stage in ("prepare", "tokenize", "pack", "base_model", "train", "base_eval", "base_samples"):
         key = run_folder(finished_run, "tiny", stage).name
         assert (finished_run / "logs" / stage / f"{key}.log").stat().st_size > 0
         assert json.loads((run_folder(finished_run, "tiny", stage) / "params.json").read_text())["key"] == key
@@ -114,22 +117,24 @@ def planned_rules(workdir: Path, overrides: dict) -> set[str]:
     "overrides, expected",
     [
         ({}, set()),
-        ({"generate": {"temperature": 0.3}}, {"generate"} | NEW_CONFIG),
-        ({"generate": {"num_titles": 3}}, {"generate"} | NEW_CONFIG),
+        ({"generate": {"temperature": 0.3}}, NEW_SAMPLES | NEW_CONFIG),
+        ({"generate": {"num_titles": 3}}, NEW_SAMPLES | NEW_CONFIG),
+        ({"generate": {"resources": {"mem_mb": 9000}}}, NEW_CONFIG),  # how the jobs run: no sample changes
         ({"metrics": {"num_titles": 2}}, {"base_eval", "metrics"} | NEW_CONFIG),
         ({"metrics": {"num_beams": 2}}, {"base_eval", "metrics"} | NEW_CONFIG),
         ({"train": {"learning_rate": 1e-4}}, RULES_AFTER_TRAIN | NEW_CONFIG),
         ({"train": {"lora": {"r": 8}}}, RULES_AFTER_TRAIN | NEW_CONFIG),
         ({"train": {"resources": {"mem_mb": 9000}}}, NEW_CONFIG),  # only the config and the page showing it
-        ({"tokenize": {"max_len": 96}}, RETOKENIZED | RULES_AFTER_TRAIN | NEW_CONFIG),  # max_len bounds the budget
+        # max_len bounds base_eval's budget; generate's samples have a budget of their own
+        ({"tokenize": {"max_len": 96}}, RETOKENIZED - {"base_samples"} | RULES_AFTER_TRAIN | NEW_CONFIG),
         ({"pack": {"mode": "seed"}}, {"pack"} | RULES_AFTER_TRAIN | NEW_CONFIG),
         ({"data": {"seed": 1}}, DATA_RULES | RULES_AFTER_TRAIN | NEW_CONFIG),
         # The prompt is applied in tokenize: an edit re-tokenizes and retrains, the raw file is not read again.
         ({"prompt": {"instruction": "Describe: {title}\n"}}, RETOKENIZED | RULES_AFTER_TRAIN | NEW_CONFIG),
         ({"prompt": {"response": "{content}</s>"}}, RETOKENIZED | RULES_AFTER_TRAIN | NEW_CONFIG),
         ({"prompt": {"format": "chat_template"}}, RETOKENIZED | RULES_AFTER_TRAIN | NEW_CONFIG),
-        ({"prompt": {"stop_strings": ["<eos>"]}}, {"generate", "base_eval", "metrics"} | NEW_CONFIG),
-        ({"prompt": {"base_plain": "Describe: {title}\n"}}, {"generate", "base_eval", "metrics"} | NEW_CONFIG),
+        ({"prompt": {"stop_strings": ["<eos>"]}}, NEW_SAMPLES | {"base_eval", "metrics"} | NEW_CONFIG),
+        ({"prompt": {"base_plain": "Describe: {title}\n"}}, NEW_SAMPLES | {"base_eval", "metrics"} | NEW_CONFIG),
         ({"data": {"near_duplicates": {"threshold": 0.5}}}, DATA_RULES | RULES_AFTER_TRAIN | NEW_CONFIG),
         ({"data": {"columns": {"title": "title"}}}, DATA_RULES | RULES_AFTER_TRAIN | NEW_CONFIG),
     ],
@@ -160,21 +165,25 @@ def after_train(*runs: str, everyone=("a", "b", "c")) -> dict[str, list[str]]:
         ({"experiment": {"runs": {"b": {"train": {"learning_rate": 2e-3}}}}}, after_train("b")),
         # The base config: every run that does not override the value (b sets its own learning rate).
         ({"train": {"learning_rate": 3e-4}}, after_train("a", "c")),
+        # A sampling setting of every run: one base_samples job for the three (they differ in training only).
         (
             {"generate": {"temperature": 0.3}},
-            dict.fromkeys(("generate", "run_config", "run_report", "compare"), ["a", "b", "c"]),
+            dict.fromkeys(("base_samples", "generate", "run_config", "run_report", "compare"), ["a", "b", "c"]),
         ),
         # A new run that shares the data with a: no data job, one more training.
         ({"experiment": {"runs": {"d": {"train": {"lora": {"dropout": 0.1}}}}}}, after_train("d")),
         # A data param of one run: that run's data jobs only (the base model stays shared).
         (
             {"experiment": {"runs": {"c": {"train": {"lora": {"r": 4}}, "data": {"seed": 7}}}}},
-            {"prepare": ["c"], "tokenize": ["c"], "pack": ["c"], "base_eval": ["c"], **after_train("c")},
+            {
+                **dict.fromkeys(("prepare", "tokenize", "pack", "base_eval", "base_samples"), ["c"]),
+                **after_train("c"),
+            },
         ),
         # A prompt of one run: that run's tokenize and what follows; the prepared data stays shared.
         (
             {"experiment": {"runs": {"c": {"train": {"lora": {"r": 4}}, "prompt": {"instruction": "Say: {title}\n"}}}}},
-            {"tokenize": ["c"], "pack": ["c"], "base_eval": ["c"], **after_train("c")},
+            {**dict.fromkeys(("tokenize", "pack", "base_eval", "base_samples"), ["c"]), **after_train("c")},
         ),
         # A decoding setting of the evaluation for one run: that run's base variants and scores, no training.
         (
@@ -193,13 +202,16 @@ def test_a_change_reruns_exactly_the_runs_that_depend_on_it(finished_experiment,
 
 
 def test_runs_share_the_stages_they_agree_on(finished_experiment):
-    for stage in ("prepare", "base_model", "tokenize", "pack", "base_eval"):
+    for stage in ("prepare", "base_model", "tokenize", "pack", "base_eval", "base_samples"):
         assert len({run_folder(finished_experiment, run, stage) for run in "abc"}) == 1, stage
     assert len({run_folder(finished_experiment, run, "train") for run in "abc"}) == 3
     logs = finished_experiment / "logs"
-    # The runs differ in training only: one job generated the base variants for all three.
-    counts = [len(list((logs / stage).glob("*.log"))) for stage in ("prepare", "tokenize", "base_eval", "train")]
-    assert counts == [1, 1, 1, 3]
+    # The runs differ in training only: one job generated the base variants for all three (each kind once).
+    stages = ("prepare", "tokenize", "base_eval", "base_samples", "train")
+    counts = [len(list((logs / stage).glob("*.log"))) for stage in stages]
+    assert counts == [1, 1, 1, 1, 3]
+    samples = [json.loads((finished_experiment / "results/runs" / run / "samples.json").read_text()) for run in "abc"]
+    assert len({json.dumps([(row["base_plain"], row["base_tagged"]) for row in s["samples"]]) for s in samples}) == 1
     shared = run_folder(finished_experiment, "a", "base_eval").relative_to(finished_experiment) / "base_eval.json"
     for run in "abc":
         metrics = json.loads((finished_experiment / "results" / "runs" / run / "metrics.json").read_text())
@@ -374,8 +386,8 @@ def test_editing_a_page_template_renders_the_pages_again(finished_run):
         ("training/speed_plan.py", RULES_AFTER_TRAIN),  # train only
         ("training/fp8_base.py", RULES_AFTER_TRAIN),  # train only
         ("budget.py", {"base_eval", "metrics", "run_report", "report"}),  # base_eval only (metrics reads its budget)
-        ("variants.py", {"base_eval", "metrics", "run_report", "report"}),  # both evaluation stages
-        ("timing.py", {"generate", "base_eval", "metrics", "run_report", "report"}),  # the three that time parts
+        ("variants.py", NEW_SAMPLES | {"base_eval", "metrics", "run_report", "report"}),  # the four that generate
+        ("timing.py", NEW_SAMPLES | {"base_eval", "metrics", "run_report", "report"}),  # the four that time parts
     ],
 )
 def test_editing_a_module_reruns_the_rules_whose_script_imports_it(finished_run, module, expected):
@@ -459,13 +471,17 @@ def dry_run_threads(workdir: Path, cores: int, gpu: bool) -> dict[str, int]:
 
 
 def test_on_a_gpu_machine_base_eval_runs_beside_tokenize_and_train(tmp_path):
-    """With a GPU, base_eval (work on the GPU) takes a quarter of the cores and tokenize and train the rest but
-    one, so it need not wait for either nor make train wait for it; without one each torch job takes every core."""
+    """With a GPU, base_eval and base_samples (work on the GPU) take a quarter of the cores each and tokenize and
+    train the rest but one, so either need not wait for them nor make train wait; without one each torch job takes
+    every core."""
     gpu = dry_run_threads(tmp_path / "gpu", 16, gpu=True)
     assert (gpu["prepare"], gpu["tokenize"], gpu["base_eval"], gpu["train"]) == (15, 11, 4, 11)
+    assert gpu["base_samples"] == gpu["base_eval"]
     # one core stays free for the one-thread jobs (run_config, plots) beside them
-    assert gpu["tokenize"] + gpu["base_eval"] + gpu["run_config"] <= 16
-    assert gpu["train"] + gpu["base_eval"] + gpu["plots"] <= 16
+    for beside in ("base_eval", "base_samples"):
+        assert gpu["tokenize"] + gpu[beside] + gpu["run_config"] <= 16
+        assert gpu["train"] + gpu[beside] + gpu["plots"] <= 16
     assert gpu["generate"] == gpu["metrics"] == 7 and gpu["generate"] + gpu["metrics"] + gpu["plots"] <= 16
     cpu = dry_run_threads(tmp_path / "cpu", 16, gpu=False)
-    assert (cpu["tokenize"], cpu["base_eval"], cpu["train"], cpu["generate"], cpu["metrics"]) == (16,) * 5
+    rules = ("tokenize", "base_eval", "base_samples", "train", "generate", "metrics")
+    assert tuple(cpu[rule] for rule in rules) == (16,) * 6

@@ -14,8 +14,9 @@ from ftpipe.prompts import PromptFormat, PromptFormatError, cut_at_stop
 
 
 def add_generation_args(parser, adapter: bool = True) -> None:
-    """Command-line options shared by the stages that generate (generate, base_eval, metrics) besides their
-    settings (ftpipe.settings.add_options); base_eval runs the base model alone (`adapter=False`)."""
+    """Command-line options shared by the stages that generate (generate, base_samples, base_eval, metrics)
+    besides their settings (ftpipe.settings.add_options); base_samples and base_eval run the base model alone
+    (`adapter=False`)."""
     add = parser.add_argument
     add("--model-dir", required=True, help="base model folder")
     if adapter:

@@ -32,6 +32,7 @@ RULE_SECTIONS = {
     "pack": "pack",
     "train": "train",
     "generate": "generate",
+    "base_samples": "generate",  # generate's base variants: its every setting decides their samples
     "metrics": "metrics",
     "export": "export",
     "plots": "plots",
@@ -76,6 +77,7 @@ RULE_VALUES = {
     "metrics": PROMPT_FOR_GENERATION,
     "plots": {"max_len": "tokenize.max_len"},
 }
+RULE_VALUES["base_samples"] = RULE_VALUES["generate"]  # the base variants of generate, prompted as it prompts
 # Values that are no rule's params: the run's name (its folder), how a job runs, and the raw file (prepare's
 # input: its content hash is part of prepare's key).
 NOT_PARAMS = {"run_name", "data.raw"}

@@ -3,7 +3,8 @@ model with the tagged training prompt (`base_tagged`) and the adapter merged int
 
 Shared by the base_eval stage, which runs the two base variants once per base model, data and prompt (they
 do not depend on the adapter), and the metrics stage, which runs the adapter and scores all three: both
-prompt, decode and measure perplexity the same way.
+prompt, decode and measure perplexity the same way. Likewise for the sampled descriptions: the base_samples
+stage samples the base variants once per key, the generate stage the adapter, with the same settings.
 """
 
 from __future__ import annotations
@@ -29,14 +30,20 @@ PER_TITLE = (
 NLL_BATCH = 32
 
 
+def sampled_tests(args, stage: str) -> list[dict]:
+    """The test rows of a generating stage: a seeded sample, the same for every variant, run and stage on the
+    same data (generate's are the first of metrics')."""
+    tests = sample_rows(args.test, args.num_titles, args.sample_seed)
+    if not tests:
+        raise SystemExit(f"{stage}: {args.test} has no rows: the test split is empty (too few rows or groups)")
+    return tests
+
+
 def sampled_rows(args, stage: str) -> tuple[list[dict], list[dict]]:
     """The scored test rows and the validation rows for perplexity: seeded samples, the same for every
     variant, run and stage on the same data."""
-    tests = sample_rows(args.test, args.num_titles, args.sample_seed)
-    validation = sample_rows(args.validation, args.perplexity_rows, args.sample_seed)
-    if not tests:
-        raise SystemExit(f"{stage}: {args.test} has no rows: the test split is empty (too few rows or groups)")
-    return tests, validation
+    tests = sampled_tests(args, stage)
+    return tests, sample_rows(args.validation, args.perplexity_rows, args.sample_seed)
 
 
 def add_heldout_args(parser, train_help: str | None = None) -> None:
@@ -62,6 +69,36 @@ def decoding_settings(args, budget: int) -> dict:
         "seed": args.seed,
         "cache_implementation": args.cache,
     }
+
+
+def sampling_settings(args, stop_strings: list[str]) -> dict:
+    """The sampled descriptions' settings of every variant (generate's section; the seed notebook's sampling),
+    `stop_strings` as resolved with the tokenizer."""
+    sampling = {
+        key: getattr(args, key) for key in ("max_new_tokens", "do_sample", "temperature", "top_p", "repetition_penalty")
+    }
+    return {**sampling, "stop_strings": stop_strings, "seed": args.seed, "cache_implementation": args.cache}
+
+
+def refuse_other_settings(stage: str, path: str, there: dict, here: dict, what: str) -> None:
+    """A stage that takes the base variants from `path` generates the adapter as they were generated, or the
+    variants would compare two settings: it stops, naming the settings that differ."""
+    differ = sorted(key for key in set(there) | set(here) if there.get(key) != here.get(key))
+    if differ:
+        raise SystemExit(
+            f"{stage}: {path} was generated with other {what} than these ({', '.join(differ)}): "
+            f"{ {key: there.get(key) for key in differ} } there, { {key: here.get(key) for key in differ} } here"
+        )
+
+
+def refuse_other_rows(stage: str, path: str, name: str, there: dict, here: dict, makes: str) -> None:
+    """A stage that takes the base variants from `path` pairs them with its own rows: it stops where they were
+    made for other rows (their sample summaries differ), saying what to rerun (`makes`)."""
+    if there != here:
+        raise SystemExit(
+            f"{stage}: {path} holds the base variants of other {name.replace('_', ' ')} rows than these "
+            f"({there} there, {here} here): {makes}"
+        )
 
 
 def variant_prompts(base_prompt_template: str, prompt_format, titles: list[str]) -> dict[str, list[str]]:

@@ -30,6 +30,7 @@ STAGE_UPSTREAM = {
     "pack": ("tokenize",),
     "train": ("pack", "base_model"),
     "base_eval": ("prepare", "base_model"),  # the evaluation's base-model variants: no adapter, so beside train
+    "base_samples": ("prepare", "base_model"),  # generate's base-model variants: likewise
 }
 STAGE_FOLDERS = {
     "prepare": "results/data/prepared",
@@ -38,6 +39,7 @@ STAGE_FOLDERS = {
     "pack": "results/data/packed",
     "train": "results/train",
     "base_eval": "results/base_eval",
+    "base_samples": "results/base_samples",
 }
 
 
