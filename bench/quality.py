@@ -138,7 +138,7 @@ def run_workflow(
     # --keep-going: one failing run leaves the others to finish; the table lists it as missing.
     command += ["--nocolor", "--rerun-incomplete", "--keep-going", *(targets or ["results/compare.html"])]
     if job_threads:
-        rules = ("tokenize", "train", "generate", "base_eval", "metrics")
+        rules = ("tokenize", "train", "generate", "base_samples", "base_eval", "metrics")
         command += ["--set-threads", *(f"{rule}={job_threads}" for rule in rules)]
     # A run stopped at a time limit leaves its lock: the next call goes on from the finished jobs.
     subprocess.run([*command, "--unlock"], capture_output=True, check=False)
