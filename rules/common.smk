@@ -51,7 +51,15 @@ TEMPLATES = sorted(
 # Each keyed stage's output folder (the experiments module names them; lineage.json records them).
 PREPARED, BASE_MODEL, TOKENIZED, PACKED, TRAINED, BASE_EVAL, BASE_SAMPLES = (
     f"{STAGE_FOLDERS[stage]}/{{key}}"
-    for stage in ("prepare", "base_model", "tokenize", "pack", "train", "base_eval", "base_samples")
+    for stage in (
+        "prepare",
+        "base_model",
+        "tokenize",
+        "pack",
+        "train",
+        "base_eval",
+        "base_samples",
+    )
 )
 RUN_DIR = "results/runs/{run}"
 
@@ -84,7 +92,8 @@ def EVAL_THREADS(wildcards):
 
 
 # base_eval and base_samples do not need the adapter: with a GPU each takes a quarter of the cores and tokenize
-# and train the rest, so they run beside them (its work is on the GPU while theirs is on the CPU: tokenizing, compiling)
+# and train the rest, so they run beside them (their work is on the GPU while tokenize's and train's is on the
+# CPU: tokenizing, compiling)
 # instead of making train wait for it. Measured on an H100 with 16 cores, train waited 59 s for it.
 def BESIDE_THREADS(wildcards):
     """base_eval's and base_samples' threads: a quarter of the cores with a GPU, else all."""
