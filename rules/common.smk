@@ -92,9 +92,9 @@ def EVAL_THREADS(wildcards):
 
 
 # base_eval and base_samples do not need the adapter: with a GPU each takes a quarter of the cores and tokenize
-# and train the rest, so they run beside them (their work is on the GPU while tokenize's and train's is on the
-# CPU: tokenizing, compiling)
-# instead of making train wait for it. Measured on an H100 with 16 cores, train waited 59 s for it.
+# and train the rest, so they run beside them instead of making train wait (their work is on the GPU while
+# tokenize's and train's is on the CPU: tokenizing, compiling). Measured on an H100 with 16 cores, train
+# waited 59 s for base_eval when it took half the cores.
 def BESIDE_THREADS(wildcards):
     """base_eval's and base_samples' threads: a quarter of the cores with a GPU, else all."""
     cores = TORCH_THREADS(wildcards)
