@@ -17,8 +17,9 @@ where overrides.yaml sets data.raw and model.source to the two files above (the 
 every core Snakemake is given), and
 (d) writes the wall-clock total, every Snakemake benchmark TSV found under <work>/benchmarks (its seconds,
 peak RSS and CPU seconds, keyed by its path and mapped to its rule), the GPU's name and the core count to
-`time_to_report.json`. The steps before the workflow (catalog, model) are timed apart. A failed or timed-out
-workflow still writes the JSON, with the return code, the rules that finished and the log's tail.
+`time_to_report.json`, with the critical path: the chain of jobs, read from Snakemake's log, that set the
+total. The steps before the workflow (catalog, model) are timed apart. A failed or timed-out workflow still
+writes the JSON, with the return code, the rules that finished and the log's tail.
 """
 
 import argparse
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,6 +47,7 @@ SMOKE_OVERRIDES = {
     "metrics": {"num_titles": 4, "perplexity_rows": 8, "max_new_tokens": 8, "batch_size": 4},
 }
 TSV_FIELDS = {"s": "seconds", "max_rss": "max_rss_mb", "cpu_time": "cpu_seconds"}
+LOG_STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")  # [Sat Dec  5 20:15:28 2026]
 
 
 # ---------------------------------------------------------------- inputs
@@ -115,6 +118,68 @@ def rules_from_log(log_text: str) -> dict:
         elif rule and (match := re.match(r"^\s+benchmark: (\S+)\s*$", line)):
             found[match.group(1)] = rule
     return found
+
+
+def job_timeline(log_text: str) -> list[dict]:
+    """Each job Snakemake ran: its rule, its start and end in seconds after the first job's start (Snakemake's
+    timestamps: to the second; no end for a job that did not finish) and the jobs whose outputs it reads, in
+    start order (a job's `index` in this list)."""
+    stamp, block, jobs, producers = None, None, {}, {}
+    for line in log_text.splitlines():
+        if match := LOG_STAMP.match(line.strip()):
+            stamp = datetime.strptime(match.group(1), "%a %b %d %H:%M:%S %Y")
+        elif match := re.match(r"^(?:local)?rule (\w+):\s*$", line):
+            block = {"rule": match.group(1), "start": stamp, "end": None, "input": [], "output": []}
+        elif block and (match := re.match(r"^\s+(input|output): (.*)$", line)):
+            block[match.group(1)] = match.group(2).split(", ")
+        elif block and (match := re.match(r"^\s+jobid: (\d+)\s*$", line)):
+            jobs[match.group(1)] = block
+            producers.update(dict.fromkeys(block.pop("output"), match.group(1)))
+            block = None
+        elif (match := re.match(r"^Finished jobid: (\d+)", line)) and match.group(1) in jobs:
+            jobs[match.group(1)]["end"] = stamp
+    if not jobs:
+        return []
+    first = min(job["start"] for job in jobs.values())
+    order = sorted(jobs, key=lambda jobid: jobs[jobid]["start"])
+    index = {jobid: position for position, jobid in enumerate(order)}
+
+    def seconds(when):
+        return None if when is None else (when - first).total_seconds()
+
+    return [
+        {
+            "index": index[jobid],
+            "rule": jobs[jobid]["rule"],
+            "start": seconds(jobs[jobid]["start"]),
+            "end": seconds(jobs[jobid]["end"]),
+            "after": sorted({index[producers[path]] for path in jobs[jobid]["input"] if path in producers}),
+        }
+        for jobid in order
+    ]
+
+
+def critical_path(timeline: list[dict]) -> list[dict]:
+    """The chain of jobs that set the total, first job first, each with its seconds: from the job that ended
+    last, back through the job each one waited for: the input it read that was written last, where it started
+    then (to the log's second); else the cores it waited for, those of the job that ended last before it
+    started (jobs queued for cores, as on a small machine)."""
+    finished = [job for job in timeline if job["end"] is not None]
+
+    def latest(job):  # of jobs ending in the same second, the one started later
+        return job["end"], job["index"]
+
+    path, job = [], max(finished, key=latest, default=None)
+    while job is not None:
+        path.append({key: job[key] for key in ("rule", "start", "end")} | {"seconds": job["end"] - job["start"]})
+        inputs = [timeline[index] for index in job["after"] if timeline[index]["end"] is not None]
+        read_last = max(inputs, key=latest, default=None)
+        if read_last is not None and read_last["end"] >= job["start"] - 1:
+            job = read_last
+        else:  # an earlier-started job only: jobs of zero seconds would otherwise lead back to each other
+            before = [other for other in finished if other["index"] < job["index"] and other["end"] <= job["start"]]
+            job = max(before, key=latest, default=None)
+    return path[::-1]
 
 
 def benchmark_rows(work: Path, log_text: str = "") -> dict:
@@ -333,7 +398,9 @@ def run(args) -> dict:
             result["returncode"] = None
             result["error"] = f"timed out after {args.timeout} s: the rules below are those that finished"
     result["total_seconds"] = round(time.perf_counter() - started, 2)
-    result["benchmarks"] = benchmark_rows(work, log_path.read_text(errors="replace"))
+    log_text = log_path.read_text(errors="replace")
+    result["benchmarks"] = benchmark_rows(work, log_text)
+    result["critical_path"] = critical_path(job_timeline(log_text))
     result["per_rule_seconds"] = per_rule_seconds(result["benchmarks"])
     result["report_written"] = (work / "results" / "report.html").exists()
     if result["returncode"] != 0:

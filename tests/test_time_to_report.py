@@ -8,7 +8,7 @@ import sys
 from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "bench"))
-from time_to_report import archive_logs, breakdown  # noqa: E402
+from time_to_report import archive_logs, breakdown, critical_path, job_timeline  # noqa: E402
 
 
 def write(path, record) -> None:
@@ -58,3 +58,102 @@ def test_the_logs_archive_holds_what_the_analysis_reads(tmp_path):
     with tarfile.open(tmp_path / "out" / "run.logs.tgz") as tar:
         assert tar.getnames() == expected
         assert tar.extractfile("logs/train/abc.log").read() == b"INFO ftpipe.train: step 1\n"
+
+
+SNAKEMAKE_LOG = """Building DAG of jobs...
+[Sat Dec  5 20:15:28 2026]
+localrule prepare:
+    input: trn.json, scripts/prepare.py
+    output: prepared/train.jsonl, prepared/test.jsonl
+    jobid: 2
+    threads: 15
+[Sat Dec  5 20:15:28 2026]
+localrule base_model:
+    output: base/model
+    jobid: 4
+[Sat Dec  5 20:15:42 2026]
+Finished jobid: 4 (Rule: base_model)
+[Sat Dec  5 20:15:42 2026]
+localrule run_config:
+    output: runs/demo/config.json
+    jobid: 11
+[Sat Dec  5 20:15:46 2026]
+Finished jobid: 11 (Rule: run_config)
+[Sat Dec  5 20:15:46 2026]
+Finished jobid: 2 (Rule: prepare)
+[Sat Dec  5 20:15:46 2026]
+localrule base_eval:
+    input: prepared/test.jsonl, base/model
+    output: base_eval/b.json
+    jobid: 9
+[Sat Dec  5 20:15:46 2026]
+localrule train:
+    input: prepared/train.jsonl, base/model
+    output: train/adapter
+    jobid: 6
+[Sat Dec  5 20:16:30 2026]
+Finished jobid: 9 (Rule: base_eval)
+[Sat Dec  5 20:18:44 2026]
+Finished jobid: 6 (Rule: train)
+[Sat Dec  5 20:18:44 2026]
+localrule generate:
+    input: prepared/test.jsonl, train/adapter
+    output: runs/demo/samples.json
+    jobid: 7
+[Sat Dec  5 20:18:44 2026]
+localrule metrics:
+    input: base_eval/b.json, train/adapter
+    output: runs/demo/metrics.json
+    jobid: 8
+[Sat Dec  5 20:19:19 2026]
+Finished jobid: 8 (Rule: metrics)
+[Sat Dec  5 20:19:20 2026]
+Finished jobid: 7 (Rule: generate)
+[Sat Dec  5 20:19:20 2026]
+localrule report:
+    input: runs/demo/samples.json, runs/demo/metrics.json, runs/demo/config.json
+    output: report.html
+    jobid: 0
+[Sat Dec  5 20:19:21 2026]
+Finished jobid: 0 (Rule: report)
+"""
+
+
+def test_the_critical_path_follows_the_inputs_each_job_waited_for():
+    timeline = job_timeline(SNAKEMAKE_LOG)
+    assert [(job["rule"], job["start"], job["end"], job["after"]) for job in timeline[:4]] == [
+        ("prepare", 0, 18, []),
+        ("base_model", 0, 14, []),
+        ("run_config", 14, 18, []),
+        ("base_eval", 18, 62, [0, 1]),
+    ]
+    path = critical_path(timeline)
+    # train read prepare's output, not run_config's, which ended in the same second; generate ended after metrics
+    assert [job["rule"] for job in path] == ["prepare", "train", "generate", "report"]
+    assert [job["seconds"] for job in path] == [18, 178, 36, 1]
+
+
+def test_a_job_that_waited_for_cores_follows_the_job_that_freed_them():
+    """On a small machine jobs queue for cores: a job whose inputs were written long before it started waited
+    for the job that ended just before it, even one of zero seconds (the path still ends)."""
+    queued = SNAKEMAKE_LOG.replace(
+        "[Sat Dec  5 20:15:46 2026]\nlocalrule train:", "[Sat Dec  5 20:16:30 2026]\nlocalrule train:"
+    )
+    queued += (
+        "[Sat Dec  5 20:19:21 2026]\nlocalrule all:\n    jobid: 10\n[Sat Dec  5 20:19:21 2026]\nFinished jobid: 10\n"
+    )
+    assert [job["rule"] for job in critical_path(job_timeline(queued))] == [
+        "prepare",
+        "base_eval",
+        "train",
+        "generate",
+        "report",
+        "all",
+    ]
+
+
+def test_a_job_that_did_not_finish_has_no_end():
+    unfinished = SNAKEMAKE_LOG.split("[Sat Dec  5 20:18:44 2026]\nFinished jobid: 6")[0]
+    timeline = job_timeline(unfinished)
+    assert {job["rule"]: job["end"] for job in timeline}["train"] is None
+    assert [job["rule"] for job in critical_path(timeline)] == ["prepare", "base_eval"]  # up to the last job that ended
