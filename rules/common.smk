@@ -101,6 +101,11 @@ def BESIDE_THREADS(wildcards):
     return max(1, cores // 4) if HAS_GPU else cores
 
 
+# Where cores are short for every ready job, tokenize, pack and train go first: base_eval and base_samples run
+# beside the chain to the adapter, never ahead of it (Snakemake had picked them first on a 2-core machine).
+CHAIN_PRIORITY = 1
+
+
 def MAIN_THREADS(wildcards):
     """tokenize's and train's threads: every core, or with a GPU all but base_eval's and the free one."""
     cores = TORCH_THREADS(wildcards)

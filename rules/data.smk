@@ -43,6 +43,7 @@ rule tokenize:
     conda:
         "../envs/data.yaml"
     threads: MAIN_THREADS
+    priority: CHAIN_PRIORITY
     params:
         **keyed_params("tokenize"),
         stage_record=stage_record("tokenize"),
@@ -65,6 +66,7 @@ rule pack:
         "benchmarks/pack/{key}.tsv"
     conda:
         "../envs/data.yaml"
+    priority: CHAIN_PRIORITY
     params:
         **keyed_params("pack"),
         stage_record=stage_record("pack"),

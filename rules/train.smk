@@ -18,6 +18,7 @@ rule train:
     threads: MAIN_THREADS
     resources:
         **resources_of(key_config("train", "train")),
+    priority: CHAIN_PRIORITY
     params:
         **keyed_params("train"),
         # Checkpoints live outside the declared outputs so that a rerun after a kill can resume from them.

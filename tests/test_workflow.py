@@ -441,8 +441,8 @@ def test_snakemake_report_archive(finished_run, tmp_path):
         assert any(name.endswith(marked) for name in names), names
 
 
-def dry_run_threads(workdir: Path, cores: int, gpu: bool) -> dict[str, int]:
-    """Each planned rule's threads in a dry run with `cores` cores, on a machine with or without nvidia-smi."""
+def dry_run(workdir: Path, cores: int, gpu: bool) -> str:
+    """What a dry run with `cores` cores prints, on a machine with or without nvidia-smi."""
     workdir.mkdir()
     (workdir / "data").mkdir()
     for name in ("config.yaml", "data/sample_catalog.json"):
@@ -459,23 +459,36 @@ def dry_run_threads(workdir: Path, cores: int, gpu: bool) -> dict[str, int]:
     command = [sys.executable, "-m", "snakemake", "-n", "--cores", str(cores), "--snakefile", str(ROOT / "Snakefile")]
     command += ["--directory", str(workdir), "results/report.html"]
     env = {**os.environ, "PATH": path, "CUDA_VISIBLE_DEVICES": "0"}
-    out = subprocess.run(command, capture_output=True, text=True, env=env, check=True).stdout
-    threads, rule = {}, None
-    for line in out.splitlines():
+    return subprocess.run(command, capture_output=True, text=True, env=env, check=True).stdout
+
+
+def per_rule(dry_run_output: str, field: str, default: int) -> dict[str, int]:
+    """Each planned rule's value of an integer field (threads, priority) in a dry run's output."""
+    values, rule = {}, None
+    for line in dry_run_output.splitlines():
         if line.startswith(("rule ", "localrule ")):
             rule = line.split()[1].rstrip(":")
-            threads[rule] = 1
-        elif line.strip().startswith("threads:") and rule:
-            threads[rule] = int(line.split(":")[1])
-    return threads
+            values[rule] = default
+        elif line.strip().startswith(f"{field}:") and rule:
+            values[rule] = int(line.split(":")[1])
+    return values
+
+
+def dry_run_threads(workdir: Path, cores: int, gpu: bool) -> dict[str, int]:
+    return per_rule(dry_run(workdir, cores, gpu), "threads", 1)
 
 
 def test_on_a_gpu_machine_base_eval_runs_beside_tokenize_and_train(tmp_path):
     """With a GPU, base_eval and base_samples (work on the GPU) take a quarter of the cores each and tokenize and
     train the rest but one, so either need not wait for them nor make train wait; without one each torch job takes
     every core."""
-    gpu = dry_run_threads(tmp_path / "gpu", 16, gpu=True)
+    planned = dry_run(tmp_path / "gpu", 16, gpu=True)
+    gpu = per_rule(planned, "threads", 1)
     assert (gpu["prepare"], gpu["tokenize"], gpu["base_eval"], gpu["train"]) == (15, 11, 4, 11)
+    # where cores are short the chain to the adapter goes first: the base variants' stages wait, not it
+    priority = per_rule(planned, "priority", 0)
+    assert min(priority[rule] for rule in ("tokenize", "pack", "train")) > priority["base_eval"] == 0
+    assert priority["base_samples"] == 0
     assert gpu["base_samples"] == gpu["base_eval"]
     # one core stays free for the one-thread jobs (run_config, plots) beside them
     for beside in ("base_eval", "base_samples"):
