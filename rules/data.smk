@@ -40,10 +40,10 @@ rule tokenize:
         "logs/tokenize/{key}.log",
     benchmark:
         "benchmarks/tokenize/{key}.tsv"
+    priority: CHAIN_PRIORITY
     conda:
         "../envs/data.yaml"
     threads: MAIN_THREADS
-    priority: CHAIN_PRIORITY
     params:
         **keyed_params("tokenize"),
         stage_record=stage_record("tokenize"),
@@ -64,9 +64,9 @@ rule pack:
         "logs/pack/{key}.log",
     benchmark:
         "benchmarks/pack/{key}.tsv"
+    priority: CHAIN_PRIORITY
     conda:
         "../envs/data.yaml"
-    priority: CHAIN_PRIORITY
     params:
         **keyed_params("pack"),
         stage_record=stage_record("pack"),

@@ -13,12 +13,12 @@ rule train:
         "logs/train/{key}.log",
     benchmark:
         "benchmarks/train/{key}.tsv"
+    priority: CHAIN_PRIORITY
     conda:
         "../envs/train.yaml"
     threads: MAIN_THREADS
     resources:
         **resources_of(key_config("train", "train")),
-    priority: CHAIN_PRIORITY
     params:
         **keyed_params("train"),
         # Checkpoints live outside the declared outputs so that a rerun after a kill can resume from them.
