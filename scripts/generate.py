@@ -59,7 +59,8 @@ def generate(args) -> dict:
     tokenizer = load_tokenizer(args.adapter)
     prompt_format = prompt_format_of(args, tokenizer)
     sampling = sampling_settings(args, prompt_format.stop_strings)
-    base = base_samples_for(args.base_samples, sample_summary(rows, args.sample_seed), sampling)
+    sample = sample_summary(rows, args.sample_seed)
+    base = base_samples_for(args.base_samples, sample, sampling)
     prompts = variant_prompts(args.base_prompt_template, prompt_format, [row["title"] for row in rows])
     with clock.part("load_model"):
         model = load_for_inference(args.model_dir, args.quantization, device)
@@ -75,7 +76,7 @@ def generate(args) -> dict:
     result = {
         "settings": sampling,
         "device": str(device),
-        "sample": sample_summary(rows, args.sample_seed),
+        "sample": sample,
         "samples": samples,
         "timing": {**base_samples_timing(base["timing"]), **clock.seconds},
     }

@@ -92,11 +92,6 @@ def base_variants(path: str, tests: list[dict], validation: list[dict], sample_s
     return record
 
 
-def check_decoding(path: str, base: dict, decoding: dict) -> None:
-    """The adapter is decoded as the base variants were, or the paired differences would compare two settings."""
-    refuse_other_settings("metrics", path, base, decoding, "decoding settings")
-
-
 def run_adapter(args, tokenizer, prompt_format, tests, validation, decoding: dict, device, clock: Stopwatch):
     """The adapter variant: greedy generations (with whether each ended by itself) of the test titles and
     (nll, tokens) of the validation descriptions, the adapter merged into the dequantized base."""
@@ -138,7 +133,7 @@ def metrics(args) -> dict:
     prompt_format = prompt_format_of(args, tokenizer)
     # stop_strings resolved with the tokenizer (metrics.json shows them), as base_eval resolved them
     decoding = {**decoding_settings(args, budget), "stop_strings": prompt_format.stop_strings}
-    check_decoding(args.base_eval, base["decoding"], decoding)
+    refuse_other_settings("metrics", args.base_eval, base["decoding"], decoding, "decoding settings")
     generations = {v: base["variants"][v]["generations"] for v in BASE_VARIANTS}
     ended = {v: base["variants"][v]["ended"] for v in BASE_VARIANTS}
     nll = {v: base["variants"][v]["nll"] for v in BASE_VARIANTS}
