@@ -31,7 +31,6 @@ from ftpipe.variants import (  # noqa: E402
     VariantRunner,
     add_heldout_args,
     decoding_settings,
-    per_title_scores,
     sampled_rows,
 )
 
@@ -58,18 +57,19 @@ def base_eval(args) -> dict:
     budget, budget_record = resolved_budget(args, tokenizer, clock)
     prompt_format = prompt_format_of(args, tokenizer)
     decoding = {**decoding_settings(args, budget), "stop_strings": prompt_format.stop_strings}
-    runner = VariantRunner(args, tokenizer, prompt_format, tests, validation, decoding, device, clock)
+    runner = VariantRunner(args, tokenizer, prompt_format, tests, validation, decoding, device, clock, threads)
     with clock.part("load_model"):
         model = load_for_inference(args.model_dir, args.quantization, device)
     variants = {}
     for variant in BASE_VARIANTS:
-        generations, ended, nll = runner.run(model, variant)
-        variants[variant] = {"generations": generations, "ended": ended, "nll": [list(pair) for pair in nll]}
+        generations, ended, nll, scores = runner.run(model, variant)
+        variants[variant] = {
+            "generations": generations,
+            "ended": ended,
+            "nll": [list(pair) for pair in nll],
+            "scores": scores,
+        }
         log.info("%s: %d of %d generations ended by themselves", variant, sum(ended), len(ended))
-    with clock.part("scoring"):
-        generations = {variant: variants[variant]["generations"] for variant in BASE_VARIANTS}
-        for variant, scores in per_title_scores(generations, tests, threads).items():
-            variants[variant]["scores"] = scores
     with clock.part("contamination"):
         leak = contamination([row["content"] for row in tests], args.train, args.seed)
     result = {

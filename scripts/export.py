@@ -24,7 +24,7 @@ def merged_model(model_dir: str, adapter: str, dtype: torch.dtype):
     from peft import PeftModel
 
     base = load_base_model(model_dir, {"load_in_4bit": False}, torch.device("cpu"), dtype)
-    return PeftModel.from_pretrained(base, adapter).merge_and_unload()
+    return PeftModel.from_pretrained(base, adapter, local_files_only=True).merge_and_unload()
 
 
 def export(args) -> None:

@@ -47,7 +47,6 @@ from ftpipe.variants import (  # noqa: E402
     VariantRunner,
     add_heldout_args,
     decoding_settings,
-    per_title_scores,
     refuse_other_rows,
     refuse_other_settings,
     sampled_rows,
@@ -92,12 +91,13 @@ def base_variants(path: str, tests: list[dict], validation: list[dict], sample_s
     return record
 
 
-def run_adapter(args, tokenizer, prompt_format, tests, validation, decoding: dict, device, clock: Stopwatch):
-    """The adapter variant: greedy generations (with whether each ended by itself) of the test titles and
-    (nll, tokens) of the validation descriptions, the adapter merged into the dequantized base."""
+def run_adapter(args, tokenizer, prompt_format, tests, validation, decoding: dict, device, clock: Stopwatch, threads):
+    """The adapter variant: greedy generations (with whether each ended by itself) of the test titles, their
+    per-title scores and (nll, tokens) of the validation descriptions, the adapter merged into the
+    dequantized base."""
     with clock.part("load_model"):
         model = load_for_inference(args.model_dir, args.quantization, device)
-    runner = VariantRunner(args, tokenizer, prompt_format, tests, validation, decoding, device, clock)
+    runner = VariantRunner(args, tokenizer, prompt_format, tests, validation, decoding, device, clock, threads)
     with clock.part("merge_adapter"):
         model = merge_adapter(model, args.adapter)
     return runner.run(model, "adapter")
@@ -106,7 +106,7 @@ def run_adapter(args, tokenizer, prompt_format, tests, validation, decoding: dic
 def base_eval_timing(seconds: dict) -> dict:
     """base_eval's parts (the budget, its model load, the base variants, their scores, contamination) for the
     evaluation's timing: measured in base_eval's own job, so not part of this stage's total."""
-    names = {"load_model": "load_base_model", "scoring": "scoring_base_variants", "total": None}
+    names = {"load_model": "load_base_model", "total": None}
     return {names.get(part, part): value for part, value in seconds.items() if names.get(part, part)}
 
 
@@ -137,12 +137,11 @@ def metrics(args) -> dict:
     generations = {v: base["variants"][v]["generations"] for v in BASE_VARIANTS}
     ended = {v: base["variants"][v]["ended"] for v in BASE_VARIANTS}
     nll = {v: base["variants"][v]["nll"] for v in BASE_VARIANTS}
-    generations["adapter"], ended["adapter"], nll["adapter"] = run_adapter(
-        args, tokenizer, prompt_format, tests, validation, decoding, device, clock
+    scores = {v: base["variants"][v]["scores"] for v in BASE_VARIANTS}
+    generations["adapter"], ended["adapter"], nll["adapter"], scores["adapter"] = run_adapter(
+        args, tokenizer, prompt_format, tests, validation, decoding, device, clock, threads
     )
-    with clock.part("scoring"):
-        scores = {v: base["variants"][v]["scores"] for v in BASE_VARIANTS}
-        scores.update(per_title_scores({"adapter": generations["adapter"]}, tests, threads))
+    with clock.part("intervals"):
         summaries = {
             v: {
                 **{metric: bootstrap_mean(scores[v][metric], args.seed) for metric in PER_TITLE},

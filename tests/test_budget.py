@@ -54,9 +54,10 @@ def test_auto_budget_covers_references_longer_than_48_tokens(tmp_path, tiny_mode
         assert counts == {"ended": 0, "hit_cap": 4, "n": 4, "max_new_tokens": budget}, variant
     assert all(row["hit_cap"] == ["base_plain", "base_tagged", "adapter"] for row in result["generations"])
     assert set(result["timing"]) >= {"load_model", "merge_adapter", "generate_adapter", "perplexity_adapter"}
-    assert set(result["timing"]) >= {"scoring", "contamination", "read_base_eval", "total"}
+    assert set(result["timing"]) >= {"scoring_adapter", "intervals", "contamination", "read_base_eval", "total"}
     # base_eval's parts (in its own job): the budget, its model load, the base variants
-    base_parts = {"budget", "load_base_model"} | {f"{p}_{v}" for v in BASE_VARIANTS for p in ("generate", "perplexity")}
+    parts = ("generate", "perplexity", "scoring")
+    base_parts = {"budget", "load_base_model"} | {f"{p}_{v}" for v in BASE_VARIANTS for p in parts}
     assert set(result["timing"]) >= base_parts
     base_timing = json.loads((tmp_path / "base_eval.json").read_text())["timing"]
     assert result["timing"]["budget"] == base_timing["budget"]

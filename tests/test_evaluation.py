@@ -13,7 +13,14 @@ import yaml
 from ftpipe.generation import generate_new_ids
 from ftpipe.heldout import contamination, sample_rows, sample_summary
 from ftpipe.modeling import DEFAULT_QUANTIZATION, load_base_model, load_for_inference, load_tokenizer, merge_adapter
-from ftpipe.scoring import distinct_2, length_ratio, title_coverage
+from ftpipe.scoring import (
+    PAIRS_PER_PROCESS,
+    distinct_2,
+    length_ratio,
+    reference_scores,
+    start_reference_scores,
+    title_coverage,
+)
 from ftpipe.stage import namespace, use_threads
 from tests.conftest import ROOT
 
@@ -131,6 +138,16 @@ def test_title_coverage_distinct_bigrams_and_length_ratio():
     assert title_coverage(["A pink tutu for dance.", "A mug."], ["Girls Ballet Tutu, Pink", "The Tutu"]) == [50.0, 0.0]
     assert distinct_2(["soft soft soft soft", "a soft pink tutu", "one"]) == [100 / 3, 100.0, 100.0]
     assert length_ratio(["one two three", ""], ["one two three four five six", "x"]) == [0.5, 0.0]
+
+
+def test_reference_scores_started_in_processes_match_one_process_in_order():
+    """Scoring forked into processes while the caller goes on (the GPU's perplexity) gives, in order, what one
+    process gives: a chunk out of place or lost would shift every later title's scores."""
+    n = 2 * PAIRS_PER_PROCESS + 7
+    references = [f"a sturdy {i} steel water bottle keeps drinks cold" for i in range(n)]
+    predictions = [f"steel bottle {i % 13} keeps water cold for {i} hours" for i in range(n)]
+    result = start_reference_scores(predictions, references, processes=3)
+    assert result() == reference_scores(predictions, references)
 
 
 def test_contamination_finds_copied_references(tmp_path):

@@ -32,7 +32,7 @@ def enable_tf32() -> None:
 def load_tokenizer(model_dir: str, padding_side: str = "right"):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False, local_files_only=True)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = padding_side
@@ -65,6 +65,7 @@ def load_base_model(model_dir: str, quantization: dict, device: torch.device, dt
         device_map={"": device.index if device.type == "cuda" and device.index is not None else device.type},
         use_safetensors=True,
         trust_remote_code=False,
+        local_files_only=True,
     )
     if quant is not None and device.type == "cpu":
         keep_trainable_cpu_layout(model)
@@ -101,7 +102,7 @@ def merge_adapter(model, adapter_dir: str):
     weights are changed in place: generate the base variants first."""
     from peft import PeftModel
 
-    return PeftModel.from_pretrained(model, adapter_dir).merge_and_unload().eval()
+    return PeftModel.from_pretrained(model, adapter_dir, local_files_only=True).merge_and_unload().eval()
 
 
 def lora_config(lora: dict):

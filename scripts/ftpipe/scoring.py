@@ -58,17 +58,33 @@ PAIRS_PER_PROCESS = 200  # below this a process costs more to start than it save
 def reference_scores_parallel(predictions: list[str], references: list[str], processes: int) -> dict:
     """reference_scores over `processes` forked processes (the scorers are pure Python: one core each), in
     contiguous chunks so the results come back in order; one process for small inputs."""
+    return start_reference_scores(predictions, references, processes)()
+
+
+def start_reference_scores(predictions: list[str], references: list[str], processes: int):
+    """Start reference_scores_parallel and return a function that waits for its result, so the caller can
+    use the GPU meanwhile. The workers are forked here, all at once, in the calling thread (a fork context
+    pool starts its processes before its own helper thread). Small inputs are scored here and now."""
     chunks = max(1, min(processes, len(predictions) // PAIRS_PER_PROCESS))
     if chunks == 1:
-        return reference_scores(predictions, references)
+        scores = reference_scores(predictions, references)
+        return lambda: scores
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     bounds = [len(predictions) * i // chunks for i in range(chunks + 1)]
-    parts = [(predictions[a:b], references[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
-    with ProcessPoolExecutor(chunks, mp_context=multiprocessing.get_context("fork")) as pool:
-        results = list(pool.map(reference_scores, *zip(*parts, strict=True)))
-    return {name: [value for part in results for value in part[name]] for name in results[0]}
+    pool = ProcessPoolExecutor(chunks, mp_context=multiprocessing.get_context("fork"))
+    spans = zip(bounds, bounds[1:], strict=False)
+    futures = [pool.submit(reference_scores, predictions[a:b], references[a:b]) for a, b in spans]
+
+    def result() -> dict:
+        try:
+            parts = [future.result() for future in futures]
+        finally:
+            pool.shutdown(cancel_futures=True)
+        return {name: [value for part in parts for value in part[name]] for name in parts[0]}
+
+    return result
 
 
 def words(text: str) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ftpipe.generation import AUTO_BATCH_CPU, generate_with_endings
 from ftpipe.heldout import sample_rows
-from ftpipe.scoring import description_nll, distinct_2, length_ratio, reference_scores_parallel, title_coverage
+from ftpipe.scoring import description_nll, distinct_2, length_ratio, start_reference_scores, title_coverage
 from ftpipe.timing import Stopwatch
 
 VARIANTS = ("base_plain", "base_tagged", "adapter")
@@ -122,10 +122,12 @@ def scoring_batch(batch_size, device) -> int:
 
 class VariantRunner:
     """Runs variants of one loaded model on the sampled rows: greedy generations of the test titles (with
-    whether each ended by itself) and (nll, tokens) of the validation descriptions."""
+    whether each ended by itself), their per-title scores and (nll, tokens) of the validation descriptions.
+    The scores are computed on `threads` CPU processes while the GPU scores perplexity."""
 
-    def __init__(self, args, tokenizer, prompt_format, tests, validation, decoding, device, clock: Stopwatch):
+    def __init__(self, args, tokenizer, prompt_format, tests, validation, decoding, device, clock: Stopwatch, threads):
         self.tokenizer, self.decoding, self.clock, self.batch_size = tokenizer, decoding, clock, args.batch_size
+        self.tests, self.threads = tests, threads
         self.nll_batch = scoring_batch(args.batch_size, device)
         self.test_prompts = variant_prompts(args.base_prompt_template, prompt_format, [row["title"] for row in tests])
         self.val_prompts = variant_prompts(
@@ -133,31 +135,43 @@ class VariantRunner:
         )
         self.val_responses = variant_responses(prompt_format, validation)
 
-    def run(self, model, variant: str) -> tuple[list[str], list[bool], list[tuple]]:
+    def run(self, model, variant: str) -> tuple[list[str], list[bool], list[tuple], dict]:
+        """(generations, ended, nll, per-title scores) of one variant."""
         with self.clock.part(f"generate_{variant}"):
             generations, ended = generate_with_endings(
                 model, self.tokenizer, self.test_prompts[variant], self.decoding, self.batch_size
             )
+        scores = start_per_title_scores({variant: generations}, self.tests, self.threads)
         with self.clock.part(f"perplexity_{variant}"):
             nll = description_nll(
                 model, self.tokenizer, self.val_prompts[variant], self.val_responses[variant], self.nll_batch
             )
-        return generations, ended, nll
+        with self.clock.part(f"scoring_{variant}"):  # what is left of it once perplexity is done
+            return generations, ended, nll, scores()[variant]
 
 
 def per_title_scores(generations: dict[str, list[str]], tests: list[dict], processes: int) -> dict[str, dict]:
     """Every per-title measure (PER_TITLE) of each variant's generations, in the order of `tests`: the
     reference-based ones of all the variants given in one pass over `processes` processes."""
+    return start_per_title_scores(generations, tests, processes)()
+
+
+def start_per_title_scores(generations: dict[str, list[str]], tests: list[dict], processes: int):
+    """Start per_title_scores; returns a function that waits for the scores (start_reference_scores)."""
     references, titles = [row["content"] for row in tests], [row["title"] for row in tests]
     predictions = [text for texts in generations.values() for text in texts]
-    against = reference_scores_parallel(predictions, references * len(generations), processes)
-    scores = {}
-    for index, (variant, texts) in enumerate(generations.items()):
-        part = slice(index * len(tests), (index + 1) * len(tests))
-        scores[variant] = {
-            **{name: values[part] for name, values in against.items()},
-            "title_coverage": title_coverage(texts, titles),
-            "distinct_2": distinct_2(texts),
-            "length_ratio": length_ratio(texts, references),
-        }
-    return scores
+    against = start_reference_scores(predictions, references * len(generations), processes)
+
+    def result() -> dict[str, dict]:
+        scores, reference_based = {}, against()
+        for index, (variant, texts) in enumerate(generations.items()):
+            part = slice(index * len(tests), (index + 1) * len(tests))
+            scores[variant] = {
+                **{name: values[part] for name, values in reference_based.items()},
+                "title_coverage": title_coverage(texts, titles),
+                "distinct_2": distinct_2(texts),
+                "length_ratio": length_ratio(texts, references),
+            }
+        return scores
+
+    return result
