@@ -26,7 +26,7 @@ from ftpipe.modeling import compute_dtype, enable_tf32, pick_device  # noqa: E40
 from ftpipe.training import distributed  # noqa: E402
 from ftpipe.training.checkpoints import load_checkpoint, save_checkpoint  # noqa: E402
 from ftpipe.training.outputs import StepClock, flops_per_token, timing_summary, write_outputs  # noqa: E402
-from ftpipe.training.speed_plan import autocast, compile_model, resolve_plan  # noqa: E402
+from ftpipe.training.speed_plan import autocast, compile_model, resolve_plan, start_compiler  # noqa: E402
 from ftpipe.training.steps import (  # noqa: E402
     StepOrder,
     build_model,
@@ -60,6 +60,7 @@ def run_training(args, blocks: dict) -> dict:
     enable_tf32()
     torch.manual_seed(args.seed)
     plan = resolve_plan(args, device, distributed.world_size())
+    start_compiler(plan, device)
     training = setup(args, plan, blocks, device)
     setup_seconds = time.perf_counter() - started
     step_seconds, wait_seconds = train_loop(training)

@@ -31,3 +31,17 @@ def test_a_folder_the_user_chose_is_kept(tmp_path, monkeypatch):
 def test_the_key_is_a_plain_folder_name():
     assert cache_key(torch.device("cpu")) == f"{torch.__version__}_cpu"
     assert "/" not in cache_key(torch.device("cpu"))
+
+
+def test_training_points_the_cache_before_the_model_loads_only_when_it_compiles(tmp_path, monkeypatch):
+    """start_compiler runs before the model loads: a compiling plan gets the workflow's cache (the compile
+    workers it starts inherit that environment); a plan without compile leaves everything as it was."""
+    from ftpipe.training.speed_plan import start_compiler
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    start_compiler({"compile": False}, torch.device("cpu"))
+    assert "TORCHINDUCTOR_CACHE_DIR" not in os.environ and not (tmp_path / ".snakemake").exists()
+    start_compiler({"compile": True}, torch.device("cpu"))
+    folder = tmp_path / ".snakemake" / "compile_cache" / f"{torch.__version__}_cpu"
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(folder) and folder.is_dir()

@@ -164,13 +164,27 @@ def decoder_layers(model) -> list[torch.nn.Module]:
     return [module for module in model.modules() if type(module).__name__ in layer_classes]
 
 
+def start_compiler(plan: dict, device: torch.device) -> None:
+    """Before the model loads, when the plan compiles: point the compiler at the workflow's cache (compiled
+    graphs found again by later jobs and runs) and start Inductor's compile workers. torch starts them at the
+    first compiled call, and each imports torch before it can build a kernel (seconds), so the first step
+    waited for them; started here, they get ready while the model loads."""
+    if not plan["compile"]:
+        return
+    use_compile_cache(device)
+    try:
+        from torch._inductor.async_compile import maybe_warm_pool
+    except ImportError:  # a torch without it: the workers start at the first compiled call
+        return
+    maybe_warm_pool()
+
+
 def compile_model(model, plan: dict):
     """torch.compile the whole model, or each decoder layer in place: the layers are alike, so one
     compilation serves all of them and the warm-up is a fraction of the whole model's. With CUDA graphs,
     each compiled graph is replayed instead of launching its kernels one by one from Python. With
     `compile_loss`, the cross-entropy is compiled too: transformers copies the logits to float32 first,
-    the compiled loss reads them once."""
-    use_compile_cache(next(model.parameters()).device)  # compiled graphs found again by later jobs and runs
+    the compiled loss reads them once. Call start_compiler first."""
     mode = "reduce-overhead" if plan["cuda_graphs"] else None
     layers = decoder_layers(model) if plan["compile_scope"] == "layers" else []
     if plan["compile_scope"] == "layers" and not layers:
