@@ -173,6 +173,17 @@ def test_imported_modules_follow_imports_transitively(tmp_path):
     assert names == ["helper.py", "pkg/__init__.py", "pkg/a.py", "pkg/b.py", "pkg/c.py"]
 
 
+def test_imported_modules_see_an_edit_within_one_process(tmp_path):
+    """Each file's imports are parsed once while it stays the same: an edit (another size or time) is read again."""
+    (tmp_path / "helper.py").write_text("")
+    (tmp_path / "other.py").write_text("")
+    stage = tmp_path / "stage.py"
+    stage.write_text("import helper\n")
+    assert imported_modules(stage, tmp_path) == [tmp_path / "helper.py"]
+    stage.write_text("import helper\nimport other\n")
+    assert imported_modules(stage, tmp_path) == [tmp_path / "helper.py", tmp_path / "other.py"]
+
+
 def test_each_rule_depends_on_the_modules_its_script_imports(workflow_rules):
     for rule, parsed in workflow_rules.items():
         if parsed["script"]:

@@ -9,6 +9,7 @@ does not load torch to plan a run.
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 SCRIPTS = Path(__file__).resolve().parents[1]
@@ -29,8 +30,16 @@ def imported_modules(script: str | Path, scripts_dir: str | Path = SCRIPTS) -> l
     return sorted(found)
 
 
-def _direct_imports(file: Path, scripts_dir: Path) -> set[Path]:
+def _direct_imports(file: Path, scripts_dir: Path) -> frozenset[Path]:
     """The files under `scripts_dir` that the import statements of `file` name."""
+    status = file.stat()
+    return _parsed_imports(file, scripts_dir, status.st_mtime_ns, status.st_size)
+
+
+# The workflow asks for every rule's script, and the scripts share their modules: each file is parsed once
+# while it stays the same (its modification time and size are part of the key).
+@functools.cache
+def _parsed_imports(file: Path, scripts_dir: Path, _mtime_ns: int, _size: int) -> frozenset[Path]:
     names: set[str] = set()
     package = _package_of(file, scripts_dir)
     for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"), filename=str(file))):
@@ -47,7 +56,7 @@ def _direct_imports(file: Path, scripts_dir: Path) -> set[Path]:
             module = _file_of(prefix, scripts_dir)
             if module is not None:
                 files.add(module)
-    return files
+    return frozenset(files)
 
 
 def _package_of(file: Path, scripts_dir: Path) -> str:
