@@ -101,6 +101,15 @@ def BESIDE_THREADS(wildcards):
     return max(1, cores // 4) if HAS_GPU else cores
 
 
+# base_samples samples a few titles on the GPU: there it takes the core left free, so that with base_eval and
+# base_samples both beside the chain, tokenize's and train's cores stay free. Measured on an H100 with 16 cores:
+# with a quarter of the cores each, base_samples started beside base_eval when tokenize ended, and train waited
+# 26 s for it.
+def SAMPLES_THREADS(wildcards):
+    """base_samples' threads: the free core with a GPU, else all."""
+    return FREE_CORE if HAS_GPU else TORCH_THREADS(wildcards)
+
+
 # Where cores are short for every ready job, tokenize, pack and train go first: base_eval and base_samples run
 # beside the chain to the adapter, never ahead of it (Snakemake had picked them first on a 2-core machine).
 CHAIN_PRIORITY = 1

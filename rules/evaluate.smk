@@ -66,7 +66,7 @@ rule base_samples:
         "benchmarks/base_samples/{key}.tsv"
     conda:
         "../envs/train.yaml"
-    threads: BESIDE_THREADS
+    threads: SAMPLES_THREADS
     resources:
         **resources_of(key_config("base_samples", "generate")),
     params:

@@ -479,21 +479,21 @@ def dry_run_threads(workdir: Path, cores: int, gpu: bool) -> dict[str, int]:
 
 
 def test_on_a_gpu_machine_base_eval_runs_beside_tokenize_and_train(tmp_path):
-    """With a GPU, base_eval and base_samples (work on the GPU) take a quarter of the cores each and tokenize and
-    train the rest but one, so either need not wait for them nor make train wait; without one each torch job takes
-    every core."""
+    """With a GPU, base_eval (work on the GPU) takes a quarter of the cores, base_samples (a few sampled titles on
+    the GPU) the one left free, and tokenize and train the rest, so neither waits for them even with both beside
+    it; without a GPU each torch job takes every core."""
     planned = dry_run(tmp_path / "gpu", 16, gpu=True)
     gpu = per_rule(planned, "threads", 1)
-    assert (gpu["prepare"], gpu["tokenize"], gpu["base_eval"], gpu["train"]) == (15, 11, 4, 11)
+    assert (gpu["prepare"], gpu["tokenize"], gpu["base_eval"], gpu["base_samples"], gpu["train"]) == (15, 11, 4, 1, 11)
     # where cores are short the chain to the adapter goes first: the base variants' stages wait, not it
     priority = per_rule(planned, "priority", 0)
     assert min(priority[rule] for rule in ("tokenize", "pack", "train")) > priority["base_eval"] == 0
     assert priority["base_samples"] == 0
-    assert gpu["base_samples"] == gpu["base_eval"]
-    # one core stays free for the one-thread jobs (run_config, plots) beside them
-    for beside in ("base_eval", "base_samples"):
-        assert gpu["tokenize"] + gpu[beside] + gpu["run_config"] <= 16
-        assert gpu["train"] + gpu[beside] + gpu["plots"] <= 16
+    # both beside jobs at once leave tokenize's and train's cores free (an H100 run: train waited 26 s when
+    # base_samples took a quarter of the cores too)
+    assert gpu["tokenize"] + gpu["base_eval"] + gpu["base_samples"] <= 16
+    assert gpu["train"] + gpu["base_eval"] + gpu["base_samples"] <= 16
+    assert gpu["train"] + gpu["base_eval"] + gpu["plots"] <= 16  # plots, after train, beside a long base_eval
     assert gpu["generate"] == gpu["metrics"] == 7 and gpu["generate"] + gpu["metrics"] + gpu["plots"] <= 16
     cpu = dry_run_threads(tmp_path / "cpu", 16, gpu=False)
     rules = ("tokenize", "base_eval", "base_samples", "train", "generate", "metrics")
