@@ -8,7 +8,7 @@ import sys
 from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "bench"))
-from time_to_report import archive_logs, breakdown, critical_path, job_timeline  # noqa: E402
+from time_to_report import archive_logs, breakdown, critical_path, job_timeline, workflow_environment  # noqa: E402
 
 
 def write(path, record) -> None:
@@ -157,3 +157,13 @@ def test_a_job_that_did_not_finish_has_no_end():
     timeline = job_timeline(unfinished)
     assert {job["rule"]: job["end"] for job in timeline}["train"] is None
     assert [job["rule"] for job in critical_path(timeline)] == ["prepare", "base_eval"]  # up to the last job that ended
+
+
+def test_the_bytecode_cache_reaches_the_workflow_and_clears_the_images_refusal(tmp_path):
+    """With --bytecode-cache the workflow's processes write and read bytecode there, even where the image sets
+    PYTHONDONTWRITEBYTECODE; without it the environment is passed on as it is."""
+    image = {"PATH": "/usr/bin", "PYTHONDONTWRITEBYTECODE": "1"}
+    assert workflow_environment(image, None) == image
+    env = workflow_environment(image, str(tmp_path / "pyc"))
+    assert env == {"PATH": "/usr/bin", "PYTHONPYCACHEPREFIX": str(tmp_path / "pyc")}
+    assert image["PYTHONDONTWRITEBYTECODE"] == "1"  # the caller's environment is left alone
