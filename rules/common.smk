@@ -91,12 +91,12 @@ def EVAL_THREADS(wildcards):
     return max(1, (cores - FREE_CORE) // 2) if HAS_GPU else cores
 
 
-# base_eval and base_samples do not need the adapter: with a GPU each takes a quarter of the cores and tokenize
-# and train the rest, so they run beside them instead of making train wait (their work is on the GPU while
-# tokenize's and train's is on the CPU: tokenizing, compiling). Measured on an H100 with 16 cores, train
-# waited 59 s for base_eval when it took half the cores.
+# base_eval does not need the adapter: with a GPU it takes a quarter of the cores and tokenize and train the rest,
+# so it runs beside them instead of making train wait (its work is on the GPU while tokenize's and train's is on
+# the CPU: tokenizing, compiling). Measured on an H100 with 16 cores, train waited 59 s for base_eval when it
+# took half the cores.
 def BESIDE_THREADS(wildcards):
-    """base_eval's and base_samples' threads: a quarter of the cores with a GPU, else all."""
+    """base_eval's threads: a quarter of the cores with a GPU, else all."""
     cores = TORCH_THREADS(wildcards)
     return max(1, cores // 4) if HAS_GPU else cores
 
