@@ -133,7 +133,7 @@ def former_base_variants(args, splits: dict) -> dict:
 def test_metrics_scores_the_base_variants_as_the_single_stage_path_did(tmp_path, tiny_model_dir, adapter_dir):  # noqa: F811
     from metrics import bootstrap_perplexity
 
-    from ftpipe.variants import per_title_scores
+    from ftpipe.variants import start_per_title_scores
 
     splits = catalog_splits(tmp_path)
     result = evaluate(tmp_path, tiny_model_dir, adapter_dir, splits, max_new_tokens=12)
@@ -142,7 +142,7 @@ def test_metrics_scores_the_base_variants_as_the_single_stage_path_did(tmp_path,
     tests = sample_rows(splits["test"], args.num_titles, args.sample_seed)
     generations = {variant: former[variant]["generations"] for variant in BASE_VARIANTS}
     generations["adapter"] = [row["adapter"] for row in result["generations"]]
-    scores = per_title_scores(generations, tests, processes=1)
+    scores = start_per_title_scores(generations, tests, processes=1)()
     for variant in BASE_VARIANTS:
         assert [row[variant] for row in result["generations"]] == former[variant]["generations"], variant
         hit_cap = [variant in row["hit_cap"] for row in result["generations"]]

@@ -55,16 +55,12 @@ def reference_scores(predictions: list[str], references: list[str]) -> dict[str,
 PAIRS_PER_PROCESS = 200  # below this a process costs more to start than it saves (about 15 ms a pair)
 
 
-def reference_scores_parallel(predictions: list[str], references: list[str], processes: int) -> dict:
-    """reference_scores over `processes` forked processes (the scorers are pure Python: one core each), in
-    contiguous chunks so the results come back in order; one process for small inputs."""
-    return start_reference_scores(predictions, references, processes)()
-
-
 def start_reference_scores(predictions: list[str], references: list[str], processes: int):
-    """Start reference_scores_parallel and return a function that waits for its result, so the caller can
-    use the GPU meanwhile. The workers are forked here, all at once, in the calling thread (a fork context
-    pool starts its processes before its own helper thread). Small inputs are scored here and now."""
+    """reference_scores over `processes` forked processes (the scorers are pure Python: one core each), in
+    contiguous chunks so the results come back in order, started now: returns a function that waits for the
+    scores, so the caller can use the GPU meanwhile. The workers are forked here, all at once, in the calling
+    thread (a fork context pool starts its processes before its own helper thread). Small inputs are scored in
+    one process, here and now."""
     chunks = max(1, min(processes, len(predictions) // PAIRS_PER_PROCESS))
     if chunks == 1:
         scores = reference_scores(predictions, references)

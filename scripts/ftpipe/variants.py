@@ -150,14 +150,10 @@ class VariantRunner:
             return generations, ended, nll, scores()[variant]
 
 
-def per_title_scores(generations: dict[str, list[str]], tests: list[dict], processes: int) -> dict[str, dict]:
-    """Every per-title measure (PER_TITLE) of each variant's generations, in the order of `tests`: the
-    reference-based ones of all the variants given in one pass over `processes` processes."""
-    return start_per_title_scores(generations, tests, processes)()
-
-
 def start_per_title_scores(generations: dict[str, list[str]], tests: list[dict], processes: int):
-    """Start per_title_scores; returns a function that waits for the scores (start_reference_scores)."""
+    """Every per-title measure (PER_TITLE) of each variant's generations, in the order of `tests`, started now:
+    returns a function that waits for them. The reference-based ones of all the variants given are computed in
+    one pass over `processes` processes (start_reference_scores)."""
     references, titles = [row["content"] for row in tests], [row["title"] for row in tests]
     predictions = [text for texts in generations.values() for text in texts]
     against = start_reference_scores(predictions, references * len(generations), processes)
