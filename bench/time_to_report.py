@@ -329,6 +329,43 @@ def workflow_environment(env: dict, bytecode_cache: str | None) -> dict:
     return {**cleared, "PYTHONPYCACHEPREFIX": str(Path(bytecode_cache).resolve())}
 
 
+def make_inputs(raw: Path, model_dir: Path, rows: int, smoke: bool, env: dict, result: dict) -> bool:
+    """Generate the raw file and build the random-weight model folder, side by side in two processes (neither
+    part of the workflow's time); their seconds, or the error, go to `result`. True when both were made."""
+    python = sys.executable
+    t0 = time.perf_counter()
+    catalog = subprocess.Popen(
+        [python, str(ROOT / "scripts" / "make_catalog.py"), "--rows", str(rows), "--out", str(raw)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    model_cmd = [python, __file__, "model", "--out", str(model_dir)] + (["--tiny"] if smoke else [])
+    model = subprocess.run(model_cmd, capture_output=True, text=True, env=env)
+    result["model_seconds"] = round(time.perf_counter() - t0, 2)
+    catalog_out, _ = catalog.communicate()
+    result["inputs_seconds"] = round(time.perf_counter() - t0, 2)
+    if model.returncode or catalog.returncode:
+        result["error"] = f"inputs failed: model rc {model.returncode}, catalog rc {catalog.returncode}"
+        result["inputs_log"] = (model.stdout + model.stderr)[-4000:] + catalog_out[-2000:]
+        return False
+    result["model"] = json.loads(model.stdout.strip().splitlines()[-1])
+    return True
+
+
+def reuse_inputs(earlier_work: Path, raw: Path, model_dir: Path) -> None:
+    """Link the raw file and the model folder of an earlier run's work folder (kept with --keep-work) into
+    this one: a second run of the same inputs (the warm-cache run) skips making them again."""
+    for made, link in ((earlier_work / raw.name, raw), (earlier_work / model_dir.relative_to(raw.parent), model_dir)):
+        if not made.exists():
+            raise SystemExit(
+                f"time_to_report: {made} is missing (--inputs-from takes a work folder kept with --keep-work)"
+            )
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(made.resolve())
+
+
 def run(args) -> dict:
     cores = args.cores or len(os.sched_getaffinity(0))
     rows = args.rows if args.rows is not None else (3000 if args.smoke else 1_000_000)
@@ -359,26 +396,14 @@ def run(args) -> dict:
         env["TORCHINDUCTOR_CACHE_DIR"] = str(Path(args.compile_cache).resolve())
         result["compile_cache"] = env["TORCHINDUCTOR_CACHE_DIR"]
     raw, model_dir = work / "trn.json", work / "model" / "tinyllama-random"
-    # Catalog and model side by side: two processes, neither part of the workflow's time.
-    t0 = time.perf_counter()
-    catalog = subprocess.Popen(
-        [python, str(ROOT / "scripts" / "make_catalog.py"), "--rows", str(rows), "--out", str(raw)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
-    model_cmd = [python, __file__, "model", "--out", str(model_dir)] + (["--tiny"] if args.smoke else [])
-    model = subprocess.run(model_cmd, capture_output=True, text=True, env=env)
-    result["model_seconds"] = round(time.perf_counter() - t0, 2)
-    catalog_out, _ = catalog.communicate()
-    result["inputs_seconds"] = round(time.perf_counter() - t0, 2)
-    if model.returncode or catalog.returncode:
-        result["error"] = f"inputs failed: model rc {model.returncode}, catalog rc {catalog.returncode}"
-        result["inputs_log"] = (model.stdout + model.stderr)[-4000:] + catalog_out[-2000:]
+    if args.inputs_from:
+        reuse_inputs(Path(args.inputs_from), raw, model_dir)
+        result["inputs_from"] = str(Path(args.inputs_from).resolve())
+        with open(raw, "rb") as lines:
+            result["rows"] = sum(1 for _ in lines)
+    elif not make_inputs(raw, model_dir, rows, args.smoke, env, result):
         save()
         return result
-    result["model"] = json.loads(model.stdout.strip().splitlines()[-1])
     result["raw_bytes"] = raw.stat().st_size
 
     overrides = {"data": {"raw": str(raw)}, "model": {"source": str(model_dir)}}
@@ -463,6 +488,11 @@ def main() -> None:
         help="a folder where the workflow's Python processes keep the bytecode of what they import, for images "
         "that ship packages without .pyc files and turn writing them off (empty: cold). Python then ignores the "
         ".pyc files beside the sources: on a normal install it makes a cold run slower",
+    )
+    go.add_argument(
+        "--inputs-from",
+        help="the work folder of an earlier run (kept with --keep-work) whose raw file and model folder this run "
+        "uses instead of making them again (--rows is then theirs)",
     )
     go.add_argument("--timeout", type=float, default=None, help="stop the workflow after this many seconds")
     go.add_argument("--work", help="the work folder (default: a new temporary folder)")

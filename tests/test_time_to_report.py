@@ -8,7 +8,14 @@ import sys
 from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "bench"))
-from time_to_report import archive_logs, breakdown, critical_path, job_timeline, workflow_environment  # noqa: E402
+from time_to_report import (  # noqa: E402
+    archive_logs,
+    breakdown,
+    critical_path,
+    job_timeline,
+    reuse_inputs,
+    workflow_environment,
+)
 
 
 def write(path, record) -> None:
@@ -167,3 +174,22 @@ def test_the_bytecode_cache_reaches_the_workflow_and_clears_the_images_refusal(t
     env = workflow_environment(image, str(tmp_path / "pyc"))
     assert env == {"PATH": "/usr/bin", "PYTHONPYCACHEPREFIX": str(tmp_path / "pyc")}
     assert image["PYTHONDONTWRITEBYTECODE"] == "1"  # the caller's environment is left alone
+
+
+def test_a_second_run_links_the_earlier_runs_inputs_and_names_what_is_missing(tmp_path):
+    """--inputs-from: the raw file and the model folder of a kept work folder are linked, not made again; a
+    folder without them stops the run with the missing path."""
+    earlier, work = tmp_path / "earlier", tmp_path / "work"
+    write(earlier / "model" / "tinyllama-random" / "config.json", {"hidden_size": 8})
+    (earlier / "trn.json").write_text('{"uid": "1"}\n')
+    raw, model_dir = work / "trn.json", work / "model" / "tinyllama-random"
+    reuse_inputs(earlier, raw, model_dir)
+    assert raw.read_text() == '{"uid": "1"}\n'
+    assert json.loads((model_dir / "config.json").read_text()) == {"hidden_size": 8}
+    (earlier / "trn.json").unlink()
+    try:
+        reuse_inputs(earlier, tmp_path / "again" / "trn.json", tmp_path / "again" / "model" / "tinyllama-random")
+    except SystemExit as stop:
+        assert str(earlier / "trn.json") in str(stop)
+    else:
+        raise AssertionError("a missing raw file was not reported")
