@@ -318,6 +318,15 @@ def breakdown(work: Path, per_rule: dict) -> dict:
 # ---------------------------------------------------------------- the run
 
 
+def cpu_model() -> str | None:
+    """The CPU's model name (Linux): GPU nodes of one kind differ in it, and the CPU-bound stages with them."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return None
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), None)
+
+
 def workflow_environment(env: dict, bytecode_cache: str | None) -> dict:
     """The workflow's environment: `env`, and with `bytecode_cache` Python writes and reads the bytecode of what
     it imports there (PYTHONPYCACHEPREFIX; a PYTHONDONTWRITEBYTECODE of the image cleared). For images like
@@ -381,6 +390,7 @@ def run(args) -> dict:
         "cores_given": cores,
         "cpu_count": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)),
+        "cpu_model": cpu_model(),
         "rows": rows,
         "smoke": args.smoke,
         "work": str(work),
