@@ -360,19 +360,30 @@ def make_inputs(raw: Path, model_dir: Path, rows: int, smoke: bool, env: dict, r
         result["inputs_log"] = (model.stdout + model.stderr)[-4000:] + catalog_out[-2000:]
         return False
     result["model"] = json.loads(model.stdout.strip().splitlines()[-1])
+    inputs_record(raw).write_text(json.dumps({"rows": rows, "model": result["model"]}) + "\n")
     return True
 
 
-def reuse_inputs(earlier_work: Path, raw: Path, model_dir: Path) -> None:
+def inputs_record(raw: Path) -> Path:
+    """What make_inputs made (rows, the model's description), kept in the work folder for --inputs-from."""
+    return raw.parent / "inputs.json"
+
+
+def reuse_inputs(earlier_work: Path, raw: Path, model_dir: Path) -> dict:
     """Link the raw file and the model folder of an earlier run's work folder (kept with --keep-work) into
-    this one: a second run of the same inputs (the warm-cache run) skips making them again."""
-    for made, link in ((earlier_work / raw.name, raw), (earlier_work / model_dir.relative_to(raw.parent), model_dir)):
+    this one: a second run of the same inputs (the warm-cache run) skips making them again. Returns the
+    earlier run's record of them (rows, model)."""
+    record = earlier_work / inputs_record(raw).name
+    links = ((earlier_work / raw.name, raw), (earlier_work / model_dir.relative_to(raw.parent), model_dir))
+    for made in (record, *(made for made, _ in links)):
         if not made.exists():
             raise SystemExit(
                 f"time_to_report: {made} is missing (--inputs-from takes a work folder kept with --keep-work)"
             )
+    for made, link in links:
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to(made.resolve())
+    return json.loads(record.read_text())
 
 
 def run(args) -> dict:
@@ -407,10 +418,8 @@ def run(args) -> dict:
         result["compile_cache"] = env["TORCHINDUCTOR_CACHE_DIR"]
     raw, model_dir = work / "trn.json", work / "model" / "tinyllama-random"
     if args.inputs_from:
-        reuse_inputs(Path(args.inputs_from), raw, model_dir)
+        result.update(reuse_inputs(Path(args.inputs_from), raw, model_dir))
         result["inputs_from"] = str(Path(args.inputs_from).resolve())
-        with open(raw, "rb") as lines:
-            result["rows"] = sum(1 for _ in lines)
     elif not make_inputs(raw, model_dir, rows, args.smoke, env, result):
         save()
         return result

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
+
+import pytest
 
 from tests.conftest import ROOT
 
@@ -177,19 +180,18 @@ def test_the_bytecode_cache_reaches_the_workflow_and_clears_the_images_refusal(t
 
 
 def test_a_second_run_links_the_earlier_runs_inputs_and_names_what_is_missing(tmp_path):
-    """--inputs-from: the raw file and the model folder of a kept work folder are linked, not made again; a
-    folder without them stops the run with the missing path."""
+    """--inputs-from: the raw file and the model folder of a kept work folder are linked, not made again, and
+    their record (rows, model) is the earlier run's; a folder without one of them stops the run with its path."""
     earlier, work = tmp_path / "earlier", tmp_path / "work"
     write(earlier / "model" / "tinyllama-random" / "config.json", {"hidden_size": 8})
+    write(earlier / "inputs.json", {"rows": 1, "model": {"parameters": 8}})
     (earlier / "trn.json").write_text('{"uid": "1"}\n')
     raw, model_dir = work / "trn.json", work / "model" / "tinyllama-random"
-    reuse_inputs(earlier, raw, model_dir)
+    assert reuse_inputs(earlier, raw, model_dir) == {"rows": 1, "model": {"parameters": 8}}
     assert raw.read_text() == '{"uid": "1"}\n'
     assert json.loads((model_dir / "config.json").read_text()) == {"hidden_size": 8}
     (earlier / "trn.json").unlink()
-    try:
-        reuse_inputs(earlier, tmp_path / "again" / "trn.json", tmp_path / "again" / "model" / "tinyllama-random")
-    except SystemExit as stop:
-        assert str(earlier / "trn.json") in str(stop)
-    else:
-        raise AssertionError("a missing raw file was not reported")
+    again = tmp_path / "again"
+    with pytest.raises(SystemExit, match=re.escape(str(earlier / "trn.json"))):
+        reuse_inputs(earlier, again / "trn.json", again / "model" / "tinyllama-random")
+    assert not again.exists()  # nothing linked when an input is missing
