@@ -338,6 +338,34 @@ def workflow_environment(env: dict, bytecode_cache: str | None) -> dict:
     return {**cleared, "PYTHONPYCACHEPREFIX": str(Path(bytecode_cache).resolve())}
 
 
+def installed_code_dirs() -> list[Path]:
+    """The standard library and every site-packages folder on this Python's path (PYTHONPATH's included), none
+    inside another, leaving out this repository: its own modules get their bytecode from the first stage that
+    imports them, as on a user's first run."""
+    import site
+    import sysconfig
+
+    paths = sysconfig.get_paths()
+    candidates = [paths["stdlib"], paths["purelib"], paths["platlib"], *site.getsitepackages(), *sys.path]
+    dirs = []
+    for candidate in candidates:
+        path = Path(candidate).resolve() if candidate else None
+        if path and path.is_dir() and path not in dirs and not path.is_relative_to(ROOT):
+            dirs.append(path)
+    return [path for path in dirs if not any(path != other and path.is_relative_to(other) for other in dirs)]
+
+
+def compile_bytecode(dirs: list[Path], workers: int) -> dict:
+    """Compile every Python source under `dirs` where this process keeps bytecode (sys.pycache_prefix, from
+    PYTHONPYCACHEPREFIX): what `pip install` does at install time and the lent GPU nodes' image left undone."""
+    import compileall
+
+    started = time.perf_counter()
+    for folder in dirs:  # False where some file does not compile (a package's test data): nothing to do about it
+        compileall.compile_dir(folder, quiet=2, workers=workers)
+    return {"dirs": [str(folder) for folder in dirs], "seconds": round(time.perf_counter() - started, 2)}
+
+
 def make_inputs(raw: Path, model_dir: Path, rows: int, smoke: bool, env: dict, result: dict) -> bool:
     """Generate the raw file and build the random-weight model folder, side by side in two processes (neither
     part of the workflow's time); their seconds, or the error, go to `result`. True when both were made."""
@@ -387,6 +415,8 @@ def reuse_inputs(earlier_work: Path, raw: Path, model_dir: Path) -> dict:
 
 
 def run(args) -> dict:
+    if args.compile_bytecode and not args.bytecode_cache:
+        raise SystemExit("time_to_report: --compile-bytecode needs --bytecode-cache (the folder to compile into)")
     cores = args.cores or len(os.sched_getaffinity(0))
     rows = args.rows if args.rows is not None else (3000 if args.smoke else 1_000_000)
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="time_to_report-"))
@@ -445,6 +475,16 @@ def run(args) -> dict:
     workflow_env = workflow_environment(env, args.bytecode_cache)
     if args.bytecode_cache:
         result["bytecode_cache"] = workflow_env["PYTHONPYCACHEPREFIX"]
+    if args.compile_bytecode:  # before the clock starts, as an install's own compile step
+        compiled = subprocess.run(
+            [python, __file__, "bytecode", "--workers", str(cores)],
+            capture_output=True,
+            text=True,
+            env=workflow_env,
+            check=True,
+        )
+        result["bytecode_compiled"] = json.loads(compiled.stdout.strip().splitlines()[-1])
+        result["bytecode_compiled"]["pyc_files"] = sum(1 for _ in Path(args.bytecode_cache).rglob("*.pyc"))
     save()
     log_path = work / "snakemake_run.log"
     started = time.perf_counter()
@@ -509,6 +549,13 @@ def main() -> None:
         ".pyc files beside the sources: on a normal install it makes a cold run slower",
     )
     go.add_argument(
+        "--compile-bytecode",
+        action="store_true",
+        help="with --bytecode-cache: before the clock starts, compile the standard library's and every installed "
+        "package's bytecode into it, as `pip install` does at install time (this repository's own modules are "
+        "left to the first stage that imports them)",
+    )
+    go.add_argument(
         "--inputs-from",
         help="the work folder of an earlier run (kept with --keep-work) whose raw file and model folder this run "
         "uses instead of making them again (--rows is then theirs)",
@@ -518,12 +565,16 @@ def main() -> None:
     go.add_argument("--keep-work", action="store_true", help="keep the work folder")
     go.add_argument("--results-dir", default=str(ROOT / "bench" / "results"))
     go.add_argument("--out", help="file name of the results JSON")
+    compile_step = sub.add_parser("bytecode", help="compile the installed packages' bytecode (run by `run`)")
+    compile_step.add_argument("--workers", type=int, default=1)
     build = sub.add_parser("model", help="build the random-weight model folder (run by `run` in its own process)")
     build.add_argument("--out", required=True)
     build.add_argument("--tiny", action="store_true")
     args = parser.parse_args()
     if args.command == "model":
         print(json.dumps(build_model(Path(args.out), args.tiny)))
+    elif args.command == "bytecode":
+        print(json.dumps(compile_bytecode(installed_code_dirs(), args.workers)))
     else:
         run(args)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -14,7 +15,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 from time_to_report import (  # noqa: E402
     archive_logs,
     breakdown,
+    compile_bytecode,
     critical_path,
+    installed_code_dirs,
     job_timeline,
     reuse_inputs,
     workflow_environment,
@@ -177,6 +180,29 @@ def test_the_bytecode_cache_reaches_the_workflow_and_clears_the_images_refusal(t
     env = workflow_environment(image, str(tmp_path / "pyc"))
     assert env == {"PATH": "/usr/bin", "PYTHONPYCACHEPREFIX": str(tmp_path / "pyc")}
     assert image["PYTHONDONTWRITEBYTECODE"] == "1"  # the caller's environment is left alone
+
+
+def test_the_installed_code_is_compiled_into_the_cache_and_the_repository_left_to_the_run(tmp_path, monkeypatch):
+    """--compile-bytecode: the standard library and the site-packages holding the workflow's packages, each once
+    (none inside another), never this repository; their sources compile to where Python looks with the cache."""
+    import importlib.util
+    import os
+
+    import yaml
+
+    dirs = installed_code_dirs()
+    assert not any(path.is_relative_to(ROOT) for path in dirs)
+    assert not any(a != b and a.is_relative_to(b) for a in dirs for b in dirs)
+    for module in (os, yaml):  # the standard library, an installed package
+        assert any(Path(module.__file__).resolve().is_relative_to(path) for path in dirs), module.__name__
+    package = tmp_path / "site" / "pkg"
+    package.mkdir(parents=True)
+    (package / "mod.py").write_text("VALUE = 1\n")
+    monkeypatch.setattr(sys, "pycache_prefix", str(tmp_path / "pyc"))
+    record = compile_bytecode([tmp_path / "site"], workers=1)
+    assert record["dirs"] == [str(tmp_path / "site")]
+    compiled = Path(importlib.util.cache_from_source(str(package / "mod.py")))
+    assert compiled.is_relative_to(tmp_path / "pyc") and compiled.exists()
 
 
 def test_a_second_run_links_the_earlier_runs_inputs_and_names_what_is_missing(tmp_path):
