@@ -118,8 +118,9 @@ def test_resume_after_sigkill_gives_the_same_adapter(packed_dir, tiny_model_dir,
     a = load_file(str(whole / "adapter" / "adapter_model.safetensors"))
     b = load_file(str(killed / "adapter" / "adapter_model.safetensors"))
     assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
+    # Bit for bit; on a mismatch, how far each differing tensor is (one CI run saw lora_A differ, not why).
+    differing = {key: float((a[key] - b[key]).abs().max()) for key in a if not torch.equal(a[key], b[key])}
+    assert not differing, f"{len(differing)} of {len(a)} adapter tensors differ (largest |a - b|): {differing}"
     with open(killed / "train_log.csv") as handle:
         steps = [int(row["step"]) for row in csv.DictReader(handle)]
     assert steps == list(range(1, 9))  # no gap, no repeat
