@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import sys
@@ -20,6 +21,7 @@ from time_to_report import (  # noqa: E402
     installed_code_dirs,
     job_timeline,
     reuse_inputs,
+    run,
     workflow_environment,
 )
 
@@ -203,6 +205,8 @@ def test_the_installed_code_is_compiled_into_the_cache_and_the_repository_left_t
     assert record["dirs"] == [str(tmp_path / "site")]
     compiled = Path(importlib.util.cache_from_source(str(package / "mod.py")))
     assert compiled.is_relative_to(tmp_path / "pyc") and compiled.exists()
+    with pytest.raises(SystemExit, match="--compile-bytecode needs --bytecode-cache"):
+        run(argparse.Namespace(compile_bytecode=True, bytecode_cache=None))  # refused before any work
 
 
 def test_a_second_run_links_the_earlier_runs_inputs_and_names_what_is_missing(tmp_path):
