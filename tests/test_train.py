@@ -118,9 +118,13 @@ def test_resume_after_sigkill_gives_the_same_adapter(packed_dir, tiny_model_dir,
     a = load_file(str(whole / "adapter" / "adapter_model.safetensors"))
     b = load_file(str(killed / "adapter" / "adapter_model.safetensors"))
     assert a.keys() == b.keys()
-    # Bit for bit; on a mismatch, how far each differing tensor is (one CI run saw lora_A differ, not why).
-    differing = {key: float((a[key] - b[key]).abs().max()) for key in a if not torch.equal(a[key], b[key])}
-    assert not differing, f"{len(differing)} of {len(a)} adapter tensors differ (largest |a - b|): {differing}"
+    # Equal up to float32 rounding: in two full CI runs (never alone, nor with both cores busy) every tensor
+    # differed by 6e-9 to 3.2e-7 with identical logged losses (cause not found). A broken resume is three orders
+    # larger in every tensor, measured on this model: RNG not restored 3.5e-4 to 8.3e-4, Adam's moments lost
+    # 8.3e-4 to 1.5e-3. 1e-5 lies between.
+    gaps = {key: float((a[key] - b[key]).abs().max()) for key in a}
+    too_far = {key: gap for key, gap in gaps.items() if gap > 1e-5}
+    assert not too_far, f"{len(too_far)} of {len(a)} adapter tensors differ (largest |a - b|): {too_far}"
     with open(killed / "train_log.csv") as handle:
         steps = [int(row["step"]) for row in csv.DictReader(handle)]
     assert steps == list(range(1, 9))  # no gap, no repeat
